@@ -1,0 +1,1 @@
+"""Plumbing shared by every stage: atomic writes, output folders, environment records, progress."""

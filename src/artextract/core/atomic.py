@@ -1,0 +1,66 @@
+"""Atomic file writes: a reader (or a crash) never sees a half-written file.
+
+Everything is written to a temporary file in the destination folder, flushed to disk and then
+renamed over the destination, which POSIX makes atomic within one file system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it is renamed to `path`, on error removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", **open_kwargs: Any) -> Iterator[IO[Any]]:
+    """Open a file for writing that appears at `path` only once it is complete."""
+    if not mode.startswith("w"):
+        raise ValueError(f"atomic_open only writes whole files, got mode {mode!r}")
+    with atomic_path(path) as tmp, open(tmp, mode, **open_kwargs) as handle:
+        yield handle
+
+
+def write_text(path: str | os.PathLike[str], text: str, newline: str | None = None) -> None:
+    with atomic_open(path, "w", encoding="utf-8", newline=newline) as handle:
+        handle.write(text)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> None:
+    """Atomically write a file produced by `writer(tmp_path)`, e.g. `df.to_parquet`."""
+    with atomic_path(path) as tmp:
+        writer(tmp)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())

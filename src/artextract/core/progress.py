@@ -1,0 +1,101 @@
+"""Progress reporting: a bar on a terminal, periodic log lines otherwise (CI, batch jobs, pipes)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from types import TracebackType
+
+log = logging.getLogger("artextract")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time (it may be replaced after set-up, e.g. by tests)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Plain `time level message` lines on stderr; idempotent."""
+    if log.handlers:
+        log.setLevel(logging.DEBUG if verbose else logging.INFO)
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def _format_seconds(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+class Progress:
+    """Count work done; show a tqdm bar on a terminal, else log a line every `interval` seconds.
+
+    Use as a context manager; `update(n)` after each piece of work.
+    """
+
+    def __init__(self, total: int, desc: str, unit: str = "img", interval: float = 10.0,
+                 use_bar: bool | None = None) -> None:
+        self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
+        self.done = 0
+        self._start = self._last_log = time.monotonic()
+        use_bar = sys.stderr.isatty() if use_bar is None else use_bar
+        self._bar = None
+        if use_bar:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self._start
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self._last_log >= self.interval:
+            self._last_log = now
+            self._log_line()
+
+    def _log_line(self) -> None:
+        rate = self.rate
+        left = (self.total - self.done) / rate if rate > 0 else float("inf")
+        eta = _format_seconds(left) if left != float("inf") else "?"
+        pct = 100.0 * self.done / self.total if self.total else 100.0
+        log.info("%s: %d/%d %s (%.0f%%), %.1f %s/s, %s left", self.desc, self.done, self.total, self.unit, pct,
+                 rate, self.unit, eta)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self.total:
+            self._log_line()

@@ -1,0 +1,1 @@
+"""Data layer: the ArtGAN file formats, a synthetic stand-in dataset, and `prepare` (manifest and cache)."""

@@ -1,0 +1,178 @@
+"""Reading and writing the ArtGAN split and class files in every form that circulates.
+
+Forms (see DESIGN section 2):
+- class files: `index name` per line (`artist_class`, `genre_class`, `style_class.txt`);
+- the artist split files: a header `(Path to image),, (Groundtruth class)`, a blank line, then `path,,label`;
+- the genre/style split files: `path,label` with CRLF line endings;
+- plain `path,label` copies of the artist files.
+A UTF-8 BOM, trailing spaces and blank lines are tolerated. Rows that cannot be used are returned as
+`RowProblem`s (file, line, reason) rather than raised, so one bad row never loses a whole file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from artextract.errors import DataError
+
+ARTIST_HEADER = "(Path to image),, (Groundtruth class)"
+_HEADER_RE = re.compile(r"^\(\s*path to image\s*\)\s*,,?\s*\(\s*groundtruth class\s*\)$", re.IGNORECASE)
+_CLASS_LINE_RE = re.compile(r"^(\d+)\s+(\S.*)$")
+
+# The names each file goes by; variants with and without an extension circulate.
+_CLASS_FILE_STEMS = {task: f"{task}_class" for task in ("artist", "style", "genre")}
+_EXTENSIONS = ("", ".csv", ".txt")
+
+
+@dataclass(frozen=True)
+class SplitRow:
+    path: str
+    label: int
+    file: str
+    line: int
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    file: str
+    line: int
+    reason: str
+    text: str
+
+
+# ---------------------------------------------------------------- writing
+
+
+def format_class_file(names: Sequence[str]) -> str:
+    return "".join(f"{index} {name}\n" for index, name in enumerate(names))
+
+
+def format_split_file(rows: Iterable[tuple[str, int]], artist_form: bool) -> str:
+    """The artist form (header, blank line, `,,`, LF) or the genre/style form (`,`, CRLF)."""
+    if artist_form:
+        return ARTIST_HEADER + "\n\n" + "".join(f"{path},,{label}\n" for path, label in rows)
+    return "".join(f"{path},{label}\r\n" for path, label in rows)
+
+
+def split_file_name(task: str, split: str) -> str:
+    """The published file name: the artist files have no extension, the others end in `.csv`."""
+    return f"{task}_{split}" if task == "artist" else f"{task}_{split}.csv"
+
+
+def class_file_name(task: str) -> str:
+    return {"artist": "artist_class", "genre": "genre_class", "style": "style_class.txt"}[task]
+
+
+# ---------------------------------------------------------------- finding files
+
+
+def find_file(folder: Path, stem: str) -> Path | None:
+    """`stem`, `stem.csv` or `stem.txt` in `folder` (case-insensitive), or None."""
+    wanted = {(stem + ext).lower() for ext in _EXTENSIONS}
+    matches = sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower() in wanted)
+    return matches[0] if matches else None
+
+
+def find_class_file(folder: Path, task: str) -> Path | None:
+    return find_file(folder, _CLASS_FILE_STEMS[task])
+
+
+def find_split_file(folder: Path, task: str, split: str) -> Path | None:
+    return find_file(folder, f"{task}_{split}")
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line} is not UTF-8 text; is this an ArtGAN split or class file?") from None
+    # splitlines() also splits on form feeds and other exotic separators; ArtGAN files use \n or \r\n.
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def read_class_file(path: Path) -> list[str]:
+    """Class names in index order; the file must list indices 0..n-1 exactly once."""
+    names: dict[int, str] = {}
+    for number, raw in enumerate(_read_lines(path), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        match = _CLASS_LINE_RE.match(line)
+        if not match:
+            raise DataError(f"{path}:{number}: expected 'index name', got {line[:80]!r}")
+        index, name = int(match.group(1)), match.group(2).strip()
+        if index in names:
+            raise DataError(f"{path}:{number}: class index {index} appears twice")
+        names[index] = name
+    if not names:
+        raise DataError(f"{path}: no classes found; expected lines of 'index name'")
+    if sorted(names) != list(range(len(names))):
+        missing = sorted(set(range(max(names) + 1)) - set(names))
+        raise DataError(f"{path}: class indices must run 0..{len(names) - 1}; missing {missing[:10]}")
+    return [names[i] for i in range(len(names))]
+
+
+def _detect_separator(lines: list[str], path: Path) -> str:
+    """`,,` for the artist form, `,` otherwise; decided on the first data lines."""
+    data = [line.strip() for line in lines if line.strip() and not _HEADER_RE.match(line.strip())]
+    if not data:
+        raise DataError(f"{path}: no rows found; expected 'path,label' or 'path,,label' lines")
+    sample = data[:50]
+    if sum(",," in line for line in sample) > len(sample) // 2:
+        return ",,"
+    if sum(re.search(r",\s*-?\d+\s*$", line) is not None for line in sample) > len(sample) // 2:
+        return ","
+    raise DataError(
+        f"{path}: not an ArtGAN split file (expected 'path,label' or 'path,,label' rows, "
+        f"first row is {data[0][:80]!r})"
+    )
+
+
+def read_split_file(path: Path, num_classes: int) -> tuple[list[SplitRow], list[RowProblem]]:
+    """Rows of a split file, plus the rows that were skipped and why.
+
+    Path checks that need the image root (escaping it, missing files) happen later, in resolution.
+    """
+    lines = _read_lines(path)
+    separator = _detect_separator(lines, path)
+    rows: list[SplitRow] = []
+    problems: list[RowProblem] = []
+    name = path.name
+    for number, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or _HEADER_RE.match(line):
+            continue
+        image, sep, label_text = line.rpartition(separator)
+        image, label_text = image.strip(), label_text.strip()
+        if not sep or not image:
+            problems.append(RowProblem(name, number, "no label (expected path" + separator + "label)", line))
+            continue
+        try:
+            label = int(label_text)
+        except ValueError:
+            problems.append(RowProblem(name, number, f"label {label_text!r} is not an integer", line))
+            continue
+        if not 0 <= label < num_classes:
+            problems.append(RowProblem(name, number, f"label {label} out of range 0..{num_classes - 1}", line))
+            continue
+        if image.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", image):
+            problems.append(RowProblem(name, number, "absolute path (paths must be relative to the image root)",
+                                       line))
+            continue
+        parts = image.replace("\\", "/").split("/")
+        if ".." in parts:
+            problems.append(RowProblem(name, number, "path escapes the image root ('..')", line))
+            continue
+        rows.append(SplitRow("/".join(p for p in parts if p not in ("", ".")), label, name, number))
+    return rows, problems

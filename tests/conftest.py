@@ -1,0 +1,60 @@
+"""Shared fixtures: generated ArtGAN-shaped datasets and an in-process command-line runner."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from artextract.cli import main
+from artextract.config import SynthConfig
+from artextract.data.synth import generate_dataset
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "artgan-wikiart"
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Run `artextract ARGS...` in this process, as the console script would."""
+
+    def run(*args: str | os.PathLike[str]) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["artextract", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+def _make_synth(root: Path, **overrides: object) -> Path:
+    config = SynthConfig(**{"artists": 5, "per_artist": 12, "size": 48, "workers": 1, **overrides})
+    generate_dataset(root, config)
+    return root
+
+
+@pytest.fixture(scope="session")
+def make_synth():
+    """`make_synth(root, **synth_config_overrides)` generates a small dataset under root and returns root."""
+    return _make_synth
+
+
+@pytest.fixture(scope="session")
+def synth_quirky(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small generated dataset with every quirk injected (shared, read-only)."""
+    return _make_synth(tmp_path_factory.mktemp("synth_quirky"), quirks=True, per_artist=14)

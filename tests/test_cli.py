@@ -1,0 +1,76 @@
+import subprocess
+import sys
+
+from artextract import __version__
+
+
+def test_help_lists_the_stages(run_cli):
+    result = run_cli("--help")
+    assert result.code == 0
+    assert "synth" in result.stdout
+
+
+def test_version(run_cli):
+    result = run_cli("--version")
+    assert result.code == 0
+    assert result.stdout.strip() == f"artextract {__version__}"
+
+
+def test_python_dash_m_runs_the_same_cli():
+    result = subprocess.run([sys.executable, "-m", "artextract", "--version"], capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0
+    assert __version__ in result.stdout
+
+
+def test_unknown_command_is_a_usage_error(run_cli):
+    result = run_cli("paint")
+    assert result.code == 2
+
+
+def test_non_empty_out_is_refused_without_force(run_cli, tmp_path):
+    (tmp_path / "keep.txt").write_text("precious")
+    result = run_cli("synth", tmp_path, "--artists", "2", "--per-artist", "2", "--size", "32")
+    assert result.code == 2
+    assert "--force" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+    forced = run_cli("synth", tmp_path, "--artists", "2", "--per-artist", "2", "--size", "32", "--force")
+    assert forced.code == 0
+    assert (tmp_path / "keep.txt").read_text() == "precious"
+    assert (tmp_path / "csv" / "artist_train").exists()
+
+
+def test_unwritable_out_is_a_clear_error(run_cli, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_cli("synth", blocker / "sub", "--artists", "2", "--per-artist", "2")
+    assert result.code == 2
+    assert "cannot write" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_config_key_names_the_closest(run_cli, tmp_path):
+    result = run_cli("synth", tmp_path / "out", "--set", "synth.per_artsit=3")
+    assert result.code == 2
+    assert "synth.per_artsit" in result.stderr and "synth.per_artist" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_wrong_type_is_a_clear_error(run_cli, tmp_path):
+    result = run_cli("synth", tmp_path / "out", "--set", "synth.size=big")
+    assert result.code == 2
+    assert "synth.size" in result.stderr and "int" in result.stderr
+
+
+def test_config_file_and_flags_are_resolved_into_config_yaml(run_cli, tmp_path):
+    import yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text("synth:\n  artists: 2\n  per_artist: 3\n  size: 32\n  seed: 5\n")
+    result = run_cli("synth", tmp_path / "out", "--config", config, "--set", "synth.seed=9", "--per-artist", "4")
+    assert result.code == 0, result.stderr
+    resolved = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())
+    assert resolved["synth"] | {"workers": 0} == {"artists": 2, "per_artist": 4, "size": 32, "val_fraction": 0.3,
+                                                 "seed": 9, "quirks": False, "workers": 0}
+    assert "8 paintings" in result.stdout

@@ -1,0 +1,63 @@
+import pytest
+
+from artextract.config import Config, load_config, write_config
+from artextract.errors import ConfigError
+
+
+def test_defaults():
+    config = load_config()
+    assert config.synth.artists == 23
+    assert config.prepare.protocol == "leak-free"
+
+
+def test_yaml_then_overrides_with_type_coercion(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("synth:\n  size: 64\nprepare:\n  select_fraction: 0.2\n")
+    config = load_config(path, ["synth.quirks=yes", "prepare.max_pixels=1_000", "prepare.protocol=inner-join",
+                                "synth.size=96"])
+    assert config.synth.size == 96
+    assert config.synth.quirks is True
+    assert config.prepare.select_fraction == 0.2
+    assert config.prepare.max_pixels == 1000
+    assert config.prepare.protocol == "inner-join"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("synth.sise=3", "did you mean 'synth.size'"),
+        ("synht.size=3", "did you mean 'synth.size'"),
+        ("synth.size=3.5", "synth.size' expects int"),
+        ("synth.quirks=maybe", "synth.quirks' expects bool"),
+        ("prepare.protocol=random", "must be one of leak-free, inner-join"),
+        ("prepare.select_fraction=lots", "prepare.select_fraction' expects float"),
+        ("synth.size", "section.key=value"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        load_config(None, [override])
+
+
+def test_yaml_errors(tmp_path):
+    bad_type = tmp_path / "bad.yaml"
+    bad_type.write_text("synth:\n  size: [1, 2]\n")
+    with pytest.raises(ConfigError, match=r"synth\.size"):
+        load_config(bad_type)
+    unknown_section = tmp_path / "unknown.yaml"
+    unknown_section.write_text("synht:\n  size: 3\n")
+    with pytest.raises(ConfigError, match="did you mean 'synth'"):
+        load_config(unknown_section)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("synth: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(broken)
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_written_config_loads_back_identically(tmp_path):
+    config = load_config(None, ["synth.seed=3", "prepare.image_size=128"])
+    write_config(config, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == config
+    assert load_config(tmp_path / "config.yaml") != Config()
