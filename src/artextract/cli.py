@@ -89,6 +89,47 @@ def synth(
         typer.echo(f"  quirks injected ({len(summary.quirks)}): {', '.join(kinds)}; details in {out / 'synth.json'}")
 
 
+@app.command()
+def prepare(
+    csv_dir: Annotated[Path, typer.Option("--csv-dir", help="Folder with the ArtGAN class and split files.")],
+    images: Annotated[Path, typer.Option("--images", help="The image folder, or wikiart.zip itself.")],
+    out: Annotated[Path, typer.Option("--out", help="DATA folder to write (rerunning on it resumes).")],
+    image_size: Annotated[int | None, typer.Option(help="Side of the cached square images in pixels.")] = None,
+    protocol: Annotated[str | None, typer.Option(help="leak-free (default) or inner-join.")] = None,
+    select_fraction: Annotated[float | None, typer.Option(help="Share of training images held out for "
+                                                                "early stopping.")] = None,
+    max_pixels: Annotated[int | None, typer.Option(help="Skip images with more pixels than this.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Decoding processes (0 = all cores).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the selection-set draw.")] = None,
+    shard: Annotated[str, typer.Option(help="Build only part i of n of the cache (i/n), e.g. one per machine.")]
+    = "0/1",
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    force: ForceOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Build the leak-free manifest, the image cache and the report from the ArtGAN CSVs and images."""
+    from artextract.config import load_config, write_config
+    from artextract.core.environment import write_environment
+    from artextract.core.outdir import prepare_output_dir
+    from artextract.core.progress import setup_logging
+    from artextract.data.prepare import parse_shard, prepare_dataset
+    from artextract.data.prepare_report import summary_lines
+
+    setup_logging(verbose)
+    cfg = load_config(config, _overrides("prepare", set_, image_size=image_size, protocol=protocol,
+                                         select_fraction=select_fraction, max_pixels=max_pixels, workers=workers,
+                                         seed=seed))
+    shard_pair = parse_shard(shard)
+    out = prepare_output_dir(out, force=force, resumable_marker="cache/layout.json")
+    result = prepare_dataset(csv_dir, images, out, cfg.prepare, shard_pair)
+    write_config(cfg, out / "config.yaml", sections=("prepare",))
+    write_environment(out)
+    for line in summary_lines(result.report):
+        typer.echo(line)
+    typer.echo(f"report: {out / 'prepare_report.md'}")
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2.
 

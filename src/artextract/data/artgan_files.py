@@ -176,3 +176,49 @@ def read_split_file(path: Path, num_classes: int) -> tuple[list[SplitRow], list[
             continue
         rows.append(SplitRow("/".join(p for p in parts if p not in ("", ".")), label, name, number))
     return rows, problems
+
+
+@dataclass
+class CsvFolder:
+    """Everything read from a folder of ArtGAN class and split files."""
+
+    classes: dict[str, list[str]]  # task -> class names, for the tasks whose files were found
+    rows: dict[tuple[str, str], list[SplitRow]]  # (task, "train" | "val") -> rows
+    problems: list[RowProblem]
+    files: dict[str, str]  # role ("artist_class", "artist_train", ...) -> file name used
+    missing: list[str]  # tasks skipped because their files are absent
+
+
+def read_csv_folder(folder: Path, tasks: Sequence[str] = ("artist", "style", "genre")) -> CsvFolder:
+    """Read the class file and the train/val split files of each task found in `folder`.
+
+    A task with no files at all is skipped (and listed in `missing`); a task with a class file but no split
+    file, or split files but no class file, is an error.
+    """
+    if not folder.is_dir():
+        raise DataError(f"--csv-dir {folder} is not a folder; point it at the ArtGAN CSV files")
+    result = CsvFolder({}, {}, [], {}, [])
+    for task in tasks:
+        class_file = find_class_file(folder, task)
+        split_files = {split: find_split_file(folder, task, split) for split in ("train", "val")}
+        if class_file is None and not any(split_files.values()):
+            result.missing.append(task)
+            continue
+        if class_file is None:
+            raise DataError(f"{folder}: found {task} split files but no class file ({task}_class)")
+        absent = [split for split, path in split_files.items() if path is None]
+        if absent:
+            raise DataError(f"{folder}: found {class_file.name} but no {task}_{absent[0]} split file")
+        names = read_class_file(class_file)
+        result.classes[task] = names
+        result.files[f"{task}_class"] = class_file.name
+        for split, path in split_files.items():
+            assert path is not None
+            rows, problems = read_split_file(path, len(names))
+            result.rows[task, split] = rows
+            result.problems.extend(problems)
+            result.files[f"{task}_{split}"] = path.name
+    if not result.classes:
+        raise DataError(f"{folder}: no ArtGAN class or split files found (expected e.g. artist_class, "
+                        "artist_train, style_class.txt, style_train.csv)")
+    return result

@@ -1,0 +1,215 @@
+"""The image cache: every image decoded once into a `N x S x S x 3` uint8 array file that training memory-maps.
+
+Files in `DATA/cache/`:
+- `layout.json`: image size, row count and a fingerprint of the ordered image list;
+- `images.u8`: the raw array (row i is manifest row i), created sparse and filled in any order;
+- `status-<i>of<n>.npy` / `errors-<i>of<n>.json`: per shard, which rows are done (size, bytes) or skipped (why).
+A rerun reads every status file and only decodes what is still pending; `--shard i/n` builds rows i, i+n, ...
+so that several machines sharing a file system can each build a part.
+
+Why raw arrays rather than small JPEGs: reading a row is a memory copy, with no decoding on the training side
+(`bench/bench_cache.py` measures both).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from artextract.core.atomic import atomic_path, write_json
+from artextract.core.progress import Progress, log
+from artextract.data.decode import SkipImage, decode_square
+from artextract.data.image_source import ImageSource
+
+PENDING, OK, SKIPPED = 0, 1, 2
+STATUS_DTYPE = np.dtype([("state", "u1"), ("width", "<i4"), ("height", "<i4"), ("bytes", "<i8")])
+_SAVE_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    image_size: int
+    count: int
+    fingerprint: str
+    format: str = "uint8 NxHxWx3, C order"
+
+    @property
+    def row_bytes(self) -> int:
+        return self.image_size * self.image_size * 3
+
+
+def fingerprint(paths: Sequence[str], image_size: int) -> str:
+    digest = hashlib.sha256(f"{image_size}\n".encode())
+    for path in paths:
+        digest.update(path.encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
+def open_images(cache_dir: Path, layout: CacheLayout, mode: str = "r") -> np.memmap:
+    """The cached images as a read-only (or `r+`) memory map of shape N x S x S x 3."""
+    shape = (layout.count, layout.image_size, layout.image_size, 3)
+    return np.memmap(cache_dir / "images.u8", dtype=np.uint8, mode=mode, shape=shape)
+
+
+def read_layout(cache_dir: Path) -> CacheLayout | None:
+    try:
+        return CacheLayout(**json.loads((cache_dir / "layout.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _status_name(shard: tuple[int, int]) -> str:
+    return f"{shard[0]}of{shard[1]}"
+
+
+def load_status(cache_dir: Path, layout: CacheLayout) -> tuple[np.ndarray, dict[int, str]]:
+    """Merged status of all shards: a STATUS_DTYPE array of N rows, and the skip reason per skipped row."""
+    merged = np.zeros(layout.count, dtype=STATUS_DTYPE)
+    errors: dict[int, str] = {}
+    for path in sorted(cache_dir.glob("status-*.npy")):
+        try:
+            part = np.load(path, allow_pickle=False)
+        except (OSError, ValueError):
+            log.warning("ignoring unreadable cache status file %s", path)
+            continue
+        if part.dtype != STATUS_DTYPE or part.shape != merged.shape:
+            log.warning("ignoring cache status file %s of another layout", path)
+            continue
+        done = part["state"] != PENDING
+        merged[done] = part[done]
+        errors_path = path.with_name(path.name.replace("status-", "errors-").replace(".npy", ".json"))
+        if errors_path.exists():
+            errors.update({int(k): v for k, v in json.loads(errors_path.read_text()).items()})
+    return merged, errors
+
+
+def _reset(cache_dir: Path, layout: CacheLayout) -> None:
+    """Start a cache for `layout`, removing one built for other inputs."""
+    for stale in [*cache_dir.glob("status-*.npy"), *cache_dir.glob("errors-*.json"), cache_dir / "images.u8"]:
+        stale.unlink(missing_ok=True)
+    write_json(cache_dir / "layout.json", asdict(layout))
+
+
+# ------------------------------------------------------------------ worker side
+
+_worker: dict[str, object] = {}
+
+
+def _init_worker(source: ImageSource, cache_dir: Path, layout: CacheLayout, max_pixels: int) -> None:
+    _worker.update(source=source, images=open_images(cache_dir, layout, "r+"), size=layout.image_size,
+                   max_pixels=max_pixels)
+
+
+def _build_one(job: tuple[int, str]) -> tuple[int, int, int, int, int, str]:
+    """Decode one image into its row; returns (row, state, width, height, bytes, reason)."""
+    row, member = job
+    source: ImageSource = _worker["source"]  # type: ignore[assignment]
+    try:
+        data = source.read(member)
+    except (OSError, KeyError) as err:
+        return row, SKIPPED, 0, 0, 0, f"cannot read the file ({err})"
+    try:
+        array, width, height = decode_square(data, _worker["size"], _worker["max_pixels"])  # type: ignore[arg-type]
+    except SkipImage as err:
+        return row, SKIPPED, 0, 0, len(data), str(err)
+    _worker["images"][row] = array  # type: ignore[index]
+    return row, OK, width, height, len(data), ""
+
+
+# ------------------------------------------------------------------ driver
+
+
+@dataclass
+class CacheResult:
+    layout: CacheLayout
+    status: np.ndarray  # merged STATUS_DTYPE, all shards
+    errors: dict[int, str]
+    built_now: int
+    reused: int
+
+
+def build_cache(source: ImageSource, members: Sequence[str], paths: Sequence[str], cache_dir: Path,
+                image_size: int, max_pixels: int, workers: int = 0,
+                shard: tuple[int, int] = (0, 1)) -> CacheResult:
+    """Decode the pending images of this shard into the cache; resumes whatever an earlier run left.
+
+    `members` are the names to read from the source, `paths` the manifest paths (the fingerprint uses these,
+    so a folder and its zip share one cache).
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    layout = CacheLayout(image_size, len(paths), fingerprint(paths, image_size))
+    if read_layout(cache_dir) != layout:
+        if (cache_dir / "layout.json").exists():
+            log.info("cache: inputs or image size changed since the last run; rebuilding the cache")
+        _reset(cache_dir, layout)
+    with open(cache_dir / "images.u8", "ab") as handle:  # sparse; never shrinks rows another shard wrote
+        if handle.tell() < layout.count * layout.row_bytes:
+            handle.truncate(layout.count * layout.row_bytes)
+
+    merged, _ = load_status(cache_dir, layout)
+    index, count = shard
+    rows = range(index, layout.count, count)
+    todo = [(row, members[row]) for row in rows if merged["state"][row] == PENDING]
+    reused = len(rows) - len(todo)
+    if reused:
+        log.info("cache: %d of %d images of this shard already cached; decoding the other %d", reused, len(rows),
+                 len(todo))
+    own_status_path = cache_dir / f"status-{_status_name(shard)}.npy"
+    own_errors_path = cache_dir / f"errors-{_status_name(shard)}.json"
+    own = merged.copy()
+    own_errors: dict[int, str] = {}
+    if own_errors_path.exists():
+        own_errors = {int(k): v for k, v in json.loads(own_errors_path.read_text()).items()}
+
+    def save() -> None:
+        with atomic_path(own_status_path) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, own, allow_pickle=False)
+        write_json(own_errors_path, {str(k): v for k, v in sorted(own_errors.items())})
+
+    workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
+    last_save = time.monotonic()
+    try:
+        with Progress(len(todo), f"cache ({workers} workers)") as progress:
+            if workers == 1:
+                _init_worker(source, cache_dir, layout, max_pixels)
+                results = map(_build_one, todo)
+                pool = None
+            else:
+                pool = ProcessPoolExecutor(workers, initializer=_init_worker,
+                                           initargs=(source, cache_dir, layout, max_pixels))
+                results = pool.map(_build_one, todo, chunksize=32)
+            try:
+                for row, state, width, height, nbytes, reason in results:
+                    own[row] = (state, width, height, nbytes)
+                    if reason:
+                        own_errors[row] = reason
+                    progress.update()
+                    if time.monotonic() - last_save > _SAVE_EVERY_S:
+                        save()
+                        last_save = time.monotonic()
+            finally:
+                if pool is not None:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                _worker.clear()
+    finally:
+        _sync(cache_dir / "images.u8")
+        save()  # what is done stays done, even on Ctrl-C
+    merged, errors = load_status(cache_dir, layout)
+    return CacheResult(layout, merged, errors, built_now=len(todo), reused=reused)
+
+
+def _sync(path: Path) -> None:
+    """Flush rows the workers wrote through their memory maps before the status says they are done."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

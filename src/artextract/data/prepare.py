@@ -1,0 +1,111 @@
+"""`artextract prepare`: ArtGAN CSVs + images -> DATA/ with the manifest, classes, cache and report.
+
+DATA/manifest.parquet   one row per image: path, label_<task> (-1 = none), official_<task> ("train", "val" or
+                        ""), split ("train", "select" or "eval"), width, height, bytes, cache_index, status
+DATA/classes.json       class names per task, from the class files
+DATA/cache/             the pre-resized images (see cache.py)
+DATA/prepare_report.*   counts, repairs, duplicates, leakage, skipped rows and images
+DATA/labels.csv         image_path,label,split for the artist task, like the original notebook's labels.csv
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from artextract.config import PrepareConfig
+from artextract.core.atomic import write_json, write_text, write_with
+from artextract.core.progress import log
+from artextract.data.artgan_files import read_csv_folder
+from artextract.data.cache import OK, PENDING, build_cache
+from artextract.data.image_source import open_source
+from artextract.data.path_index import PathIndex
+from artextract.data.prepare_report import build_report, render_markdown
+from artextract.data.protocol import assign_splits, collect_images
+from artextract.errors import ConfigError, DataError
+
+MANIFEST = "manifest.parquet"
+STATUS_NAMES = {PENDING: "pending", OK: "ok", 2: "skipped"}
+
+
+@dataclass
+class PrepareResult:
+    out: Path
+    manifest: pd.DataFrame
+    report: dict[str, Any]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`i/n` with 0 <= i < n."""
+    try:
+        index_text, count_text = text.split("/")
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise ConfigError(f"--shard expects i/n (e.g. 0/4), got {text!r}") from None
+    if not 0 <= index < count:
+        raise ConfigError(f"--shard {text}: i must be between 0 and n-1")
+    return index, count
+
+
+def _check_config(config: PrepareConfig) -> None:
+    if not 0.0 <= config.select_fraction < 1.0:
+        raise ConfigError(f"prepare.select_fraction must be in [0, 1), got {config.select_fraction}")
+    if config.image_size < 8:
+        raise ConfigError(f"prepare.image_size must be at least 8 pixels, got {config.image_size}")
+    if config.max_pixels < 1:
+        raise ConfigError(f"prepare.max_pixels must be positive, got {config.max_pixels}")
+
+
+def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfig,
+                    shard: tuple[int, int] = (0, 1)) -> PrepareResult:
+    _check_config(config)
+    csvs = read_csv_folder(csv_dir)
+    for problem in csvs.problems[:20]:
+        log.warning("skipped %s:%d: %s", problem.file, problem.line, problem.reason)
+    source = open_source(images)
+    files = source.list_files()
+    if not files:
+        raise DataError(f"--images {images} contains no files")
+    log.info("prepare: %d files under %s; %d CSV rows for tasks %s", len(files), source.location,
+             sum(len(r) for r in csvs.rows.values()), ", ".join(csvs.classes))
+    top_folders = {row.path.split("/", 1)[0] for rows in csvs.rows.values() for row in rows}
+    index = PathIndex(files, top_folders)
+    collected = collect_images(csvs, index)
+    if not collected.images:
+        example = collected.unmatched[0] if collected.unmatched else None
+        hint = f" (e.g. {example['path']!r} from {example['file']})" if example else ""
+        raise DataError(f"none of the CSV rows matches a file under {images}{hint}; is --images the folder "
+                        "that holds the style folders (or wikiart.zip)?")
+    result = assign_splits(collected, config.protocol, config.select_fraction, config.seed)
+    paths = [record.path for record in result.images]
+    cache = build_cache(source, [index.member(p) for p in paths], paths, out / "cache", config.image_size,
+                        config.max_pixels, config.workers, shard)
+
+    tasks = list(csvs.classes)
+    status = cache.status
+    manifest = pd.DataFrame({"path": paths})
+    for task in tasks:
+        manifest[f"label_{task}"] = pd.array([r.labels[task] for r in result.images], dtype="int16")
+        manifest[f"official_{task}"] = [r.official[task] for r in result.images]
+    manifest["split"] = pd.Categorical([r.split for r in result.images], categories=["train", "select", "eval"])
+    manifest["width"] = status["width"]
+    manifest["height"] = status["height"]
+    manifest["bytes"] = status["bytes"]
+    manifest["cache_index"] = [i if s == OK else -1 for i, s in enumerate(status["state"])]
+    manifest["status"] = [STATUS_NAMES[int(s)] for s in status["state"]]
+    manifest["skip_reason"] = [cache.errors.get(i, "") for i in range(len(paths))]
+
+    report = build_report(csvs, source.location, config, shard, collected, result, manifest, cache, index.prefix)
+    write_with(out / MANIFEST, lambda tmp: manifest.to_parquet(tmp, index=False))
+    write_json(out / "classes.json", csvs.classes)
+    write_json(out / "prepare_report.json", report)
+    write_text(out / "prepare_report.md", render_markdown(report))
+    if "artist" in tasks:
+        artist = manifest[(manifest["label_artist"] >= 0) & (manifest["status"] == "ok")]
+        labels = pd.DataFrame({"image_path": artist["path"], "label": artist["label_artist"],
+                               "split": artist["split"].astype(str)})
+        write_with(out / "labels.csv", lambda tmp: labels.to_csv(tmp, index=False))
+    return PrepareResult(out, manifest, report)

@@ -1,0 +1,167 @@
+"""The prepare report: every count, repair and skip, as JSON (complete) and Markdown (for people)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from artextract.config import PrepareConfig
+
+if TYPE_CHECKING:
+    from artextract.data.artgan_files import CsvFolder
+    from artextract.data.cache import CacheResult
+    from artextract.data.protocol import Collected, ProtocolResult
+
+PROTOCOL_TEXT = {
+    "leak-free": ("Leak-free: an image listed in any task's official val split is an evaluation image and is never "
+                  "trained on; its labels count only for the tasks whose val split lists it. The selection set for "
+                  "early stopping is carved out of the training images (stratified, seeded). Evaluation uses the "
+                  "official val sets with all classes."),
+    "inner-join": ("INNER-JOIN (for comparison with published work only): only images labelled in every task, with "
+                   "the same official split in each, are kept. Figures from this protocol are not comparable with "
+                   "leak-free ones."),
+}
+_MD_LIST_LIMIT = 50
+
+
+def build_report(csvs: CsvFolder, images_location: str, config: PrepareConfig, shard: tuple[int, int],
+                 collected: Collected, result: ProtocolResult, manifest: pd.DataFrame, cache: CacheResult,
+                 wrapper: str) -> dict[str, Any]:
+    tasks = list(csvs.classes)
+    unmatched_by_file = Counter(u["file"] for u in collected.unmatched)
+    problems_by_file = Counter(p.file for p in csvs.problems)
+    rows = {}
+    for (task, split), listed in csvs.rows.items():
+        name = csvs.files[f"{task}_{split}"]
+        rows[name] = {"task": task, "split": split, "rows": len(listed) + problems_by_file[name],
+                      "malformed": problems_by_file[name], "unmatched": unmatched_by_file[name]}
+    usable = manifest["status"] == "ok"
+    counts = {}
+    for task in tasks:
+        labelled = manifest[f"label_{task}"] >= 0
+        counts[task] = {
+            "official_train_rows": len(csvs.rows[task, "train"]),
+            "official_val_rows": len(csvs.rows[task, "val"]),
+            **{f"{split}_labelled": int((labelled & (manifest["split"] == split)).sum())
+               for split in ("train", "select", "eval")},
+            **{f"{split}_usable": int((labelled & usable & (manifest["split"] == split)).sum())
+               for split in ("train", "select", "eval")},
+        }
+    leak_pairs = Counter(f"{'+'.join(e['train'])} train / {'+'.join(e['val'])} val" for e in result.leakage)
+    status_counts = manifest["status"].value_counts().to_dict()
+    skipped = manifest[manifest["status"] == "skipped"]
+    return {
+        "protocol": {"name": config.protocol, "description": PROTOCOL_TEXT[config.protocol],
+                     "select_fraction": config.select_fraction, "seed": config.seed},
+        "inputs": {"images": images_location, "wrapper_folder": wrapper.rstrip("/"), "files": csvs.files,
+                   "missing_tasks": csvs.missing},
+        "classes": {task: len(names) for task, names in csvs.classes.items()},
+        "rows": rows,
+        "images": {"union": len(collected.images), "in_manifest": len(manifest),
+                   "usable": int(status_counts.get("ok", 0)), "skipped": int(status_counts.get("skipped", 0)),
+                   "pending": int(status_counts.get("pending", 0)),
+                   "splits": {s: int((manifest["split"] == s).sum()) for s in ("train", "select", "eval")}},
+        "counts": counts,
+        "repairs": {"counts": dict(Counter(r["repair"] for r in collected.repairs)), "rows": collected.repairs},
+        "duplicates": {"same_label": collected.duplicates, "conflicting": collected.conflicts},
+        "leakage": {"images": len(result.leakage), "by_tasks": dict(leak_pairs),
+                    "action": ("kept for evaluation only; train labels of these images unused"
+                               if config.protocol == "leak-free" else "dropped unless every task agrees"),
+                    "list": result.leakage},
+        "dropped": {"counts": dict(Counter(d["reason"] for d in result.dropped)), "list": result.dropped},
+        "malformed_rows": [{"file": p.file, "line": p.line, "reason": p.reason, "text": p.text}
+                           for p in csvs.problems],
+        "unmatched_rows": collected.unmatched,
+        "skipped_images": [{"path": p, "reason": r} for p, r in zip(skipped["path"], skipped["skip_reason"],
+                                                                     strict=True)],
+        "cache": {"image_size": cache.layout.image_size, "format": cache.layout.format,
+                  "geometry": "short side resized, then centre-cropped to a square",
+                  "max_pixels": config.max_pixels, "shard": f"{shard[0]}/{shard[1]}",
+                  "decoded_this_run": cache.built_now, "already_cached": cache.reused,
+                  "complete": int(status_counts.get("pending", 0)) == 0},
+    }
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _listing(title: str, items: list[dict[str, Any]], keys: list[str]) -> str:
+    if not items:
+        return f"\n### {title}: none\n"
+    shown = items[:_MD_LIST_LIMIT]
+    more = f"\n{len(items) - len(shown)} more in prepare_report.json.\n" if len(items) > len(shown) else ""
+    return f"\n### {title}: {len(items)}\n\n" + _table(keys, [[item.get(k, "") for k in keys] for item in shown]) + more
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    images, protocol = report["images"], report["protocol"]
+    parts = [
+        "# Prepare report\n\n",
+        f"**Protocol: {protocol['name']}.** {protocol['description']}\n\n",
+        f"Images: {report['inputs']['images']}"
+        + (f" (wrapper folder `{report['inputs']['wrapper_folder']}/` dropped)" if report['inputs']['wrapper_folder']
+           else "") + "\n",
+        f"\n{images['union']:,} images matched the CSV rows; {images['in_manifest']:,} are in the manifest "
+        f"({images['splits']['train']:,} train, {images['splits']['select']:,} select, {images['splits']['eval']:,} "
+        f"eval); {images['usable']:,} usable, {images['skipped']:,} skipped, {images['pending']:,} not cached yet.\n",
+        "\n## Split files\n\n",
+        _table(["file", "task", "split", "rows", "malformed", "unmatched"],
+               [[name, r["task"], r["split"], r["rows"], r["malformed"], r["unmatched"]]
+                for name, r in report["rows"].items()]),
+        "\n## Images per task and split (labelled / usable)\n\n",
+        _table(["task", "classes", "official train rows", "official val rows", "train", "select", "eval"],
+               [[task, report["classes"][task], c["official_train_rows"], c["official_val_rows"],
+                 *(f"{c[f'{s}_labelled']} / {c[f'{s}_usable']}" for s in ("train", "select", "eval"))]
+                for task, c in report["counts"].items()]),
+        "\n## Repairs and exclusions\n\n",
+        _table(["what", "count"], [
+            *[[f"path matched after {how} repair", n] for how, n in sorted(report["repairs"]["counts"].items())],
+            ["duplicate rows with the same label (merged)", len(report["duplicates"]["same_label"])],
+            ["conflicting duplicates (label excluded)", len(report["duplicates"]["conflicting"])],
+            [f"images in one task's train and another's val ({report['leakage']['action']})",
+             report["leakage"]["images"]],
+            *[[f"dropped: {reason}", n] for reason, n in sorted(report["dropped"]["counts"].items())],
+            ["malformed rows skipped", len(report["malformed_rows"])],
+            ["rows matching no file", len(report["unmatched_rows"])],
+            ["images skipped (unreadable, over the pixel limit, ...)", len(report["skipped_images"])],
+        ]),
+    ]
+    if report["leakage"]["by_tasks"]:
+        parts.append("\nLeakage by task pair: " + "; ".join(f"{k}: {v}" for k, v in
+                                                           sorted(report["leakage"]["by_tasks"].items())) + "\n")
+    parts += [
+        _listing("Conflicting duplicates", report["duplicates"]["conflicting"], ["path", "task", "labels", "rows"]),
+        _listing("Malformed rows", report["malformed_rows"], ["file", "line", "reason", "text"]),
+        _listing("Rows matching no file", report["unmatched_rows"], ["file", "line", "path", "closest"]),
+        _listing("Skipped images", report["skipped_images"], ["path", "reason"]),
+        _listing("Repaired paths", report["repairs"]["rows"], ["file", "line", "csv_path", "path", "repair"]),
+    ]
+    cache = report["cache"]
+    parts.append(f"\n## Cache\n\n{cache['image_size']} x {cache['image_size']} pixels ({cache['geometry']}), "
+                 f"{cache['format']}; pixel limit {cache['max_pixels']:,}; shard {cache['shard']}; "
+                 f"{cache['decoded_this_run']:,} decoded this run, {cache['already_cached']:,} already cached; "
+                 f"{'complete' if cache['complete'] else 'INCOMPLETE: run the remaining shards'}.\n")
+    return "".join(parts)
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    """A few lines for the terminal."""
+    images = report["images"]
+    lines = [f"protocol {report['protocol']['name']}: {images['in_manifest']:,} images "
+             f"({images['splits']['train']:,} train / {images['splits']['select']:,} select / "
+             f"{images['splits']['eval']:,} eval), {images['usable']:,} usable, {images['skipped']:,} skipped"]
+    for task, c in report["counts"].items():
+        lines.append(f"  {task}: {c['train_usable']:,} train / {c['select_usable']:,} select / "
+                     f"{c['eval_usable']:,} eval images usable")
+    lines.append(f"  repairs {sum(report['repairs']['counts'].values())}, leakage {report['leakage']['images']}, "
+                 f"conflicting duplicates {len(report['duplicates']['conflicting'])}, unmatched rows "
+                 f"{len(report['unmatched_rows'])}, malformed rows {len(report['malformed_rows'])}")
+    if not report["cache"]["complete"]:
+        lines.append(f"  cache INCOMPLETE ({images['pending']:,} pending): run the other shards, then prepare once "
+                     "more without --shard")
+    return lines

@@ -1,0 +1,149 @@
+"""From CSV rows to one record per image, and the split each image is used in.
+
+Leak-free protocol (default): an image listed in any task's official val split is an evaluation image and
+is never trained on, whatever other tasks say; its labels count only for the tasks whose val split lists it.
+The selection set (early stopping) is carved out of the remaining training images, stratified and seeded.
+Inner-join protocol: only images labelled in every task with the same official split in each, the common
+intersection-only variant of published work, kept for comparison and labelled as such.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from artextract.data.artgan_files import CsvFolder, SplitRow
+from artextract.data.path_index import PathIndex
+
+PROTOCOLS = ("leak-free", "inner-join")
+
+
+@dataclass
+class ImageRecord:
+    path: str  # real relative path (below any wrapper folder of the source)
+    labels: dict[str, int] = field(default_factory=dict)  # task -> class index, -1 = none
+    official: dict[str, str] = field(default_factory=dict)  # task -> "train" | "val" | "" (not listed)
+    split: str = ""  # "train" | "select" | "eval"
+
+
+@dataclass
+class Collected:
+    images: dict[str, ImageRecord]
+    unmatched: list[dict[str, Any]]
+    repairs: list[dict[str, Any]]
+    duplicates: list[dict[str, Any]]  # same image listed again with the same label
+    conflicts: list[dict[str, Any]]  # same image listed with different labels: label excluded
+
+
+def collect_images(csvs: CsvFolder, index: PathIndex) -> Collected:
+    """Resolve every row against the real files and merge rows of the same image."""
+    tasks = list(csvs.classes)
+    entries: dict[tuple[str, str], list[tuple[str, SplitRow]]] = defaultdict(list)
+    unmatched, repairs = [], []
+    for (task, split), rows in csvs.rows.items():
+        for row in rows:
+            found = index.resolve(row.path)
+            if found is None:
+                unmatched.append({"file": row.file, "line": row.line, "path": row.path,
+                                  "closest": index.closest(row.path)})
+                continue
+            if found.how != "exact":
+                repairs.append({"file": row.file, "line": row.line, "csv_path": row.path, "path": found.path,
+                                "repair": found.how})
+            entries[found.path, task].append((split, row))
+
+    images: dict[str, ImageRecord] = {}
+    duplicates, conflicts = [], []
+    for (path, task), listed in sorted(entries.items()):
+        record = images.setdefault(path, ImageRecord(path, dict.fromkeys(tasks, -1), dict.fromkeys(tasks, "")))
+        labels = sorted({row.label for _, row in listed})
+        splits = {split for split, _ in listed}
+        # Listed in this task's val split at all: it is a val image of this task (never trained on).
+        record.official[task] = "val" if "val" in splits else "train"
+        where = [f"{row.file}:{row.line}" for _, row in listed]
+        if len(labels) > 1:
+            conflicts.append({"path": path, "task": task, "labels": labels, "rows": where})
+            continue
+        if len(listed) > 1:
+            duplicates.append({"path": path, "task": task, "label": labels[0], "rows": where})
+        record.labels[task] = labels[0]
+    return Collected(images, unmatched, repairs, duplicates, conflicts)
+
+
+@dataclass
+class ProtocolResult:
+    images: list[ImageRecord]  # sorted by path, split assigned
+    leakage: list[dict[str, Any]]  # images in one task's train split and another task's (or the same) val split
+    dropped: list[dict[str, Any]]  # images (inner-join) or labels (leak-free) left out, with the reason
+
+
+def _leaks(record: ImageRecord) -> bool:
+    return "train" in record.official.values() and "val" in record.official.values()
+
+
+def _leakage_entry(record: ImageRecord) -> dict[str, Any]:
+    return {"path": record.path,
+            "train": sorted(t for t, s in record.official.items() if s == "train"),
+            "val": sorted(t for t, s in record.official.items() if s == "val")}
+
+
+def assign_splits(collected: Collected, protocol: str, select_fraction: float, seed: int) -> ProtocolResult:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    records = [collected.images[p] for p in sorted(collected.images)]
+    leakage = [_leakage_entry(r) for r in records if _leaks(r)]
+    dropped: list[dict[str, Any]] = []
+    kept: list[ImageRecord] = []
+    for record in records:
+        if protocol == "leak-free":
+            if "val" in record.official.values():
+                record.split = "eval"
+                for task, split in record.official.items():
+                    if split == "train" and record.labels[task] >= 0:
+                        dropped.append({"path": record.path, "task": task, "label": record.labels[task],
+                                        "reason": "train label of an image in another task's val split"})
+                        record.labels[task] = -1
+            else:
+                record.split = "train"
+        else:  # inner-join
+            splits = set(record.official.values())
+            if "" in splits or any(label < 0 for label in record.labels.values()):
+                dropped.append({"path": record.path, "reason": "not labelled in every task"})
+                continue
+            if len(splits) > 1:
+                dropped.append({"path": record.path, "reason": "official splits disagree between tasks"})
+                continue
+            record.split = "eval" if splits == {"val"} else "train"
+        if any(label >= 0 for label in record.labels.values()):
+            kept.append(record)
+        elif protocol == "leak-free":
+            dropped.append({"path": record.path, "reason": "no usable label left"})
+    _carve_selection(kept, select_fraction, seed)
+    return ProtocolResult(kept, leakage, dropped)
+
+
+def _stratum(record: ImageRecord) -> str:
+    """Stratify by the first labelled task in priority order: artist (the smallest task), style, genre."""
+    for task in ("artist", "style", "genre"):
+        if record.labels.get(task, -1) >= 0:
+            return f"{task}:{record.labels[task]}"
+    return ""
+
+
+def _carve_selection(records: list[ImageRecord], fraction: float, seed: int) -> None:
+    """Move `fraction` of each stratum of the training images to the selection set (seeded)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"select_fraction must be in [0, 1), got {fraction}")
+    strata: dict[str, list[ImageRecord]] = defaultdict(list)
+    for record in records:
+        if record.split == "train":
+            strata[_stratum(record)].append(record)
+    rng = np.random.default_rng(seed)
+    for key in sorted(strata):
+        members = strata[key]  # already sorted by path
+        count = int(round(fraction * len(members)))
+        for i in rng.permutation(len(members))[:count]:
+            members[i].split = "select"
