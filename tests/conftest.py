@@ -16,6 +16,9 @@ from artextract.config import SynthConfig
 from artextract.data.synth import generate_dataset
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "artgan-wikiart"
+# Every non-ASCII sequence in the real ArtGAN CSVs, and what it stands for (a table made by hand, so that the
+# mojibake repair is checked against something other than itself).
+REAL_MOJIBAKE = {"ã\xad": "í", "ã¶": "ö", "ã©": "é", "ã¨": "è", "ã¼": "ü", "ã³": "ó", "â\xa0": "\xa0"}
 
 
 @dataclass

@@ -1,7 +1,12 @@
 import pytest
 
-from artextract.data.artgan_files import find_class_file, find_split_file, read_class_file, read_csv_folder, \
-    read_split_file
+from artextract.data.artgan_files import (
+    find_class_file,
+    find_split_file,
+    read_class_file,
+    read_csv_folder,
+    read_split_file,
+)
 from artextract.errors import DataError
 
 
@@ -50,7 +55,7 @@ def test_malformed_rows_are_skipped_with_file_line_and_reason(tmp_path):
 
 def test_a_file_in_no_known_format_is_an_error_naming_it(tmp_path):
     path = _write(tmp_path / "genre_train.csv", "<html><body>Not Found</body></html>\n")
-    with pytest.raises(DataError, match="genre_train.csv: not an ArtGAN split file"):
+    with pytest.raises(DataError, match=r"genre_train\.csv: not an ArtGAN split file"):
         read_split_file(path, num_classes=10)
     binary = tmp_path / "artist_val"
     binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00")

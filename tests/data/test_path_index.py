@@ -1,11 +1,9 @@
 import unicodedata
 
+from conftest import REAL_MOJIBAKE
+
 from artextract.data.names import name_key, repair_mojibake, to_mojibake
 from artextract.data.path_index import PathIndex
-
-# Every non-ASCII sequence in the real ArtGAN CSVs, and what it stands for (a table made by hand, so that the
-# repair is checked against something other than itself).
-REAL_MOJIBAKE = {"ã\xad": "í", "ã¶": "ö", "ã©": "é", "ã¨": "è", "ã¼": "ü", "ã³": "ó", "â\xa0": "\xa0"}
 
 
 def test_the_real_mojibake_sequences_are_repaired():
@@ -16,7 +14,7 @@ def test_the_real_mojibake_sequences_are_repaired():
 
 
 def test_repair_leaves_proper_names_alone():
-    for name in ["plain.jpg", "grégoire.jpg", "kvitebjørn.jpg", "東京.jpg", "x’y.jpg"]:
+    for name in ["plain.jpg", "grégoire.jpg", "kvitebjørn.jpg", "東京.jpg", "x\u2019y.jpg"]:
         assert repair_mojibake(name) == name
         assert repair_mojibake(to_mojibake(name)) == name.lower()
 

@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 _RESAMPLE = Image.Resampling.BICUBIC
 
 
-class SkipImage(Exception):  # noqa: N818 - a reason to skip, not an error of the program
+class SkipImage(Exception):
     """The file cannot be used; the message is the reason shown in the report."""
 
 

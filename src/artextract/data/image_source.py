@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
 from pathlib import Path
@@ -46,10 +47,8 @@ def _member_name(info: zipfile.ZipInfo) -> str:
     """The member's name as its creator meant it: names without the UTF-8 flag are often UTF-8 anyway."""
     name = info.filename
     if not info.flag_bits & _UTF8_FLAG:
-        try:
+        with contextlib.suppress(UnicodeEncodeError, UnicodeDecodeError):
             name = name.encode("cp437").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            pass
     return name
 
 
@@ -59,13 +58,16 @@ class ZipSource:
         self.location = str(self.archive)
         self._zip: zipfile.ZipFile | None = None
         self._members: dict[str, zipfile.ZipInfo] | None = None
+        self._pid = 0
 
     def __getstate__(self) -> dict[str, object]:
         # Worker processes open their own handle; a ZipFile cannot be shared across processes.
-        return {"archive": self.archive, "location": self.location, "_zip": None, "_members": None}
+        return {"archive": self.archive, "location": self.location, "_zip": None, "_members": None, "_pid": 0}
 
     def _open(self) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
-        if self._zip is None or self._members is None:
+        # A forked worker inherits the parent's handle, whose file offset the processes would share.
+        if self._zip is None or self._members is None or self._pid != os.getpid():
+            self._pid = os.getpid()
             try:
                 self._zip = zipfile.ZipFile(self.archive)
             except (zipfile.BadZipFile, OSError) as err:

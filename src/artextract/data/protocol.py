@@ -144,6 +144,6 @@ def _carve_selection(records: list[ImageRecord], fraction: float, seed: int) -> 
     rng = np.random.default_rng(seed)
     for key in sorted(strata):
         members = strata[key]  # already sorted by path
-        count = int(round(fraction * len(members)))
+        count = round(fraction * len(members))
         for i in rng.permutation(len(members))[:count]:
             members[i].split = "select"
