@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/artextract synth $(DEMO)/synth --artists 8 --per-artist 30 --size 128 --quirks --force
-	@echo "demo: generated dataset in $(DEMO)/synth (images in wikiart/, split files in csv/, synth.json)"
+	$(VENV)/bin/artextract synth $(DEMO)/synth --artists 8 --per-artist 30 --size 160 --quirks --force
+	$(VENV)/bin/artextract prepare --csv-dir $(DEMO)/synth/csv --images $(DEMO)/synth/wikiart --out $(DEMO)/data \
+		--image-size 64 --force
+	@echo "demo: dataset in $(DEMO)/synth, manifest and cache in $(DEMO)/data (report: $(DEMO)/data/prepare_report.md)"
 
 test: $(STAMP)
 	@# pytest exits 5 when it collects no test: that is a failure here, never a pass.
@@ -29,6 +31,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_synth.py
+	$(PY) bench/bench_cache.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache
