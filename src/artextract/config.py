@@ -51,9 +51,26 @@ class PrepareConfig:
 
 
 @dataclass
+class ModelConfig:
+    """The convolutional-recurrent classifier: backbone -> reader -> one head per task."""
+
+    tasks: list[str] = field(default_factory=lambda: ["artist", "style", "genre"])
+    backbone: str = "resnet18"  # any timm model name
+    weights: str = "none"  # none | imagenet | path to a .safetensors or .pth file
+    reader: Literal["gru", "lstm", "none"] = "gru"  # none = global average pooling (the ablation baseline)
+    scan: Literal["rows", "cols", "snake", "2d"] = "rows"
+    hidden_size: int = 256
+    layers: int = 1
+    bidirectional: bool = True
+    pooling: Literal["last", "mean", "attention"] = "mean"
+    dropout: float = 0.0  # before each head
+
+
+@dataclass
 class Config:
     synth: SynthConfig = field(default_factory=SynthConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

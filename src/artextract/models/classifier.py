@@ -1,0 +1,58 @@
+"""`ConvRecurrentClassifier` and `build_model`: backbone -> reader -> one linear head per task."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from artextract.config import Config, ModelConfig
+from artextract.errors import ConfigError
+from artextract.models.backbone import Backbone, create_backbone
+from artextract.models.reader import GapReader, SequenceReader
+
+
+class ConvRecurrentClassifier(nn.Module):
+    def __init__(self, backbone: Backbone, reader: nn.Module, num_classes: Mapping[str, int],
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.reader = reader
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.heads = nn.ModuleDict({task: nn.Linear(reader.out_features, n) for task, n in num_classes.items()})
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.heads)
+
+    def forward(self, images: torch.Tensor) -> dict[str, object]:
+        """`{"logits": {task: N x C}, "embedding": N x D}`, plus `"attention"` (N x H*W) for attention readers."""
+        feature_map = self.backbone(images)
+        embedding, attention = self.reader(feature_map)
+        pooled = self.dropout(embedding)
+        out: dict[str, object] = {"logits": {task: head(pooled) for task, head in self.heads.items()},
+                                  "embedding": embedding}
+        if attention is not None:
+            out["attention"] = attention
+        return out
+
+
+def build_model(config: Config | ModelConfig, classes: Mapping[str, Sequence[str]]) -> ConvRecurrentClassifier:
+    """The model for `config.model` with a head for each configured task (class counts from `classes`)."""
+    model_config = config.model if isinstance(config, Config) else config
+    missing = [task for task in model_config.tasks if task not in classes]
+    if missing:
+        raise ConfigError(f"model.tasks lists {', '.join(missing)} but the data has classes only for "
+                          f"{', '.join(classes) or 'no task'}")
+    if not model_config.tasks:
+        raise ConfigError("model.tasks is empty: name at least one of artist, style, genre")
+    backbone = create_backbone(model_config.backbone, model_config.weights)
+    if model_config.reader == "none":
+        reader: nn.Module = GapReader(backbone.num_features)
+    else:
+        reader = SequenceReader(backbone.num_features, cell=model_config.reader, scan=model_config.scan,
+                                hidden_size=model_config.hidden_size, layers=model_config.layers,
+                                bidirectional=model_config.bidirectional, pooling=model_config.pooling)
+    num_classes = {task: len(classes[task]) for task in model_config.tasks}
+    return ConvRecurrentClassifier(backbone, reader, num_classes, model_config.dropout)
