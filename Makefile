@@ -32,6 +32,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_synth.py
 	$(PY) bench/bench_cache.py
+	$(PY) bench/bench_model.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache
