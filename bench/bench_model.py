@@ -16,10 +16,10 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from artextract.config import ModelConfig  # noqa: E402
-from artextract.models import build_model  # noqa: E402
+from artextract.config import ModelConfig
+from artextract.models import build_model
 
 CLASSES = {"artist": [str(i) for i in range(23)], "style": [str(i) for i in range(27)],
            "genre": [str(i) for i in range(10)]}
@@ -87,7 +87,8 @@ def main() -> None:
         for label, overrides in READERS.items():
             rate = _throughput(overrides, args, device, compile_)
             baseline = baseline or rate
-            print(f"  {'compiled ' if compile_ else ''}{label:26s} {rate:9.1f} img/s  {rate / baseline:6.1%} of baseline")
+            prefix = "compiled " if compile_ else ""
+            print(f"  {prefix}{label:26s} {rate:9.1f} img/s  {rate / baseline:6.1%} of baseline")
 
 
 if __name__ == "__main__":

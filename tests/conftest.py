@@ -61,3 +61,24 @@ def make_synth():
 def synth_quirky(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated dataset with every quirk injected (shared, read-only)."""
     return _make_synth(tmp_path_factory.mktemp("synth_quirky"), quirks=True, per_artist=14)
+
+
+@pytest.fixture(scope="session")
+def prepared_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A prepared DATA folder (32 px cache) of a small learnable synth dataset, for training tests."""
+    from artextract.config import PrepareConfig
+    from artextract.data.prepare import prepare_dataset
+
+    root = _make_synth(tmp_path_factory.mktemp("synth_small"), artists=4, per_artist=30, size=40)
+    out = tmp_path_factory.mktemp("data_small")
+    prepare_dataset(root / "csv", root / "wikiart", out, PrepareConfig(image_size=32, workers=1))
+    return out
+
+
+def tiny_train_config(**train_overrides: object):
+    """A config that trains the tiny test backbone on the CPU in seconds."""
+    from artextract.config import Config, ModelConfig, TrainConfig
+
+    train = {"epochs": 2, "batch_size": 16, "image_size": 32, "lr": 3e-3, "workers": 0, "accelerator": "cpu",
+             "patience": 0, "log_every": 2, **train_overrides}
+    return Config(model=ModelConfig(backbone="test_resnet", hidden_size=16), train=TrainConfig(**train))

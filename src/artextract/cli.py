@@ -130,6 +130,67 @@ def prepare(
     typer.echo(f"report: {out / 'prepare_report.md'}")
 
 
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option("--data", help="DATA folder written by `artextract prepare`.")],
+    out: Annotated[Path, typer.Option("--out", help="RUN folder to write.")],
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks: artist,style,genre.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="timm model name, e.g. resnet18.")] = None,
+    weights: Annotated[str | None, typer.Option(help="none, imagenet, or a .safetensors/.pth file.")] = None,
+    reader: Annotated[str | None, typer.Option(help="gru, lstm or none (global average pooling).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per device per step.")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Side of the crops fed to the model.")] = None,
+    devices: Annotated[str | None, typer.Option(help="auto, a count, or a list such as 0,1.")] = None,
+    num_nodes: Annotated[int | None, typer.Option(help="Machines taking part (DDP).")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto, 32-true, bf16-mixed or 16-mixed.")] = None,
+    compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")]
+    = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")] = False,
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    force: ForceOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Train a convolutional-recurrent classifier on a prepared DATA folder (one GPU, several, or the CPU)."""
+    from artextract.config import load_config
+    from artextract.core.outdir import is_primary_process, prepare_output_dir
+    from artextract.core.progress import setup_logging
+    from artextract.engine.trainer import LAST
+    from artextract.engine.trainer import train as run_training
+
+    setup_logging(verbose)
+    overrides = _overrides("model", None, tasks=tasks, backbone=backbone, weights=weights, reader=reader)
+    overrides += _overrides("train", set_, epochs=epochs, batch_size=batch_size, image_size=image_size,
+                            devices=devices, num_nodes=num_nodes, precision=precision, compile=compile_)
+    if resume:
+        saved = out / "config.yaml"
+        if not (out / LAST).is_file() or not saved.is_file():
+            raise ArtExtractError(f"{out} holds no run to resume ({LAST} or config.yaml missing)")
+        # The run's own config, then any file and --set given now (e.g. more epochs).
+        cfg = load_config(config, overrides, base=load_config(saved))
+    else:
+        cfg = load_config(config, overrides)
+    created = False
+    if is_primary_process() and not resume:
+        created = not out.exists()
+        out = prepare_output_dir(out, force=force)
+    try:
+        result = run_training(data, out, cfg, resume=resume)
+    except ArtExtractError:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # nothing was written: leave no empty RUN folder behind
+        raise
+    state = result.state
+    if is_primary_process():
+        how = "interrupted" if result.interrupted else ("stopped early" if result.stopped_early else "finished")
+        typer.echo(f"{how} after epoch {state.epoch}; best selection score {state.best_score:.4f} at epoch "
+                   f"{state.best_epoch}")
+        typer.echo(f"model: {out / 'model.safetensors'}  metrics: {out / 'metrics.csv'}")
+    if result.interrupted:
+        raise typer.Exit(130)
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2.
 

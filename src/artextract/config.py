@@ -6,6 +6,7 @@ The resolved config is written as `config.yaml` beside the outputs so that a run
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -67,10 +68,40 @@ class ModelConfig:
 
 
 @dataclass
+class TrainConfig:
+    """`artextract train`: the loop, the input pipeline and the hardware."""
+
+    epochs: int = 30
+    batch_size: int = 256
+    image_size: int = 224  # side of the crops fed to the model
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    class_weights: bool = False  # weight each task's loss by inverse class frequency
+    balanced_sampling: bool = False  # draw training images class-balanced on the first task
+    grad_clip: float = 1.0  # max gradient norm; 0 disables
+    min_crop_scale: float = 0.35  # random resized crop: smallest share of the cached square's area
+    hflip: bool = True
+    patience: int = 5  # epochs without a better selection score before stopping; 0 disables
+    accelerator: Literal["auto", "cpu", "cuda"] = "auto"
+    devices: str = "auto"  # "auto", a count, or a list such as "0,1"
+    num_nodes: int = 1
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    channels_last: bool = True  # on GPU
+    compile: bool = False
+    workers: int = 4  # data-reading processes per device
+    log_every: int = 50  # steps between log lines when not on a terminal
+    max_steps_per_epoch: int = 0  # 0 = the whole training split (smaller values are for benchmarks)
+    seed: int = 0
+
+
+@dataclass
 class Config:
     synth: SynthConfig = field(default_factory=SynthConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -180,9 +211,10 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
     return config
 
 
-def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file (if any), then `--set` overrides, in that order."""
-    config = Config()
+def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None,
+                base: Config | None = None) -> Config:
+    """Defaults (or `base`), then the YAML file (if any), then `--set` overrides, in that order."""
+    config = copy.deepcopy(base) if base is not None else Config()
     if path is not None:
         path = Path(path)
         try:

@@ -8,6 +8,15 @@ from pathlib import Path
 from artextract.errors import ArtExtractError
 
 
+def is_primary_process() -> bool:
+    """False in the extra processes of a multi-process launch (torchrun, SLURM, Fabric's own launcher), which
+    must not check or create the output folder that the first process already made."""
+    for variable in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK"):
+        if os.environ.get(variable, "0") not in ("", "0"):
+            return False
+    return True
+
+
 def is_empty_dir(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
 

@@ -52,13 +52,18 @@ class Progress:
     """
 
     def __init__(self, total: int, desc: str, unit: str = "img", interval: float = 10.0,
-                 use_bar: bool | None = None) -> None:
-        self.total, self.desc, self.unit, self.interval = total, desc, unit, interval
+                 use_bar: bool | None = None, every: int = 0, enabled: bool = True) -> None:
+        """`every` > 0 logs a line every that many updates (instead of every `interval` seconds);
+        `enabled=False` makes it silent (e.g. on all but the first of several processes)."""
+        self.total, self.desc, self.unit, self.interval, self.every = total, desc, unit, interval, every
+        self.enabled = enabled
         self.done = 0
+        self.info = ""  # shown after the counts, e.g. the current loss
+        self._closed = False
         self._start = self._last_log = time.monotonic()
         use_bar = sys.stderr.isatty() if use_bar is None else use_bar
         self._bar = None
-        if use_bar:
+        if use_bar and enabled:
             from tqdm import tqdm
 
             self._bar = tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr)
@@ -75,13 +80,20 @@ class Progress:
         elapsed = time.monotonic() - self._start
         return self.done / elapsed if elapsed > 0 else 0.0
 
-    def update(self, n: int = 1) -> None:
+    def update(self, n: int = 1, info: str | None = None) -> None:
         self.done += n
+        if info is not None:
+            self.info = info
+        if not self.enabled:
+            return
         if self._bar is not None:
+            if info is not None:
+                self._bar.set_postfix_str(info, refresh=False)
             self._bar.update(n)
             return
         now = time.monotonic()
-        if now - self._last_log >= self.interval:
+        due = self.done % self.every < n if self.every else now - self._last_log >= self.interval
+        if due:
             self._last_log = now
             self._log_line()
 
@@ -90,12 +102,16 @@ class Progress:
         left = (self.total - self.done) / rate if rate > 0 else float("inf")
         eta = _format_seconds(left) if left != float("inf") else "?"
         pct = 100.0 * self.done / self.total if self.total else 100.0
-        log.info("%s: %d/%d %s (%.0f%%), %.1f %s/s, %s left", self.desc, self.done, self.total, self.unit, pct,
-                 rate, self.unit, eta)
+        info = f", {self.info}" if self.info else ""
+        log.info("%s: %d/%d %s (%.0f%%)%s, %.1f %s/s, %s left", self.desc, self.done, self.total, self.unit, pct,
+                 info, rate, self.unit, eta)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif self.total:
+        elif self.total and self.enabled:
             self._log_line()

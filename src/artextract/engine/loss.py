@@ -1,0 +1,39 @@
+"""Masked multi-task cross-entropy: label -1 means "no label for this task" and contributes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights (mean 1 over the classes present); absent classes get weight 0."""
+    counts = np.bincount(labels[labels >= 0], minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+    present = weights > 0
+    if present.any():
+        weights[present] *= present.sum() / weights[present].sum()
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def masked_multitask_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor, tasks: list[str],
+                          weights: dict[str, torch.Tensor] | None = None,
+                          label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Sum over tasks of the mean cross-entropy over the images labelled for that task.
+
+    A task with no label in the batch contributes an exact zero that is still part of the graph, so every head
+    takes part in the backward pass (distributed training requires it).
+    """
+    total = torch.zeros((), device=labels.device)
+    per_task = {}
+    for column, task in enumerate(tasks):
+        target = labels[:, column]
+        mask = target >= 0
+        losses = F.cross_entropy(logits[task].float(), target.clamp(min=0), reduction="none",
+                                 weight=None if weights is None else weights[task].to(labels.device),
+                                 label_smoothing=label_smoothing)
+        task_loss = (losses * mask).sum() / mask.sum().clamp(min=1)
+        per_task[task] = task_loss.detach()
+        total = total + task_loss
+    return total, per_task

@@ -1,0 +1,148 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from artextract.engine import trainer as trainer_module
+from artextract.engine.checkpoint import load_model_file
+from artextract.engine.data import CachedSplit, load_data_folder
+from artextract.engine.trainer import train
+from artextract.errors import ArtExtractError
+from conftest import tiny_train_config
+
+
+def test_smoke_training_learns_well_above_chance(prepared_small, tmp_path):
+    config = tiny_train_config(epochs=12)
+    result = train(prepared_small, tmp_path / "run", config)
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert list(metrics["epoch"]) == list(range(1, 13))
+    for column in ["train_loss", "select_loss", "select_acc_artist", "select_macro_f1_genre", "lr", "images_per_s"]:
+        assert column in metrics
+    best = metrics.loc[metrics["score"].idxmax()]
+    assert result.state.best_epoch == best["epoch"]
+    assert best["select_acc_artist"] > 0.6, best.to_dict()  # 4 artists: chance is 0.25
+    assert metrics["train_loss"].iloc[-1] < metrics["train_loss"].iloc[0]
+    for name in ["config.yaml", "env.json", "checkpoints/last.pt", "checkpoints/best.pt", "model.safetensors"]:
+        assert (tmp_path / "run" / name).is_file(), name
+
+
+def test_model_file_is_self_contained(prepared_small, tmp_path):
+    config = tiny_train_config(epochs=1)
+    train(prepared_small, tmp_path / "run", config)
+    model, metadata = load_model_file(tmp_path / "run" / "model.safetensors")
+    info = load_data_folder(prepared_small)
+    assert metadata["classes"] == info.classes
+    assert metadata["image_size"] == 32 and len(metadata["mean"]) == 3
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=False)["model"]
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, best[key])
+
+
+def test_resumed_run_ends_with_the_same_weights(prepared_small, tmp_path):
+    config = tiny_train_config(epochs=3)
+    train(prepared_small, tmp_path / "straight", config)
+    stopped = train(prepared_small, tmp_path / "resumed", config, should_stop=lambda epoch: epoch == 1)
+    assert stopped.interrupted and stopped.state.epoch == 1
+    resumed = train(prepared_small, tmp_path / "resumed", config, resume=True)
+    assert resumed.state.epoch == 3
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    again = load_file(tmp_path / "resumed" / "model.safetensors")
+    for key in straight:
+        assert torch.equal(straight[key], again[key]), key
+    last_a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    last_b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
+    a = pd.read_csv(tmp_path / "straight" / "metrics.csv").drop(columns=["images_per_s", "epoch_seconds"])
+    b = pd.read_csv(tmp_path / "resumed" / "metrics.csv").drop(columns=["images_per_s", "epoch_seconds"])
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(prepared_small, tmp_path, monkeypatch):
+    real_loss = trainer_module.masked_multitask_loss
+    calls = {"n": 0}
+    steps_per_epoch = len(CachedSplit(load_data_folder(prepared_small), "train", ["artist", "style", "genre"])) // 16
+
+    def poisoned(*args, **kwargs):
+        total, per_task = real_loss(*args, **kwargs)
+        calls["n"] += 1
+        return (total * float("nan") if calls["n"] == steps_per_epoch + 2 else total), per_task
+
+    monkeypatch.setattr(trainer_module, "masked_multitask_loss", poisoned)
+    with pytest.raises(ArtExtractError, match=rf"NaN or infinite at step {steps_per_epoch + 2} \(epoch 2\)"
+                                              r".*last good checkpoint.*epoch 1"):
+        train(prepared_small, tmp_path / "run", tiny_train_config(epochs=3))
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["state"]["epoch"] == 1
+
+
+def test_bad_inputs_exit_2_without_leaving_a_run_folder(run_cli, prepared_small, tmp_path):
+    incomplete = tmp_path / "incomplete"
+    incomplete.mkdir()
+    (incomplete / "classes.json").write_text("{}")
+    cases = [
+        (["--data", tmp_path / "nowhere"], "has no manifest.parquet"),
+        (["--data", incomplete], "has no manifest.parquet"),
+        (["--data", prepared_small, "--tasks", "painter"], "task 'painter' is not in"),
+        (["--data", prepared_small, "--batch-size", "100000"], "fewer than one batch"),
+        (["--data", prepared_small, "--backbone", "no_such_net", "--batch-size", "16"], "unknown backbone"),
+    ]
+    for n, (args, message) in enumerate(cases):
+        out = tmp_path / f"run{n}"
+        result = run_cli("train", *args, "--out", out, "--set", "train.accelerator=cpu")
+        assert result.code == 2, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr
+        assert not out.exists(), args
+
+
+def test_cli_trains_and_resumes(run_cli, prepared_small, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  backbone: test_resnet\n  hidden_size: 16\n"
+                      "train:\n  batch_size: 16\n  image_size: 32\n  workers: 0\n  accelerator: cpu\n")
+    first = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--config", config, "--epochs",
+                    "1", "--reader", "lstm")
+    assert first.code == 0, first.stderr
+    assert "finished after epoch 1" in first.stdout
+    more = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--resume", "--epochs", "2")
+    assert more.code == 0, more.stderr
+    assert len(pd.read_csv(tmp_path / "run" / "metrics.csv")) == 2
+    import yaml
+
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["model"]["reader"] == "lstm" and saved["train"]["batch_size"] == 16
+    busy = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--config", config)
+    assert busy.code == 2 and "--force" in busy.stderr
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(prepared_small, tmp_path):
+    """Fabric launches a second process (gloo); metrics cover the whole selection set exactly once."""
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  backbone: test_resnet\n  hidden_size: 16\n"
+                      "train:\n  batch_size: 8\n  image_size: 32\n  workers: 0\n  accelerator: cpu\n  epochs: 2\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-m", "artextract", "train", "--data", str(prepared_small), "--out",
+                             str(tmp_path / "run"), "--config", str(config), "--devices", "2"],
+                            capture_output=True, text=True, timeout=600, env=env, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert len(metrics) == 2
+    # Recompute the selection score of the saved best model in one process: it must match the logged one.
+    from lightning.fabric import Fabric
+
+    from artextract.engine.trainer import evaluate_split, selection_metrics
+
+    model, metadata = load_model_file(tmp_path / "run" / "model.safetensors")
+    info = load_data_folder(prepared_small)
+    select = CachedSplit(info, "select", ["artist", "style", "genre"])
+    fabric = Fabric(accelerator="cpu", devices=1)
+    cfg = tiny_train_config(batch_size=8)
+    scores = selection_metrics(select, evaluate_split(fabric, model, select, cfg, info.cache_size,
+                                                      torch.tensor(metadata["mean"]), torch.tensor(metadata["std"])))
+    best = metrics.loc[metrics["score"].idxmax()]
+    assert scores["score"] == pytest.approx(best["score"], abs=1e-6)
+    assert json.loads(Path(tmp_path / "run" / "env.json").read_text())["command"][-2:] == ["--devices", "2"]
