@@ -1,9 +1,9 @@
 import unicodedata
 
-from conftest import REAL_MOJIBAKE
-
 from artextract.data.names import name_key, repair_mojibake, to_mojibake
 from artextract.data.path_index import PathIndex
+
+from conftest import REAL_MOJIBAKE
 
 
 def test_the_real_mojibake_sequences_are_repaired():

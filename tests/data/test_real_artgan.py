@@ -6,12 +6,13 @@ import unicodedata
 import zipfile
 
 import pytest
-from conftest import REAL_MOJIBAKE, SHARED_DATA
 from PIL import Image
 
 from artextract.config import PrepareConfig
 from artextract.data.artgan_files import read_csv_folder
 from artextract.data.prepare import prepare_dataset
+
+from conftest import REAL_MOJIBAKE, SHARED_DATA
 
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"real ArtGAN CSVs not found at {SHARED_DATA}")
 

@@ -14,6 +14,7 @@ from artextract.engine.checkpoint import load_model_file
 from artextract.engine.data import CachedSplit, load_data_folder
 from artextract.engine.trainer import train
 from artextract.errors import ArtExtractError
+
 from conftest import tiny_train_config
 
 
