@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO := demo
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,11 +20,15 @@ demo: $(STAMP)
 	$(VENV)/bin/artextract synth $(DEMO)/synth --artists 8 --per-artist 30 --size 160 --quirks --force
 	$(VENV)/bin/artextract prepare --csv-dir $(DEMO)/synth/csv --images $(DEMO)/synth/wikiart --out $(DEMO)/data \
 		--image-size 64 --force
-	@echo "demo: dataset in $(DEMO)/synth, manifest and cache in $(DEMO)/data (report: $(DEMO)/data/prepare_report.md)"
+	$(VENV)/bin/artextract train --data $(DEMO)/data --out $(DEMO)/run --config configs/cpu-smoke.yaml --force
+	@echo "demo: dataset $(DEMO)/synth, manifest and cache $(DEMO)/data (see prepare_report.md), run $(DEMO)/run"
 
 test: $(STAMP)
 	@# pytest exits 5 when it collects no test: that is a failure here, never a pass.
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; [ $$rc -ne 5 ] || echo "pytest collected no tests" >&2; exit $$rc
+
+test-slow: $(STAMP)
+	$(MAKE) test PYTEST_ARGS="-m slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -33,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_synth.py
 	$(PY) bench/bench_cache.py
 	$(PY) bench/bench_model.py
+	$(PY) bench/bench_train.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache

@@ -135,15 +135,14 @@ def test_two_process_ddp_on_cpu(prepared_small, tmp_path):
     # Recompute the selection score of the saved best model in one process: it must match the logged one.
     from lightning.fabric import Fabric
 
-    from artextract.engine.trainer import evaluate_split, selection_metrics
+    from artextract.engine.trainer import build_session, evaluate_split, selection_metrics
 
-    model, metadata = load_model_file(tmp_path / "run" / "model.safetensors")
     info = load_data_folder(prepared_small)
-    select = CachedSplit(info, "select", ["artist", "style", "genre"])
-    fabric = Fabric(accelerator="cpu", devices=1)
     cfg = tiny_train_config(batch_size=8)
-    scores = selection_metrics(select, evaluate_split(fabric, model, select, cfg, info.cache_size,
-                                                      torch.tensor(metadata["mean"]), torch.tensor(metadata["std"])))
+    session = build_session(Fabric(accelerator="cpu", devices=1), info, tmp_path / "unused", cfg,
+                            ["artist", "style", "genre"])
+    session.raw_model.load_state_dict(load_file(tmp_path / "run" / "model.safetensors"))
+    scores = selection_metrics(session.select_set, evaluate_split(session, session.select_set))
     best = metrics.loc[metrics["score"].idxmax()]
     assert scores["score"] == pytest.approx(best["score"], abs=1e-6)
     assert json.loads(Path(tmp_path / "run" / "env.json").read_text())["command"][-2:] == ["--devices", "2"]

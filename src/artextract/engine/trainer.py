@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,24 +155,24 @@ def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
 
 
 @torch.no_grad()
-def evaluate_split(fabric: Any, model: ConvRecurrentClassifier, dataset: CachedSplit, config: Config,
-                   cache_size: int, mean: torch.Tensor, std: torch.Tensor) -> dict[str, np.ndarray]:
+def evaluate_split(session: Session, dataset: CachedSplit) -> dict[str, np.ndarray]:
     """Predictions for every image of `dataset`, each exactly once, on every process.
 
     Each process scores rows rank, rank + world, ...; the shares are padded to one length for the gather and
     the padding (row -1) dropped after it, so no image is counted twice.
     """
+    fabric, config, model = session.fabric, session.config, session.raw_model
     rows = np.arange(len(dataset))[fabric.global_rank::fabric.world_size]
     per_rank = math.ceil(len(dataset) / fabric.world_size)
     batch = config.train.batch_size
-    outputs = {"row": [], "loss": []} | {f"pred_{t}": [] for t in dataset.tasks}
-    channels_last = fabric.device.type == "cuda" and config.train.channels_last
+    outputs: dict[str, list[torch.Tensor]] = {"row": [], "loss": []} | {f"pred_{t}": [] for t in dataset.tasks}
     model.eval()
     for start in range(0, len(rows), batch):
         images, labels, picked = dataset[rows[start: start + batch]]
         images = images.to(fabric.device, non_blocking=True)
         labels = labels.to(fabric.device)
-        inputs = center_view(images, config.train.image_size, cache_size, mean, std, channels_last)
+        inputs = center_view(images, config.train.image_size, session.info.cache_size, session.mean, session.std,
+                             session.channels_last)
         with fabric.autocast():
             logits = model(inputs)["logits"]
         for task in dataset.tasks:
@@ -190,8 +190,7 @@ def evaluate_split(fabric: Any, model: ConvRecurrentClassifier, dataset: CachedS
         local = torch.cat(parts) if parts else torch.empty((0, *width), dtype=dtype, device=fabric.device)
         padded = torch.full((per_rank, *width), -1, dtype=local.dtype, device=fabric.device)
         padded[: len(local)] = local
-        everything = fabric.all_gather(padded)
-        gathered[key] = everything.reshape(-1, *width).cpu().numpy()
+        gathered[key] = fabric.all_gather(padded).reshape(-1, *width).cpu().numpy()
     keep = gathered["row"] >= 0
     order = np.argsort(gathered["row"][keep], kind="stable")
     return {key: value[keep][order] for key, value in gathered.items()}
@@ -224,6 +223,58 @@ def _fault(message: str, out: Path, state: RunState) -> TrainingFault:
     return TrainingFault(f"{message}; {kept}")
 
 
+@dataclass
+class Session:
+    """Everything one process trains with; built once by `build_session`."""
+
+    fabric: Any
+    config: Config
+    tasks: list[str]
+    info: DataInfo
+    out: Path
+    train_set: CachedSplit
+    select_set: CachedSplit
+    model: Any  # as set up by Fabric (DDP, precision), maybe compiled
+    raw_model: ConvRecurrentClassifier  # the same parameters, unwrapped: for evaluation and saving
+    optimizer: Any
+    scheduler: Any
+    sampler: EpochSampler
+    mean: torch.Tensor
+    std: torch.Tensor
+    channels_last: bool
+    class_weights: dict[str, torch.Tensor] | None
+    state: RunState = field(default_factory=RunState)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.sampler.batches())
+
+
+def build_session(fabric: Any, info: DataInfo, out: Path, config: Config, tasks: list[str]) -> Session:
+    train_cfg = config.train
+    fabric.seed_everything(train_cfg.seed, verbose=False)
+    train_set = CachedSplit(info, "train", tasks)
+    if len(train_set) < train_cfg.batch_size * fabric.world_size:
+        raise ConfigError(f"the training split has {len(train_set)} images, fewer than one batch of "
+                          f"{train_cfg.batch_size} per device; lower --batch-size")
+    model = build_model(config, info.classes)
+    channels_last = fabric.device.type == "cuda" and train_cfg.channels_last
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    weights = ({t: class_weights(train_set.labels[:, c], len(info.classes[t])) for c, t in enumerate(tasks)}
+               if train_cfg.class_weights else None)
+    sampler = EpochSampler(len(train_set), config, fabric.global_rank, fabric.world_size,
+                           _balanced_weights(train_set) if train_cfg.balanced_sampling else None)
+    steps = len(sampler.batches())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    warmup = max(1, round(train_cfg.warmup_epochs * steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(train_cfg.epochs * steps, warmup))
+    wrapped, optimizer = fabric.setup(torch.compile(model) if train_cfg.compile else model, optimizer)
+    return Session(fabric, config, tasks, info, out, train_set, CachedSplit(info, "select", tasks), wrapped, model,
+                   optimizer, scheduler, sampler, torch.tensor(model.backbone.mean, dtype=torch.float32),
+                   torch.tensor(model.backbone.std, dtype=torch.float32), channels_last, weights)
+
+
 def train(data_dir: Path, out: Path, config: Config, resume: bool = False,
           should_stop: Callable[[int], bool] | None = None) -> TrainResult:
     """Train (or resume) a run in `out`. `should_stop(epoch)` is polled after each epoch (for tests and tools)."""
@@ -233,74 +284,46 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False,
     fabric = _make_fabric(config)
     fabric.launch()
     try:
-        return _fit(fabric, info, out, config, tasks, resume, should_stop)
+        session = build_session(fabric, info, out, config, tasks)
+        return _fit(session, resume, should_stop)
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # Without this a fraction of multi-process runs abort at interpreter exit.
             torch.distributed.destroy_process_group()
 
 
-def _fit(fabric: Any, info: DataInfo, out: Path, config: Config, tasks: list[str], resume: bool,
-         should_stop: Callable[[int], bool] | None) -> TrainResult:
-    train_cfg = config.train
-    fabric.seed_everything(train_cfg.seed, verbose=False)
+def _fit(session: Session, resume: bool, should_stop: Callable[[int], bool] | None) -> TrainResult:
+    fabric, out, train_cfg = session.fabric, session.out, session.config.train
     created = fabric.is_global_zero and not resume and not (out / LAST).exists()
-    train_set = CachedSplit(info, "train", tasks)
-    select_set = CachedSplit(info, "select", tasks)
-    if len(train_set) < train_cfg.batch_size * fabric.world_size:
-        raise ConfigError(f"the training split has {len(train_set)} images, fewer than one batch of "
-                          f"{train_cfg.batch_size} per device; lower --batch-size")
-    model = build_model(config, info.classes)
-    mean = torch.tensor(model.backbone.mean, dtype=torch.float32)
-    std = torch.tensor(model.backbone.std, dtype=torch.float32)
-    cuda = fabric.device.type == "cuda"
-    channels_last = cuda and train_cfg.channels_last
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    raw_model = model
-    weights = ({t: class_weights(train_set.labels[:, c], len(info.classes[t])) for c, t in enumerate(tasks)}
-               if train_cfg.class_weights else None)
-    sampler = EpochSampler(len(train_set), config, fabric.global_rank, fabric.world_size,
-                           _balanced_weights(train_set) if train_cfg.balanced_sampling else None)
-    steps_per_epoch = len(sampler.batches())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, _lr_lambda(train_cfg.epochs * steps_per_epoch, max(1, round(train_cfg.warmup_epochs *
-                                                                            steps_per_epoch))))
-    if train_cfg.compile:
-        model = torch.compile(model)
-    model, optimizer = fabric.setup(model, optimizer)
-
-    state = RunState()
     if resume:
         checkpoint = load_checkpoint(out / LAST)
-        raw_model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        state = RunState(**checkpoint["state"])
+        session.raw_model.load_state_dict(checkpoint["model"])
+        session.optimizer.load_state_dict(checkpoint["optimizer"])
+        session.scheduler.load_state_dict(checkpoint["scheduler"])
+        session.state = RunState(**checkpoint["state"])
         set_rng_state(checkpoint["rng"])
-        log.info("resuming %s after epoch %d (step %d)", out, state.epoch, state.step)
+        log.info("resuming %s after epoch %d (step %d)", out, session.state.epoch, session.state.step)
     elif fabric.is_global_zero:
-        write_config(config, out / "config.yaml", sections=("model", "train"))
+        write_config(session.config, out / "config.yaml", sections=("model", "train"))
         write_environment(out)
 
-    loader = _loader(train_set, sampler, train_cfg.workers, pin=cuda)
+    state = session.state
+    loader = _loader(session.train_set, session.sampler, train_cfg.workers, pin=fabric.device.type == "cuda")
     interrupted = stopped_early = False
     try:
         while state.epoch < train_cfg.epochs:
-            sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
+            session.sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
             started = time.perf_counter()
-            epoch_losses = _train_epoch(fabric, model, optimizer, scheduler, loader, sampler, config, tasks, state,
-                                        info.cache_size, mean, std, channels_last, weights, out)
+            steps_before = state.step
+            epoch_losses = train_epoch(session, loader, len(session.sampler))
             seconds = time.perf_counter() - started
-            metrics = selection_metrics(select_set, evaluate_split(fabric, raw_model, select_set, config,
-                                                                   info.cache_size, mean, std)) \
-                if len(select_set) else {"score": -epoch_losses["train_loss"]}
+            images = (state.step - steps_before) * train_cfg.batch_size * fabric.world_size
+            metrics = (selection_metrics(session.select_set, evaluate_split(session, session.select_set))
+                       if len(session.select_set) else {"score": -epoch_losses["train_loss"]})
             state.epoch += 1
             state.batch_in_epoch = 0
             row = {"epoch": state.epoch, "step": state.step, **epoch_losses, **metrics,
-                   "lr": scheduler.get_last_lr()[0],
-                   "images_per_s": steps_per_epoch * train_cfg.batch_size * fabric.world_size / seconds,
+                   "lr": session.scheduler.get_last_lr()[0], "images_per_s": images / seconds,
                    "epoch_seconds": seconds}
             state.history.append(row)
             improved = state.best_epoch == 0 or row["score"] > state.best_score  # NaN never improves
@@ -308,7 +331,7 @@ def _fit(fabric: Any, info: DataInfo, out: Path, config: Config, tasks: list[str
                 state.best_score, state.best_epoch, state.bad_epochs = row["score"], state.epoch, 0
             else:
                 state.bad_epochs += 1
-            _save(fabric, out, raw_model, optimizer, scheduler, state, config, info, mean, std, improved)
+            _save(session, improved)
             log.info("epoch %d/%d: train loss %.4f, selection score %.4f%s, %.0f img/s", state.epoch,
                      train_cfg.epochs, epoch_losses["train_loss"], row["score"], " (best)" if improved else "",
                      row["images_per_s"])
@@ -323,7 +346,7 @@ def _fit(fabric: Any, info: DataInfo, out: Path, config: Config, tasks: list[str
     except KeyboardInterrupt:
         interrupted = True
         if fabric.is_global_zero:
-            save_checkpoint(out / LAST, _checkpoint(raw_model, optimizer, scheduler, state))
+            save_checkpoint(out / LAST, _checkpoint(session))
         log.warning("interrupted at step %d (epoch %d, batch %d): saved %s; continue with --resume", state.step,
                     state.epoch + 1, state.batch_in_epoch, out / LAST)
     except TrainingFault:
@@ -347,17 +370,16 @@ def _remove_partial_run(out: Path) -> None:
             target.unlink(missing_ok=True)
 
 
-def _train_epoch(fabric: Any, model: Any, optimizer: Any, scheduler: Any, loader: Any, sampler: EpochSampler,
-                 config: Config, tasks: list[str], state: RunState, cache_size: int, mean: torch.Tensor,
-                 std: torch.Tensor, channels_last: bool, weights: dict[str, torch.Tensor] | None,
-                 out: Path) -> dict[str, float]:
-    train_cfg = config.train
-    model.train()
+def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Tensor, Any]],
+                total: int) -> dict[str, float]:
+    """One pass over `batches` of (uint8 images, labels, rows); returns the mean losses."""
+    fabric, state, tasks, train_cfg = session.fabric, session.state, session.tasks, session.config.train
+    session.model.train()
     step_losses: list[torch.Tensor] = []  # kept on the device: checking them every step would stall the GPU
     task_sums = {t: torch.zeros((), device=fabric.device) for t in tasks}
     generator = torch.Generator(device=fabric.device)
     checked = 0
-    progress = Progress(len(sampler), f"epoch {state.epoch + 1}/{train_cfg.epochs}", unit="step",
+    progress = Progress(total, f"epoch {state.epoch + 1}/{train_cfg.epochs}", unit="step",
                         every=train_cfg.log_every, enabled=fabric.is_global_zero)
 
     def check_finite() -> None:
@@ -370,25 +392,27 @@ def _train_epoch(fabric: Any, model: Any, optimizer: Any, scheduler: Any, loader
             first = checked + (int(bad_positions[0]) if len(bad_positions) else 0)
             step = state.step - len(step_losses) + first + 1
             raise _fault(f"the loss became NaN or infinite at step {step} (epoch {state.epoch + 1}); lower the "
-                         "learning rate (--set train.lr=...)", out, state)
+                         "learning rate (--set train.lr=...)", session.out, state)
         checked = len(step_losses)
 
     with progress:
-        for images, labels, _rows in loader:
+        for images, labels, _rows in batches:
             images = images.to(fabric.device, non_blocking=True)
             labels = labels.to(fabric.device, non_blocking=True)
             # One seed per (run, step): a resumed run draws the same crops as an uninterrupted one.
             generator.manual_seed(train_cfg.seed * 1_000_003 + state.step)
-            inputs = augment(images, train_cfg.image_size, mean, std, generator, train_cfg.min_crop_scale,
-                             train_cfg.hflip, channels_last)
-            logits = model(inputs)["logits"]
-            loss, per_task = masked_multitask_loss(logits, labels, tasks, weights, train_cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
+            inputs = augment(images, train_cfg.image_size, session.mean, session.std, generator,
+                             train_cfg.min_crop_scale, train_cfg.hflip, session.channels_last)
+            logits = session.model(inputs)["logits"]
+            loss, per_task = masked_multitask_loss(logits, labels, tasks, session.class_weights,
+                                                   train_cfg.label_smoothing)
+            session.optimizer.zero_grad(set_to_none=True)
             fabric.backward(loss)
             if train_cfg.grad_clip > 0:
-                fabric.clip_gradients(model, optimizer, max_norm=train_cfg.grad_clip, error_if_nonfinite=False)
-            optimizer.step()
-            scheduler.step()
+                fabric.clip_gradients(session.model, session.optimizer, max_norm=train_cfg.grad_clip,
+                                      error_if_nonfinite=False)
+            session.optimizer.step()
+            session.scheduler.step()
             state.step += 1
             state.batch_in_epoch += 1
             step_losses.append(loss.detach())
@@ -406,21 +430,23 @@ def _train_epoch(fabric: Any, model: Any, optimizer: Any, scheduler: Any, loader
     return losses
 
 
-def _checkpoint(model: ConvRecurrentClassifier, optimizer: Any, scheduler: Any, state: RunState) -> dict[str, Any]:
-    return {"model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "state": asdict(state),
-            "rng": rng_state()}
+def _checkpoint(session: Session) -> dict[str, Any]:
+    return {"model": {k: v.detach().cpu().clone() for k, v in session.raw_model.state_dict().items()},
+            "optimizer": session.optimizer.state_dict(), "scheduler": session.scheduler.state_dict(),
+            "state": asdict(session.state), "rng": rng_state()}
 
 
-def _save(fabric: Any, out: Path, model: ConvRecurrentClassifier, optimizer: Any, scheduler: Any, state: RunState,
-          config: Config, info: DataInfo, mean: torch.Tensor, std: torch.Tensor, improved: bool) -> None:
+def _save(session: Session, improved: bool) -> None:
+    """Rank 0 writes last.pt (every epoch), best.pt and model.safetensors (when improved), metrics.csv."""
+    fabric, out, state, config = session.fabric, session.out, session.state, session.config
     if fabric.is_global_zero:
-        checkpoint = _checkpoint(model, optimizer, scheduler, state)
+        checkpoint = _checkpoint(session)
         if improved:
             save_checkpoint(out / BEST, {"model": checkpoint["model"], "epoch": state.epoch,
                                          "score": state.best_score})
-            save_model_file(out / MODEL_FILE, model, {t: info.classes[t] for t in config.model.tasks}, config.model,
-                            config.train.image_size, tuple(mean.tolist()), tuple(std.tolist()))
+            save_model_file(out / MODEL_FILE, session.raw_model, {t: session.info.classes[t] for t in session.tasks},
+                            config.model, config.train.image_size, tuple(session.mean.tolist()),
+                            tuple(session.std.tolist()))
         save_checkpoint(out / LAST, checkpoint)
         history = pd.DataFrame(state.history)
         write_with(out / "metrics.csv", lambda tmp: history.to_csv(tmp, index=False, float_format="%.6g"))
