@@ -84,9 +84,10 @@ def main() -> None:
         epoch_seconds = time.perf_counter() - start
         end_to_end = steps * args.batch / epoch_seconds
 
-    where = torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+    cuda = device.type == "cuda"
+    where = torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)"
     print(f"ResNet18 + BiGRU(256), {args.image_size} px crops of a {info.cache_size} px cache, batch {args.batch}, "
-          f"{'bf16 + channels_last' if device.type == 'cuda' else 'fp32'}, compile={args.compile}, {args.workers} workers, on {where}")
+          f"{'bf16 + channels_last' if cuda else 'fp32'}, compile={args.compile}, {args.workers} workers, on {where}")
     print(f"  compute-only : {compute:9.1f} img/s")
     print(f"  end-to-end   : {end_to_end:9.1f} img/s  ({end_to_end / compute:.0%} of compute-only; target 85%)")
     print(f"  one epoch    : {epoch_seconds:9.1f} s for {steps * args.batch} images ({len(session.train_set)} in "
