@@ -191,6 +191,80 @@ def train(
         raise typer.Exit(130)
 
 
+@app.command()
+def evaluate(
+    run: Annotated[Path, typer.Option("--run", help="RUN folder written by `artextract train`.")],
+    data: Annotated[Path | None, typer.Option("--data", help="DATA folder (default: the one the run was "
+                                                                 "trained on).")] = None,
+    split: Annotated[str, typer.Option(help="Split to evaluate: eval (official val sets), select or train.")]
+    = "eval",
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder (default RUN/eval).")] = None,
+    from_predictions: Annotated[bool, typer.Option("--from-predictions", help="Recompute everything from "
+                                                   "predictions.parquet; no model, no GPU.")] = False,
+    inject_noise: Annotated[float, typer.Option(help="Flip this share of labels (seeded) to validate the "
+                                                     "outlier scores.")] = 0.0,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap, the noise and the samples.")] = 0,
+    force: ForceOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Metrics with confidence intervals, calibration, validated outliers, heat maps and one HTML report."""
+    from artextract.analysis.evaluate import analyse, explain_examples, predict_split, resolve_data
+    from artextract.core.outdir import prepare_output_dir
+    from artextract.core.progress import setup_logging
+    from artextract.report.html import write_report
+
+    setup_logging(verbose)
+    if split not in ("eval", "select", "train"):
+        raise ArtExtractError(f"--split must be eval, select or train, got {split!r}")
+    if not 0.0 <= inject_noise < 1.0:
+        raise ArtExtractError(f"--inject-noise must be in [0, 1), got {inject_noise}")
+    if not run.is_dir():
+        raise ArtExtractError(f"--run {run} is not a folder")
+    out = out or run / "eval"
+    if not from_predictions:
+        data = resolve_data(run, data)
+        created = not out.exists()
+        out = prepare_output_dir(out, force=force)
+        try:
+            predict_split(run, data, split, out, batch_size, device)
+        except ArtExtractError:
+            if created and not any(out.iterdir()):
+                out.rmdir()
+            raise
+    elif data is None and (run / "run.json").is_file():
+        data = resolve_data(run, None, need_model=False)
+    result = analyse(out, split, inject_noise, seed)
+    if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
+        explain_examples(run, data, out, result.outliers, device, seed)
+    report = write_report(out, run, data, result.metrics, result.outliers)
+    _print_headline(result.metrics)
+    typer.echo(f"report: {report}")
+
+
+def _print_headline(metrics: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['split']} split, {metrics['images']} images")
+    for column in ("task", "accuracy [95% CI]", "top-5", "macro F1 [95% CI]", "ECE -> after T", "outliers"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    for task, m in metrics["tasks"].items():
+        if not m.get("images"):
+            continue
+        ci, cal = m["intervals_95"], m["calibration"]
+        noise = m.get("noise_detection", {}).get("scores", {})
+        best = max(noise.items(), key=lambda kv: kv[1]["auroc"]) if noise else None
+        flagged = metrics["outliers"][task]["flagged"]
+        outlier_text = f"{flagged} flagged" + (f"; noise AUROC {best[1]['auroc']:.3f} ({best[0]})" if best else "")
+        table.add_row(task, f"{m['accuracy']:.3f} [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}]",
+                      f"{m['top5_accuracy']:.3f}",
+                      f"{m['macro_f1']:.3f} [{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}]",
+                      f"{cal['before']['ece']:.3f} -> {cal['after']['ece']:.3f}", outlier_text)
+    Console(width=140).print(table)
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2.
 

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from artextract.config import Config, write_config
-from artextract.core.atomic import write_with
+from artextract.core.atomic import write_json, write_with
 from artextract.core.environment import write_environment
 from artextract.core.progress import Progress, log
 from artextract.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, save_model_file, set_rng_state
@@ -31,6 +31,7 @@ from artextract.errors import ArtExtractError, ConfigError, DataError
 from artextract.models import ConvRecurrentClassifier, build_model
 
 LAST, BEST, MODEL_FILE = "checkpoints/last.pt", "checkpoints/best.pt", "model.safetensors"
+RUN_INFO = "run.json"  # which DATA folder the run was trained on, for `evaluate`
 
 
 class TrainingFault(ArtExtractError):
@@ -306,6 +307,7 @@ def _fit(session: Session, resume: bool, should_stop: Callable[[int], bool] | No
     elif fabric.is_global_zero:
         write_config(session.config, out / "config.yaml", sections=("model", "train"))
         write_environment(out)
+        write_json(out / RUN_INFO, {"data": str(session.info.folder.resolve()), "tasks": session.tasks})
 
     state = session.state
     loader = _loader(session.train_set, session.sampler, train_cfg.workers, pin=fabric.device.type == "cuda")
@@ -362,7 +364,7 @@ def _fit(session: Session, resume: bool, should_stop: Callable[[int], bool] | No
 
 
 def _remove_partial_run(out: Path) -> None:
-    for name in ("config.yaml", "env.json", "metrics.csv", "checkpoints"):
+    for name in ("config.yaml", "env.json", RUN_INFO, "metrics.csv", "checkpoints"):
         target = out / name
         if target.is_dir():
             shutil.rmtree(target, ignore_errors=True)

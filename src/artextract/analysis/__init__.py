@@ -1,0 +1,1 @@
+"""What `evaluate` computes from predictions: metrics with intervals, calibration, outliers, explanations."""

@@ -1,0 +1,215 @@
+"""`artextract evaluate`: run the model once into predictions.parquet, then compute everything else from it.
+
+RUN/eval/ (or --out):
+  predictions.parquet   per image: path, split, label, logits, top-5 names and probabilities per task, embedding
+  metrics.json          per task: accuracy, top-5, balanced accuracy, macro/weighted P/R/F1, per-class report,
+                        bootstrap 95 % intervals, confusion matrix, calibration (ECE before/after temperature)
+  confusion_<task>.{csv,png}, confusion_<task>_normalised.{csv,png}, f1_<task>.png, reliability_<task>.png
+  outliers.csv          the outlier scores of every labelled image, most suspicious first
+  explain/              thumbnails, Grad-CAM and attention overlays of outliers and of a sample of correct ones
+  report.html, report.md
+Everything after predictions.parquet needs no model: `--from-predictions` recomputes it on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from artextract.analysis.calibration import calibration_report
+from artextract.analysis.metrics import classification_metrics
+from artextract.analysis.outliers import inject_noise, noise_detection, score_task, summarise
+from artextract.core.atomic import write_bytes, write_json, write_with
+from artextract.core.progress import log
+from artextract.engine.inference import softmax, top_k
+from artextract.errors import ArtExtractError
+
+PREDICTIONS = "predictions.parquet"
+TOP_K = 5
+EXPLAIN_OUTLIERS, EXPLAIN_CORRECT = 12, 6  # per task, as many as the report shows
+
+
+@dataclass
+class EvalResult:
+    out: Path
+    metrics: dict[str, Any]
+    outliers: pd.DataFrame
+
+
+def stack(column: pd.Series) -> np.ndarray:
+    return np.stack(column.to_numpy()) if len(column) else np.zeros((0, 0), np.float32)
+
+
+# ------------------------------------------------------------------ step 1: the model over the images
+
+
+def _check_classes(model_classes: dict[str, list[str]], data_classes: dict[str, list[str]], data: Path) -> None:
+    for task, names in model_classes.items():
+        if task not in data_classes:
+            raise ArtExtractError(f"the model predicts {task!r}, but {data}/classes.json has no such task")
+        theirs = data_classes[task]
+        if theirs != names:
+            if len(theirs) != len(names):
+                raise ArtExtractError(f"{task}: the model has {len(names)} classes, {data} has {len(theirs)}")
+            i = next(i for i, (a, b) in enumerate(zip(names, theirs, strict=True)) if a != b)
+            raise ArtExtractError(f"{task}: class {i} is {names[i]!r} in the model but {theirs[i]!r} in {data}")
+
+
+def resolve_data(run: Path, data: Path | None, need_model: bool = True) -> Path:
+    """The DATA folder to evaluate on (given, or the run's own), after checking the run has a model."""
+    if need_model and not (run / "model.safetensors").is_file():
+        raise ArtExtractError(f"{run} has no model.safetensors: train a model first (artextract train --out {run})")
+    if data is not None:
+        return data
+    info_path = run / "run.json"
+    if not info_path.is_file():
+        raise ArtExtractError(f"{run} does not say which DATA folder it was trained on: pass --data DATA")
+    return Path(json.loads(info_path.read_text())["data"])
+
+
+def predict_split(run: Path, data: Path, split: str, out: Path, batch_size: int, device_name: str) -> None:
+    """Score `split` and the selection split with the run's model into predictions.parquet."""
+    import torch
+
+    from artextract.data.cache import open_images, read_layout
+    from artextract.engine.checkpoint import load_model_file
+    from artextract.engine.data import load_data_folder
+    from artextract.engine.inference import pick_device, run_model
+
+    model, meta = load_model_file(run / "model.safetensors")
+    info = load_data_folder(data)
+    _check_classes(meta["classes"], info.classes, data)
+    manifest = info.manifest
+    wanted = manifest[manifest["split"].isin([split, "select"])]
+    unusable = int((wanted["status"] != "ok").sum())
+    if unusable:
+        log.warning("evaluate: %d images of the %s/select splits were skipped by prepare (see its report)",
+                    unusable, split)
+    rows = wanted[wanted["status"] == "ok"].copy()
+    rows["split"] = rows["split"].astype(str)
+    if not (rows["split"] == split).any():
+        raise ArtExtractError(f"split {split!r} of {data} has no usable images")
+    images = open_images(data / "cache", read_layout(data / "cache"))
+    rows = rows.sort_values("cache_index", kind="stable").reset_index(drop=True)  # read the cache in file order
+    cache_rows = rows["cache_index"].to_numpy()
+    device = pick_device(device_name)
+    batches = (torch.from_numpy(np.ascontiguousarray(images[cache_rows[i: i + batch_size]]))
+               for i in range(0, len(cache_rows), batch_size))
+    outputs = run_model(model, batches, len(rows), meta["image_size"], info.cache_size, meta["mean"], meta["std"],
+                        device, desc=f"evaluate {split}")
+    frame = pd.DataFrame({"path": rows["path"], "split": rows["split"], "cache_index": rows["cache_index"]})
+    for task, names in meta["classes"].items():
+        logits = outputs[f"logits_{task}"]
+        indices, probabilities = top_k(softmax(logits), TOP_K)
+        frame[f"label_{task}"] = rows[f"label_{task}"].to_numpy(np.int64)
+        frame[f"pred_{task}"] = logits.argmax(axis=1)
+        frame[f"top{TOP_K}_{task}"] = [[names[i] for i in row] for row in indices]
+        frame[f"top{TOP_K}_prob_{task}"] = list(probabilities.astype(np.float32))
+        frame[f"logits_{task}"] = list(logits.astype(np.float32))
+    frame["embedding"] = list(outputs["embedding"].astype(np.float32))
+    write_with(out / PREDICTIONS, lambda tmp: frame.to_parquet(tmp, index=False))
+    write_json(out / "classes.json", meta["classes"])
+
+
+def explain_examples(run: Path, data: Path, out: Path, outliers: pd.DataFrame, device_name: str,
+                     seed: int) -> None:
+    """Thumbnails and heat maps of the flagged outliers (evidence for the class each resembles) and of a sample
+    of correct predictions (evidence for the predicted class), per task."""
+    import torch
+
+    from artextract.analysis.explain import attention_maps, grad_cam, image_png, overlay_png
+    from artextract.data.cache import open_images, read_layout
+    from artextract.engine.checkpoint import load_model_file
+    from artextract.engine.inference import pick_device
+
+    model, meta = load_model_file(run / "model.safetensors")
+    model = model.to(pick_device(device_name))
+    images = open_images(data / "cache", read_layout(data / "cache"))
+    cache_size = images.shape[1]
+    rng = np.random.default_rng(seed)
+    for task, frame in outliers.groupby("task", sort=False):
+        flagged = frame[frame["flagged"]].head(EXPLAIN_OUTLIERS)
+        correct = frame[frame["predicted"] == frame["label"]]
+        sample = correct.iloc[np.sort(rng.permutation(len(correct))[:EXPLAIN_CORRECT])]
+        chosen = pd.concat([flagged.assign(target=flagged["resembles"]), sample.assign(target=sample["predicted"])])
+        if chosen.empty:
+            continue
+        cache_rows = chosen["cache_index"].to_numpy(np.int64)
+        batch = torch.from_numpy(np.ascontiguousarray(images[cache_rows]))
+        targets = torch.tensor(chosen["target"].to_numpy(np.int64))
+        cams = grad_cam(model, batch, str(task), targets, meta["image_size"], cache_size, meta["mean"], meta["std"])
+        attention = attention_maps(model, batch, meta["image_size"], cache_size, meta["mean"], meta["std"])
+        for i, row in enumerate(cache_rows):
+            picture = np.asarray(batch[i])
+            write_bytes(out / "explain" / f"{row}.png", image_png(picture))
+            write_bytes(out / "explain" / f"{row}-{task}-cam.png", overlay_png(picture, cams[i]))
+            if attention is not None:
+                write_bytes(out / "explain" / f"{row}-{task}-attention.png", overlay_png(picture, attention[i]))
+
+
+# ------------------------------------------------------------------ step 2: everything from predictions.parquet
+
+
+def analyse(out: Path, split: str, inject: float, seed: int) -> EvalResult:
+    """Metrics, calibration, outliers and figures from `out/predictions.parquet` alone."""
+    from artextract.report import plots
+
+    path = out / PREDICTIONS
+    if not path.is_file():
+        raise ArtExtractError(f"{out} has no {PREDICTIONS}: run evaluate without --from-predictions first")
+    predictions = pd.read_parquet(path)
+    classes = json.loads((out / "classes.json").read_text(encoding="utf-8"))
+    scored = predictions[predictions["split"] == split]
+    select = predictions[predictions["split"] == "select"]
+    if scored.empty:
+        raise ArtExtractError(f"{path} holds no images of split {split!r}")
+    metrics: dict[str, Any] = {"split": split, "images": len(scored), "tasks": {}}
+    outlier_frames = {}
+    for task, names in classes.items():
+        labels = scored[f"label_{task}"].to_numpy()
+        logits = stack(scored[f"logits_{task}"])
+        task_metrics = classification_metrics(labels, logits, names, seed=seed)
+        if task_metrics["images"] == 0:
+            metrics["tasks"][task] = task_metrics
+            continue
+        select_logits = stack(select[f"logits_{task}"]) if len(select) else np.zeros((0, len(names)))
+        select_labels = select[f"label_{task}"].to_numpy() if len(select) else np.zeros(0, np.int64)
+        task_metrics["calibration"] = calibration_report(labels, logits, select_labels, select_logits)
+        noisy, flipped = (inject_noise(labels, inject, len(names), seed) if inject > 0
+                          else (labels, np.zeros(len(labels), bool)))
+        frame = score_task(task, scored["path"].to_numpy(), noisy, logits, stack(scored["embedding"]), names)
+        frame["cache_index"] = frame["path"].map(dict(zip(scored["path"], scored["cache_index"], strict=True)))
+        if inject > 0:
+            flipped_paths = dict(zip(scored["path"], flipped, strict=True))
+            frame["injected_noise"] = frame["path"].map(flipped_paths)
+            frame["original_label"] = frame["path"].map(dict(zip(scored["path"], labels, strict=True)))
+            task_metrics["noise_detection"] = {"fraction": inject, "flipped": int(flipped.sum()),
+                                               "scores": noise_detection(frame, flipped_paths)}
+        outlier_frames[task] = frame
+        metrics["tasks"][task] = task_metrics
+        _figures(out, task, names, task_metrics, plots)
+    metrics["outliers"] = summarise(outlier_frames)
+    outliers = pd.concat(outlier_frames.values(), ignore_index=True) if outlier_frames else pd.DataFrame()
+    write_json(out / "metrics.json", metrics)
+    write_with(out / "outliers.csv", lambda tmp: outliers.to_csv(tmp, index=False, float_format="%.6g"))
+    return EvalResult(out, metrics, outliers)
+
+
+def _figures(out: Path, task: str, names: list[str], task_metrics: dict[str, Any], plots: Any) -> None:
+    matrix = np.array(task_metrics["confusion"])
+    for normalised in (False, True):
+        suffix = "_normalised" if normalised else ""
+        values = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1) if normalised else matrix
+        table = pd.DataFrame(values, index=pd.Index(names, name="true \\ predicted"), columns=names)
+        write_with(out / f"confusion_{task}{suffix}.csv",
+                   lambda tmp, t=table, f="%.4f" if normalised else None: t.to_csv(tmp, float_format=f))
+        title = f"{task}: confusion matrix{' (row-normalised)' if normalised else ''}"
+        write_bytes(out / f"confusion_{task}{suffix}.png", plots.confusion_png(matrix, names, title, normalised))
+    write_bytes(out / f"f1_{task}.png", plots.per_class_f1_png(task_metrics["per_class"], f"{task}: F1 per class"))
+    write_bytes(out / f"reliability_{task}.png",
+                plots.reliability_png(task_metrics["calibration"], f"{task}: reliability"))

@@ -1,0 +1,155 @@
+"""Outlier scores: paintings that look like another class, or whose label is probably wrong.
+
+Per labelled image of a task, four scores (higher = more suspicious) and their combination:
+- `low_confidence`: 1 - p(given label); the original notebook's "correct but confidence < 0.5" is kept as the
+  `notebook_flag` column;
+- `disagreement`: probability margin of the most probable other class over the given label;
+- `centre_distance`: cosine distance to the given label's class centre minus the distance to the nearest other
+  centre (leave-one-out centres, embedding space);
+- `knn_disagreement`: share of the k nearest paintings (cosine, excluding itself) labelled otherwise;
+- `combined`: the mean of the four scores' percentile ranks.
+Each image names the class it resembles (the most probable class other than its label) and, when flagged, its
+nearest paintings of that class. `inject_noise` flips a known share of labels to validate the scores.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from artextract.engine.inference import softmax
+
+SCORES = ("low_confidence", "disagreement", "centre_distance", "knn_disagreement", "combined")
+KNN_K = 10
+NEAREST_SHOWN = 3
+MIN_FLAGGED = 12
+_CHUNK = 2048
+
+
+def inject_noise(labels: np.ndarray, fraction: float, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels with `fraction` of the labelled ones moved to another random class, and which were moved."""
+    rng = np.random.default_rng(seed)
+    labelled = np.flatnonzero(labels >= 0)
+    flipped = rng.choice(labelled, size=round(fraction * len(labelled)), replace=False)
+    noisy = labels.copy()
+    noisy[flipped] = (labels[flipped] + rng.integers(1, num_classes, size=len(flipped))) % num_classes
+    mask = np.zeros(len(labels), dtype=bool)
+    mask[flipped] = True
+    return noisy, mask
+
+
+def _normalise(embeddings: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return (embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _centre_scores(unit: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+    sums = np.zeros((num_classes, unit.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels, unit)
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    own_sum = sums[labels] - unit  # leave-one-out: an image does not pull its own centre
+    own_count = counts[labels] - 1
+    own_centre = own_sum / np.maximum(own_count, 1)[:, None]
+    centres = sums / np.maximum(counts, 1)[:, None]
+
+    def cosine_distance(vectors: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(centre, axis=-1)
+        return 1.0 - (vectors * centre).sum(axis=-1) / np.maximum(norms, 1e-12)
+
+    own = np.where(own_count > 0, cosine_distance(unit, own_centre), 1.0)
+    others = 1.0 - (unit @ centres.T) / np.maximum(np.linalg.norm(centres, axis=1), 1e-12)
+    others[:, counts == 0] = np.inf
+    others[np.arange(len(labels)), labels] = np.inf
+    nearest_other = others.min(axis=1)
+    return own - np.where(np.isfinite(nearest_other), nearest_other, 1.0)
+
+
+def _knn_disagreement(unit: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    n = len(labels)
+    k = min(k, n - 1)
+    if k <= 0:
+        return np.zeros(n)
+    scores = np.empty(n)
+    for start in range(0, n, _CHUNK):
+        similarity = unit[start: start + _CHUNK] @ unit.T
+        rows = np.arange(similarity.shape[0])
+        similarity[rows, start + rows] = -np.inf  # never its own neighbour
+        neighbours = np.argpartition(-similarity, k, axis=1)[:, :k]
+        scores[start: start + _CHUNK] = (labels[neighbours] != labels[start: start + _CHUNK, None]).mean(axis=1)
+    return scores
+
+
+def _percentile_rank(values: np.ndarray) -> np.ndarray:
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values))
+    ranks[order] = np.arange(len(values))
+    return ranks / max(1, len(values) - 1)
+
+
+def score_task(task: str, paths: np.ndarray, labels: np.ndarray, logits: np.ndarray, embeddings: np.ndarray,
+               class_names: list[str], flag_fraction: float = 0.02) -> pd.DataFrame:
+    """One row per labelled image, most suspicious first."""
+    keep = labels >= 0
+    paths, labels, logits = paths[keep], labels[keep], logits[keep]
+    unit = _normalise(embeddings[keep])
+    num_classes = len(class_names)
+    probabilities = softmax(logits)
+    rows = np.arange(len(labels))
+    p_label = probabilities[rows, labels]
+    others = probabilities.copy()
+    others[rows, labels] = -1.0
+    resembles = others.argmax(axis=1)
+    predicted = probabilities.argmax(axis=1)
+    frame = pd.DataFrame({
+        "task": task, "path": paths, "label": labels, "label_name": [class_names[i] for i in labels],
+        "predicted": predicted, "predicted_name": [class_names[i] for i in predicted],
+        "p_label": p_label, "p_predicted": probabilities.max(axis=1),
+        "score_low_confidence": 1.0 - p_label,
+        "score_disagreement": others.max(axis=1) - p_label,
+        "score_centre_distance": _centre_scores(unit, labels, num_classes),
+        "score_knn_disagreement": _knn_disagreement(unit, labels, KNN_K),
+        "notebook_flag": (predicted == labels) & (probabilities.max(axis=1) < 0.5),
+        "resembles": resembles, "resembles_name": [class_names[i] for i in resembles],
+    })
+    parts = [f"score_{name}" for name in SCORES[:-1]]
+    frame["score_combined"] = np.mean([_percentile_rank(frame[c].to_numpy()) for c in parts], axis=0)
+    frame = frame.sort_values("score_combined", ascending=False, kind="stable").reset_index(drop=True)
+    # The top `flag_fraction`, and never fewer than a gallery's worth on small sets.
+    flagged = max(math.ceil(flag_fraction * len(frame)), min(MIN_FLAGGED, len(frame)))
+    frame["rank"] = np.arange(1, len(frame) + 1)
+    frame["flagged"] = frame["rank"] <= flagged
+    frame["nearest_of_resembled"] = ""
+    position = {path: i for i, path in enumerate(paths)}
+    for index in np.flatnonzero(frame["flagged"].to_numpy()):
+        me = position[frame.at[index, "path"]]
+        members = np.flatnonzero(labels == frame.at[index, "resembles"])
+        if len(members):
+            similarity = unit[members] @ unit[me]
+            nearest = members[np.argsort(-similarity, kind="stable")[:NEAREST_SHOWN]]
+            frame.at[index, "nearest_of_resembled"] = ";".join(paths[nearest])
+    return frame
+
+
+def noise_detection(frame: pd.DataFrame, flipped: dict[str, bool]) -> dict[str, dict[str, float]]:
+    """Precision@k, recall@k (k = number flipped) and AUROC of each score at finding the flipped labels."""
+    truth = frame["path"].map(flipped).fillna(False).to_numpy(bool)
+    k = int(truth.sum())
+    result: dict[str, dict[str, float]] = {}
+    if k == 0 or k == len(truth):
+        return result
+    for name in SCORES:
+        values = frame[f"score_{name}"].to_numpy()
+        top = np.argsort(-values, kind="stable")[:k]
+        hits = int(truth[top].sum())
+        result[name] = {"auroc": float(roc_auc_score(truth, values)), "precision_at_k": hits / k,
+                        "recall_at_k": hits / k, "k": k}
+    return result
+
+
+def summarise(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    return {task: {"images": len(f), "flagged": int(f["flagged"].sum()),
+                   "notebook_flags": int(f["notebook_flag"].sum())} for task, f in frames.items()}

@@ -1,0 +1,163 @@
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import (
+    accuracy_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    top_k_accuracy_score,
+)
+
+from artextract.analysis.calibration import fit_temperature, reliability
+from artextract.analysis.outliers import inject_noise
+from artextract.engine.inference import softmax
+from artextract.engine.trainer import train
+
+from conftest import tiny_train_config
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def evaluated(prepared_small, tmp_path_factory):
+    """A small trained run (attention reader), evaluated with 10 % injected label noise."""
+    run = tmp_path_factory.mktemp("eval_run") / "run"
+    config = tiny_train_config(epochs=10)
+    config.model.pooling = "attention"
+    train(prepared_small, run, config)
+    from typer.testing import CliRunner
+
+    from artextract.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "--run", str(run), "--inject-noise", "0.1", "--batch-size", "32"])
+    assert result.exit_code == 0, result.output
+    return run / "eval"
+
+
+def _stack(series):
+    return np.stack(series.to_numpy())
+
+
+def test_metrics_equal_scikit_learn(evaluated):
+    predictions = pd.read_parquet(evaluated / "predictions.parquet")
+    predictions = predictions[predictions["split"] == "eval"]
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    classes = json.loads((evaluated / "classes.json").read_text())
+    for task, names in classes.items():
+        m = metrics["tasks"][task]
+        labelled = predictions[f"label_{task}"] >= 0
+        y = predictions.loc[labelled, f"label_{task}"].to_numpy()
+        logits = _stack(predictions.loc[labelled, f"logits_{task}"])
+        pred = logits.argmax(axis=1)
+        assert m["images"] == len(y)
+        assert m["accuracy"] == pytest.approx(accuracy_score(y, pred))
+        expected_top5 = top_k_accuracy_score(y, logits, k=5, labels=range(len(names))) if len(names) > 5 else 1.0
+        assert m["top5_accuracy"] == pytest.approx(expected_top5)
+        with pytest.warns(UserWarning) if len(set(pred) - set(y)) else _nothing():
+            assert m["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(y, pred))
+        for average in ("macro", "weighted"):
+            p, r, f, _ = precision_recall_fscore_support(y, pred, average=average, zero_division=0)
+            assert (m[f"{average}_precision"], m[f"{average}_recall"], m[f"{average}_f1"]) == pytest.approx((p, r, f))
+        assert m["confusion"] == confusion_matrix(y, pred, labels=range(len(names))).tolist()
+        for name, (low, high) in m["intervals_95"].items():
+            assert low <= m[name] + 1e-9 and m[name] - 1e-9 <= high, name
+        saved = pd.read_csv(evaluated / f"confusion_{task}.csv", index_col=0)
+        assert saved.to_numpy().tolist() == m["confusion"] and list(saved.columns) == names
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_from_predictions_reproduces_metrics_exactly(evaluated, run_cli):
+    before = (evaluated / "metrics.json").read_bytes()
+    result = run_cli("evaluate", "--run", evaluated.parent, "--from-predictions", "--inject-noise", "0.1")
+    assert result.code == 0, result.stderr
+    assert (evaluated / "metrics.json").read_bytes() == before
+
+
+def test_outliers_find_injected_noise_and_name_what_they_resemble(evaluated):
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    outliers = pd.read_csv(evaluated / "outliers.csv")
+    for task in ("artist", "style"):
+        scores = metrics["tasks"][task]["noise_detection"]["scores"]
+        best = max(s["auroc"] for s in scores.values())
+        assert best > 0.75, (task, scores)  # chance is 0.5
+        flagged = outliers[(outliers["task"] == task) & outliers["flagged"]]
+        assert len(flagged) >= 1
+        assert flagged["resembles_name"].notna().all()
+        assert (flagged["resembles"] != flagged["label"]).all()
+        assert flagged["nearest_of_resembled"].fillna("").str.len().gt(0).all()
+    assert {"score_low_confidence", "score_disagreement", "score_centre_distance", "score_knn_disagreement",
+            "score_combined", "notebook_flag", "injected_noise"} <= set(outliers.columns)
+    explained = list((evaluated / "explain").glob("*-cam.png"))
+    assert explained and list((evaluated / "explain").glob("*-attention.png"))
+
+
+def test_report_is_self_contained(evaluated):
+    html = (evaluated / "report.html").read_text()
+    assert "http://" not in html and "https://" not in html
+    assert html.count("data:image/png;base64,") >= 10
+    assert "Outliers" in html and "Protocol and data" in html and "injected noise" in html.lower()
+    assert "| artist |" in (evaluated / "report.md").read_text()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed (.ci/run installs it)")
+def test_report_renders_in_headless_chromium(evaluated, tmp_path):
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
+               (evaluated / "report.html").as_uri()]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False).stdout
+    import re
+
+    found = re.search(r'data-images="(\d+)" data-images-ok="(\d+)"', dom)
+    assert found, dom[:500]
+    assert int(found.group(1)) >= 10 and found.group(1) == found.group(2)
+    shot = tmp_path / "report.png"
+    subprocess.run([*command[:-2], f"--screenshot={shot}", "--window-size=1200,2400",
+                    (evaluated / "report.html").as_uri()], capture_output=True, timeout=120, check=False)
+    assert shot.is_file() and shot.stat().st_size > 20_000
+
+
+def test_bad_inputs(run_cli, prepared_small, evaluated, tmp_path):
+    empty_run = tmp_path / "run"
+    empty_run.mkdir()
+    result = run_cli("evaluate", "--run", empty_run, "--data", prepared_small)
+    assert result.code == 2 and "no model.safetensors" in result.stderr and not (empty_run / "eval").exists()
+    other = tmp_path / "data"
+    shutil.copytree(prepared_small, other)
+    classes = json.loads((other / "classes.json").read_text())
+    classes["style"][3] = "Art_Nouveau_Modern"
+    (other / "classes.json").write_text(json.dumps(classes))
+    result = run_cli("evaluate", "--run", evaluated.parent, "--data", other, "--out", tmp_path / "e")
+    assert result.code == 2
+    assert "style: class 3 is 'Art_Nouveau' in the model but 'Art_Nouveau_Modern'" in result.stderr
+    result = run_cli("evaluate", "--run", evaluated.parent, "--split", "nonsense")
+    assert result.code == 2
+
+
+def test_temperature_scaling_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(4000, 6))
+    probabilities = softmax(logits, temperature=2.0)
+    labels = np.array([rng.choice(6, p=p) for p in probabilities])
+    assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.1)
+    assert reliability(labels, probabilities)["ece"] < 0.03
+    assert reliability(labels, softmax(logits))["ece"] > 0.1
+
+
+def test_noise_injection_flips_exactly_the_fraction():
+    labels = np.array([0, 1, 2, -1] * 25)
+    noisy, flipped = inject_noise(labels, 0.2, 3, seed=1)
+    assert flipped.sum() == 15 and (noisy[flipped] != labels[flipped]).all()
+    assert (noisy[~flipped] == labels[~flipped]).all() and (noisy[labels < 0] == -1).all()
