@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_cache.py
 	$(PY) bench/bench_model.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_predict.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache

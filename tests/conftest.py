@@ -82,3 +82,21 @@ def tiny_train_config(**train_overrides: object):
     train = {"epochs": 2, "batch_size": 16, "image_size": 32, "lr": 3e-3, "workers": 0, "accelerator": "cpu",
              "patience": 0, "log_every": 2, **train_overrides}
     return Config(model=ModelConfig(backbone="test_resnet", hidden_size=16), train=TrainConfig(**train))
+
+
+@pytest.fixture(scope="session")
+def evaluated_run(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small trained run (attention reader) on `prepared_small`, evaluated with 10 % injected label noise;
+    returns RUN (its evaluation is in RUN/eval)."""
+    from typer.testing import CliRunner
+
+    from artextract.cli import app
+    from artextract.engine.trainer import train
+
+    run = tmp_path_factory.mktemp("eval_run") / "run"
+    config = tiny_train_config(epochs=10)
+    config.model.pooling = "attention"
+    train(prepared_small, run, config)
+    result = CliRunner().invoke(app, ["evaluate", "--run", str(run), "--inject-noise", "0.1", "--batch-size", "32"])
+    assert result.exit_code == 0, result.output
+    return run

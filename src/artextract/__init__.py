@@ -1,3 +1,15 @@
 """ArtExtract: classify paintings by artist, style and genre with convolutional-recurrent networks."""
 
+from typing import Any
+
 __version__ = "0.1.0"
+__all__ = ["__version__", "load_model"]
+
+
+def __getattr__(name: str) -> Any:
+    # `load_model` pulls in torch; importing the package (e.g. for `artextract --version`) should not.
+    if name == "load_model":
+        from artextract.predict import load_model
+
+        return load_model
+    raise AttributeError(f"module 'artextract' has no attribute {name!r}")

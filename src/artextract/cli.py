@@ -265,6 +265,90 @@ def _print_headline(metrics: dict[str, Any]) -> None:
     Console(width=140).print(table)
 
 
+@app.command()
+def predict(
+    paths: Annotated[list[str], typer.Argument(help="Images, folders (searched recursively) or globs.")],
+    model: Annotated[Path, typer.Option("--model", help="model.safetensors written by `artextract train`.")],
+    top_k: Annotated[int, typer.Option("--top-k", help="Classes to list per task.")] = 5,
+    format_: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    output: Annotated[Path | None, typer.Option("--output", help="Write to this file instead of stdout.")] = None,
+    cam: Annotated[Path | None, typer.Option("--cam", help="Write Grad-CAM overlays of the top class here.")]
+    = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    workers: Annotated[int, typer.Option(help="Decoding processes (0 = in this process).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    verbose: VerboseOption = False,
+) -> None:
+    """Top-k artists, styles and genres with probabilities for new paintings."""
+    from artextract.core.atomic import write_text
+    from artextract.core.progress import setup_logging
+    from artextract.predict import expand_inputs, load_model
+
+    setup_logging(verbose)
+    if format_ not in ("table", "json", "csv"):
+        raise ArtExtractError(f"--format must be table, json or csv, got {format_!r}")
+    if top_k < 1:
+        raise ArtExtractError("--top-k must be at least 1")
+    items = expand_inputs(paths)
+    if not items:
+        raise ArtExtractError(f"no images found in {' '.join(paths)}")
+    predictor = load_model(model, device)
+    results = []
+    for result, square in predictor.iter_predict(items, top_k, batch_size, workers, progress=len(items) > 50):
+        if result.status != "ok":
+            typer.echo(f"artextract: skipped {result.source}: {result.status}", err=True)
+        elif cam is not None:
+            _write_cam(predictor, square, result.source, len(results), cam)
+        results.append(result.as_dict())
+    text = _format_predictions(results, format_)
+    if output is not None:
+        write_text(output, text)
+    else:
+        typer.echo(text, nl=False)
+    if not any(r["status"] == "ok" for r in results):
+        raise ArtExtractError(f"none of the {len(results)} images could be predicted (reasons above)")
+
+
+def _write_cam(predictor: Any, square: Any, source: str, index: int, folder: Path) -> None:
+    from artextract.analysis.explain import overlay_png
+    from artextract.core.atomic import write_bytes
+
+    stem = Path(source).stem or "image"
+    for task in predictor.tasks:
+        classes, heat = predictor.heatmaps(square[None], task)
+        name = predictor.classes[task][int(classes[0])]
+        write_bytes(folder / f"{index:05d}-{stem}-{task}-{name}.png", overlay_png(square, heat[0]))
+
+
+def _format_predictions(results: list[dict[str, Any]], format_: str) -> str:
+    import io
+    import json
+
+    from artextract.predict import to_frame
+
+    if format_ == "json":
+        return json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+    if format_ == "csv":
+        buffer = io.StringIO()
+        to_frame(results).to_csv(buffer, index=False, float_format="%.6f")
+        return buffer.getvalue()
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("image")
+    tasks = sorted({t for r in results for t in r["predictions"]}, key=["artist", "style", "genre"].index)
+    for task in tasks:
+        table.add_column(task)
+    for r in results:
+        cells = ["\n".join(f"{e['class']} {e['probability']:.2f}" for e in r["predictions"].get(task, []))
+                 or r["status"] for task in tasks]
+        table.add_row(r["source"], *cells)
+    console = Console(file=io.StringIO(), width=160)
+    console.print(table)
+    return console.file.getvalue()
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2.
 

@@ -16,27 +16,13 @@ from sklearn.metrics import (
 from artextract.analysis.calibration import fit_temperature, reliability
 from artextract.analysis.outliers import inject_noise
 from artextract.engine.inference import softmax
-from artextract.engine.trainer import train
-
-from conftest import tiny_train_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def evaluated(prepared_small, tmp_path_factory):
-    """A small trained run (attention reader), evaluated with 10 % injected label noise."""
-    run = tmp_path_factory.mktemp("eval_run") / "run"
-    config = tiny_train_config(epochs=10)
-    config.model.pooling = "attention"
-    train(prepared_small, run, config)
-    from typer.testing import CliRunner
-
-    from artextract.cli import app
-
-    result = CliRunner().invoke(app, ["evaluate", "--run", str(run), "--inject-noise", "0.1", "--batch-size", "32"])
-    assert result.exit_code == 0, result.output
-    return run / "eval"
+def evaluated(evaluated_run):
+    return evaluated_run / "eval"
 
 
 def _stack(series):

@@ -83,11 +83,15 @@ def decode_square(data: bytes, size: int, max_pixels: int) -> tuple[np.ndarray, 
         # JPEG only: decode at a reduced scale (1/2, 1/4, 1/8) that still covers `size` on the short side.
         # `draft` works on the stored orientation, so ask for `size` in both dimensions.
         image.draft("RGB", (size, size))
-        image = _to_rgb(ImageOps.exif_transpose(image))
-        short = min(image.size)
-        left, top = (image.width - short) // 2, (image.height - short) // 2
-        square = image.resize((size, size), _RESAMPLE, box=(left, top, left + short, top + short),
-                              reducing_gap=2.0)
-        return np.asarray(square, dtype=np.uint8), width, height
+        return square_array(ImageOps.exif_transpose(image), size), width, height
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise SkipImage(f"unreadable ({err})") from None
+
+
+def square_array(image: Image.Image, size: int) -> np.ndarray:
+    """An already opened (and oriented) image of any mode as the `size x size x 3` uint8 square."""
+    image = _to_rgb(image)
+    short = min(image.size)
+    left, top = (image.width - short) // 2, (image.height - short) // 2
+    square = image.resize((size, size), _RESAMPLE, box=(left, top, left + short, top + short), reducing_gap=2.0)
+    return np.array(square, dtype=np.uint8)  # a writable copy: torch refuses read-only arrays

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +52,19 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes model input: decoded to a `cache_size` square (short side resized, centre-cropped),
+    then its central `image_size` square, normalised with `mean` and `std`."""
+
+    cache_size: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+
 def save_model_file(path: Path, model: nn.Module, classes: dict[str, list[str]], model_config: ModelConfig,
-                    image_size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+                    preprocessing: Preprocessing) -> None:
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -62,17 +73,21 @@ def save_model_file(path: Path, model: nn.Module, classes: dict[str, list[str]],
         "artextract_version": __version__,
         "classes": json.dumps(classes, ensure_ascii=False),
         "model_config": json.dumps(asdict(model_config)),
-        "image_size": str(image_size),
-        "mean": json.dumps(list(mean)),
-        "std": json.dumps(list(std)),
+        "cache_size": str(preprocessing.cache_size),
+        "image_size": str(preprocessing.image_size),
+        "mean": json.dumps(list(preprocessing.mean)),
+        "std": json.dumps(list(preprocessing.std)),
     }
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
 def read_model_metadata(path: Path) -> dict[str, Any]:
+    """Classes, model config and preprocessing from a model file; older files of the same format load too."""
     from safetensors import SafetensorError, safe_open
 
+    if not path.is_file():
+        raise ArtExtractError(f"model file {path} does not exist")
     try:
         with safe_open(str(path), framework="pt") as handle:
             raw = handle.metadata() or {}
@@ -81,20 +96,39 @@ def read_model_metadata(path: Path) -> dict[str, Any]:
     if raw.get("artextract_format") != MODEL_FORMAT:
         found = raw.get("artextract_format", "none")
         raise ArtExtractError(f"{path} is not an ArtExtract model of format {MODEL_FORMAT} (found {found}); "
-                              "train it with `artextract train`")
-    return {"classes": json.loads(raw["classes"]), "model_config": json.loads(raw["model_config"]),
-            "image_size": int(raw["image_size"]), "mean": tuple(json.loads(raw["mean"])),
-            "std": tuple(json.loads(raw["std"])), "version": raw.get("artextract_version")}
+                              "use a model.safetensors written by `artextract train`")
+    try:
+        config = json.loads(raw["model_config"])
+        known = {f.name for f in fields(ModelConfig)}
+        newer = sorted(set(config) - known)
+        if newer:
+            raise ArtExtractError(f"{path} was written by a newer ArtExtract ({raw.get('artextract_version')}) with "
+                                  f"model options this version lacks ({', '.join(newer)}); upgrade artextract")
+        image_size = int(raw["image_size"])
+        # Files written before the cache size was recorded used the 224-of-256 convention.
+        cache_size = int(raw.get("cache_size", round(image_size * 8 / 7)))
+        preprocessing = Preprocessing(cache_size, image_size, tuple(json.loads(raw["mean"])),
+                                      tuple(json.loads(raw["std"])))
+        return {"classes": json.loads(raw["classes"]), "model_config": config, "image_size": image_size,
+                "mean": preprocessing.mean, "std": preprocessing.std, "preprocessing": preprocessing,
+                "version": raw.get("artextract_version")}
+    except (KeyError, ValueError, TypeError) as err:
+        raise ArtExtractError(f"{path}: damaged model metadata ({err!r})") from None
 
 
 def load_model_file(path: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The model and its metadata from a `model.safetensors` written by `train`."""
+    """The model (eval mode, CPU) and its metadata from a `model.safetensors` written by `train`."""
     from safetensors.torch import load_file
 
     from artextract.models import build_model
 
     metadata = read_model_metadata(path)
+    # Weights come from the file: never fetch or read the backbone's original weights again.
     config = ModelConfig(**{**metadata["model_config"], "weights": "none"})
     model = build_model(config, metadata["classes"])
-    model.load_state_dict(load_file(str(path)))
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except RuntimeError as err:
+        raise ArtExtractError(f"{path}: weights do not match the model its metadata describes "
+                              f"({str(err).splitlines()[0]})") from None
     return model.eval(), metadata

@@ -23,7 +23,14 @@ from artextract.config import Config, write_config
 from artextract.core.atomic import write_json, write_with
 from artextract.core.environment import write_environment
 from artextract.core.progress import Progress, log
-from artextract.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, save_model_file, set_rng_state
+from artextract.engine.checkpoint import (
+    Preprocessing,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    save_model_file,
+    set_rng_state,
+)
 from artextract.engine.data import CachedSplit, DataInfo, augment, batch_indices, center_view, load_data_folder
 from artextract.engine.loss import class_weights, masked_multitask_loss
 from artextract.engine.metrics import task_metrics
@@ -446,9 +453,10 @@ def _save(session: Session, improved: bool) -> None:
         if improved:
             save_checkpoint(out / BEST, {"model": checkpoint["model"], "epoch": state.epoch,
                                          "score": state.best_score})
+            preprocessing = Preprocessing(session.info.cache_size, config.train.image_size,
+                                          tuple(session.mean.tolist()), tuple(session.std.tolist()))
             save_model_file(out / MODEL_FILE, session.raw_model, {t: session.info.classes[t] for t in session.tasks},
-                            config.model, config.train.image_size, tuple(session.mean.tolist()),
-                            tuple(session.std.tolist()))
+                            config.model, preprocessing)
         save_checkpoint(out / LAST, checkpoint)
         history = pd.DataFrame(state.history)
         write_with(out / "metrics.csv", lambda tmp: history.to_csv(tmp, index=False, float_format="%.6g"))

@@ -1,0 +1,204 @@
+"""Classify new paintings with a trained `model.safetensors`: the Python API behind `artextract predict`.
+
+    >>> import artextract
+    >>> model = artextract.load_model("RUN/model.safetensors")
+    >>> model.predict(["painting.jpg"], top_k=3)
+    [{'source': 'painting.jpg', 'status': 'ok', 'predictions': {'artist': [{'class': 'Claude_Monet', ...}]}}]
+
+Images go through exactly the preprocessing of `prepare` and `evaluate` (decoded to the cache's square, then the
+central crop), so a painting gets the same prediction here as in `evaluate`.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageOps
+
+from artextract.config import DEFAULT_MAX_PIXELS
+from artextract.core.progress import Progress
+from artextract.data.decode import SkipImage, decode_square, square_array
+from artextract.engine.checkpoint import load_model_file
+from artextract.engine.inference import autocast_for, pick_device, softmax, top_k
+from artextract.errors import ArtExtractError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"}
+ImageInput = str | Path | Image.Image | np.ndarray
+
+
+@dataclass
+class Prediction:
+    source: str
+    status: str = "ok"  # "ok", or why the image could not be used
+    predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "status": self.status, "predictions": self.predictions}
+
+
+def expand_inputs(arguments: Sequence[str | Path]) -> list[str]:
+    """Files named directly, image files found recursively in folders, and glob matches, in order."""
+    found: list[str] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            found += sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists() or not glob.has_magic(str(argument)):
+            found.append(str(argument))  # a missing file is reported, not dropped
+        else:
+            found += sorted(glob.glob(str(argument), recursive=True))
+    return found
+
+
+def _decode(item: ImageInput, size: int) -> np.ndarray:
+    """The square uint8 array of one input; raises SkipImage with the reason when it cannot be used."""
+    if isinstance(item, np.ndarray):
+        item = Image.fromarray(item)
+    if isinstance(item, Image.Image):
+        return square_array(ImageOps.exif_transpose(item), size)
+    path = Path(item)
+    if not path.exists():
+        raise SkipImage("file not found")
+    if path.is_dir():
+        raise SkipImage("is a folder")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise SkipImage(f"cannot read ({err.strerror})") from None
+    return decode_square(data, size, DEFAULT_MAX_PIXELS)[0]
+
+
+class _Decoded(torch.utils.data.Dataset):
+    def __init__(self, items: Sequence[ImageInput], size: int) -> None:
+        self.items, self.size = items, size
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str]:
+        try:
+            return index, _decode(self.items[index], self.size), "ok"
+        except SkipImage as err:
+            return index, None, str(err)
+
+
+def _collate(batch: list[tuple[int, np.ndarray | None, str]]) -> list[tuple[int, np.ndarray | None, str]]:
+    return batch
+
+
+class Predictor:
+    """A trained model ready to classify images; create it with `artextract.load_model(path)`."""
+
+    def __init__(self, path: str | Path, device: str = "auto") -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() in {".pt", ".pth", ".ckpt", ".pkl"}:
+            _refuse_pickle(self.path)
+        self.model, self.metadata = load_model_file(self.path)
+        self.device = pick_device(device)
+        self.model = self.model.to(self.device)
+        self.preprocessing = self.metadata["preprocessing"]
+        self.classes: dict[str, list[str]] = self.metadata["classes"]
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.classes)
+
+    def _inputs(self, squares: np.ndarray) -> torch.Tensor:
+        from artextract.engine.data import center_view
+
+        p = self.preprocessing
+        return center_view(torch.from_numpy(squares).to(self.device), p.image_size, p.cache_size,
+                           torch.tensor(p.mean), torch.tensor(p.std))
+
+    @torch.no_grad()
+    def logits(self, squares: np.ndarray) -> dict[str, np.ndarray]:
+        """Logits per task for decoded uint8 N x S x S x 3 squares (S = the model's cache size)."""
+        with autocast_for(self.device):
+            out = self.model(self._inputs(squares))
+        return {task: logits.float().cpu().numpy() for task, logits in out["logits"].items()}
+
+    def iter_predict(self, items: Sequence[ImageInput], top: int = 5, batch_size: int = 64, workers: int = 0,
+                     progress: bool = False) -> Iterator[tuple[Prediction, np.ndarray | None]]:
+        """(prediction, decoded square or None) per input, in input order, decoding in `workers` processes."""
+        loader = torch.utils.data.DataLoader(_Decoded(list(items), self.preprocessing.cache_size),
+                                             batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+        with Progress(len(items), "predict", enabled=progress) as bar:
+            for batch in loader:
+                good = [(i, array) for i, array, status in batch if array is not None]
+                logits = self.logits(np.stack([a for _, a in good])) if good else {}
+                row_of = {i: n for n, (i, _) in enumerate(good)}
+                for index, array, status in batch:
+                    result = Prediction(_describe(items[index]), status)
+                    if array is not None:
+                        for task, values in logits.items():
+                            ids, probabilities = top_k(softmax(values[row_of[index]: row_of[index] + 1]), top)
+                            result.predictions[task] = [{"class": self.classes[task][c], "probability": float(p)}
+                                                        for c, p in zip(ids[0], probabilities[0], strict=True)]
+                    yield result, array
+                bar.update(len(batch))
+
+    def predict(self, images: ImageInput | Sequence[ImageInput], top_k: int = 5, as_frame: bool = False,
+                batch_size: int = 64) -> list[dict[str, Any]] | pd.DataFrame:
+        """Top-k classes with probabilities per task for each image (paths, PIL images or HxWx3 arrays).
+
+        Returns a list of plain dicts, or with `as_frame=True` a DataFrame with one row per image, task and rank.
+        Unusable images are not dropped: their `status` says why.
+        """
+        single = isinstance(images, str | Path | Image.Image | np.ndarray)
+        items = [images] if single else list(images)
+        results = [r.as_dict() for r, _ in self.iter_predict(items, top_k, batch_size)]
+        return to_frame(results) if as_frame else results
+
+    def heatmaps(self, squares: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+        """(top-1 class, Grad-CAM map) for each decoded square, for `task`."""
+        from artextract.analysis.explain import grad_cam
+
+        classes = torch.tensor(self.logits(squares)[task].argmax(axis=1))
+        p = self.preprocessing
+        return classes.numpy(), grad_cam(self.model, torch.from_numpy(squares), task, classes, p.image_size,
+                                         p.cache_size, p.mean, p.std)
+
+
+def _describe(item: ImageInput) -> str:
+    if isinstance(item, str | Path):
+        return str(item)
+    return f"<{type(item).__name__}>"
+
+
+def _refuse_pickle(path: Path) -> None:
+    """A .pt/.pth model file is opened only as plain tensors; anything that would need unpickling is refused."""
+    if not path.is_file():
+        raise ArtExtractError(f"model file {path} does not exist")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # the unpickler raises many types; each means "not plain tensors"
+        raise ArtExtractError(f"refused to load {path}: it holds pickled objects, which could run code "
+                              f"({str(err).splitlines()[0][:120]}). Use the run's model.safetensors") from None
+    raise ArtExtractError(f"{path} is a bare checkpoint without class names or preprocessing; use the run's "
+                          "model.safetensors")
+
+
+def to_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for result in results:
+        if not result["predictions"]:
+            rows.append({"source": result["source"], "status": result["status"], "task": None, "rank": None,
+                         "class": None, "probability": None})
+        for task, ranked in result["predictions"].items():
+            rows += [{"source": result["source"], "status": result["status"], "task": task, "rank": rank,
+                      "class": entry["class"], "probability": entry["probability"]}
+                     for rank, entry in enumerate(ranked, start=1)]
+    return pd.DataFrame(rows, columns=["source", "status", "task", "rank", "class", "probability"])
+
+
+def load_model(path: str | Path, device: str = "auto") -> Predictor:
+    """Load a `model.safetensors` written by `artextract train`; everything it needs is in the file."""
+    return Predictor(path, device)
+

@@ -1,0 +1,146 @@
+import io
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+import artextract
+from artextract.errors import ArtExtractError
+
+
+def _images_root(data: Path) -> Path:
+    return Path(json.loads((data / "prepare_report.json").read_text())["inputs"]["images"])
+
+
+def test_cli_predictions_equal_evaluate(run_cli, evaluated_run, prepared_small, tmp_path):
+    predictions = pd.read_parquet(evaluated_run / "eval" / "predictions.parquet")
+    sample = predictions[predictions["split"] == "eval"].head(12)
+    files = [str(_images_root(prepared_small) / p) for p in sample["path"]]
+    out = tmp_path / "p.json"
+    result = run_cli("predict", "--model", evaluated_run / "model.safetensors", *files, "--format", "json",
+                     "--output", out, "--batch-size", "5")
+    assert result.code == 0, result.stderr
+    got = json.loads(out.read_text())
+    assert [g["source"] for g in got] == files
+    for (_, row), answer in zip(sample.iterrows(), got, strict=True):
+        for task in ("artist", "style", "genre"):
+            names = [e["class"] for e in answer["predictions"][task]]
+            probabilities = [e["probability"] for e in answer["predictions"][task]]
+            assert names == list(row[f"top5_{task}"])
+            np.testing.assert_allclose(probabilities, row[f"top5_prob_{task}"], rtol=1e-4, atol=1e-6)
+
+
+def _save(image: Image.Image, path: Path, fmt: str, **kwargs) -> Path:
+    image.save(path, format=fmt, **kwargs)
+    return path
+
+
+@pytest.fixture
+def odd_images(tmp_path):
+    rng = np.random.default_rng(0)
+    base = Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8))
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    good = [
+        _save(base.convert("CMYK"), folder / "cmyk.jpg", "JPEG"),
+        _save(base.convert("L"), folder / "grey.png", "PNG"),
+        _save(Image.fromarray(np.asarray(base.convert("L"), np.uint16) * 257), folder / "deep16.png", "PNG"),
+        _save(base.convert("RGBA"), folder / "alpha.png", "PNG"),
+        _save(base.convert("P"), folder / "sub" / "palette.gif", "GIF", transparency=0),
+        _save(base, folder / "sub" / "photo.webp", "WEBP"),
+        _save(base, folder / "sub" / "scan.tiff", "TIFF"),
+        _save(base, folder / "sub" / "rotated.jpg", "JPEG", exif=exif),
+    ]
+    data = io.BytesIO()
+    base.save(data, format="JPEG")
+    (folder / "truncated.jpg").write_bytes(data.getvalue()[:200])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.jpg").write_text("not a picture")
+    _save(Image.new("1", (12_000, 11_000)), folder / "bomb.png", "PNG")
+    return folder, good
+
+
+def test_every_mode_is_predicted_and_bad_files_are_reported(run_cli, evaluated_run, odd_images, tmp_path):
+    folder, good = odd_images
+    out = tmp_path / "p.csv"
+    result = run_cli("predict", "--model", evaluated_run / "model.safetensors", folder, "--format", "csv",
+                     "--output", out, "--top-k", "2", "--cam", tmp_path / "cams")
+    assert result.code == 0, result.stderr
+    table = pd.read_csv(out)
+    statuses = table.groupby("source")["status"].first()
+    assert {Path(s).name for s in statuses[statuses == "ok"].index} == {p.name for p in good}
+    bad = {Path(s).name: status for s, status in statuses[statuses != "ok"].items()}
+    assert set(bad) == {"truncated.jpg", "empty.jpg", "notes.jpg", "bomb.png"}
+    assert "over the pixel limit" in bad["bomb.png"] and bad["empty.jpg"] == "empty file"
+    for name in bad:
+        assert f"skipped {folder / name}" in result.stderr
+    assert len(table[table["status"] == "ok"]) == len(good) * 3 * 2  # 3 tasks, top 2
+    assert len(list((tmp_path / "cams").glob("*.png"))) == len(good) * 3
+
+
+def test_table_output_and_globs(run_cli, evaluated_run, odd_images):
+    folder, _ = odd_images
+    result = run_cli("predict", "--model", evaluated_run / "model.safetensors", str(folder / "sub" / "*.webp"))
+    assert result.code == 0, result.stderr
+    assert "photo.webp" in result.stdout and "artist" in result.stdout
+
+
+def test_exit_2_when_nothing_could_be_predicted(run_cli, evaluated_run, tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"")
+    result = run_cli("predict", "--model", evaluated_run / "model.safetensors", tmp_path / "a.jpg",
+                     tmp_path / "missing.jpg")
+    assert result.code == 2
+    assert "file not found" in result.stderr and "none of the 2 images" in result.stderr
+    missing_model = run_cli("predict", "--model", tmp_path / "nope.safetensors", tmp_path / "a.jpg")
+    assert missing_model.code == 2 and "does not exist" in missing_model.stderr
+    not_a_model = tmp_path / "weights.safetensors"
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"x": torch.zeros(1)}, str(not_a_model))
+    result = run_cli("predict", "--model", not_a_model, tmp_path / "a.jpg")
+    assert result.code == 2 and "not an ArtExtract model" in result.stderr
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth"])
+def test_a_pickled_model_file_is_refused_and_never_run(run_cli, tmp_path, suffix):
+    marker = tmp_path / "code-ran"
+    evil = tmp_path / f"model{suffix}"
+    evil.write_bytes(pickle.dumps({"state_dict": _Payload(marker)}))
+    (tmp_path / "x.jpg").write_bytes(b"")
+    result = run_cli("predict", "--model", evil, tmp_path / "x.jpg")
+    assert result.code == 2 and "refused" in result.stderr
+    with pytest.raises(ArtExtractError, match="refused"):
+        artextract.load_model(evil)
+    assert not marker.exists()
+
+
+def test_python_api_takes_paths_pil_images_and_arrays(evaluated_run, odd_images):
+    _, good = odd_images
+    model = artextract.load_model(evaluated_run / "model.safetensors", device="cpu")
+    assert model.tasks == ["artist", "style", "genre"]
+    inputs = [good[0], Image.open(good[1]), np.asarray(Image.open(good[5]).convert("RGB")), "missing.png"]
+    results = model.predict(inputs, top_k=3)
+    assert [r["status"] for r in results] == ["ok", "ok", "ok", "file not found"]
+    assert len(results[0]["predictions"]["style"]) == 3
+    assert results[1]["source"] == "<PngImageFile>"
+    probabilities = [e["probability"] for e in results[0]["predictions"]["artist"]]
+    assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0 + 1e-6
+    frame = model.predict(good[0], top_k=2, as_frame=True)
+    assert list(frame.columns) == ["source", "status", "task", "rank", "class", "probability"]
+    assert len(frame) == 6
