@@ -17,14 +17,14 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from artextract.config import ModelConfig, SynthConfig  # noqa: E402
-from artextract.data.synth import generate_dataset  # noqa: E402
-from artextract.engine.checkpoint import Preprocessing, save_model_file  # noqa: E402
-from artextract.models import build_model  # noqa: E402
-from artextract.predict import expand_inputs, load_model  # noqa: E402
+from artextract.config import ModelConfig, SynthConfig
+from artextract.data.synth import generate_dataset
+from artextract.engine.checkpoint import Preprocessing, save_model_file
+from artextract.models import build_model
+from artextract.predict import expand_inputs, load_model
 
 CLASSES = {"artist": [f"a{i}" for i in range(23)], "style": [f"s{i}" for i in range(27)],
            "genre": [f"g{i}" for i in range(10)]}
