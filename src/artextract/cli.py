@@ -45,6 +45,15 @@ def _root(
     """Classify paintings by artist, style and genre with convolutional-recurrent networks."""
 
 
+def _record(out: Path, cfg: Any, section: str) -> None:
+    """The resolved config and the environment beside a command's outputs."""
+    from artextract.config import write_config
+    from artextract.core.environment import write_environment
+
+    write_config(cfg, out / "config.yaml", sections=(section,))
+    write_environment(out)
+
+
 def _overrides(section: str, overrides: list[str] | None, **flags: Any) -> list[str]:
     """`--set` values, then the shorthand flags that were given (flags win)."""
     given = [f"{section}.{key}={value}" for key, value in flags.items() if value is not None]
@@ -68,8 +77,7 @@ def synth(
     verbose: VerboseOption = False,
 ) -> None:
     """Generate an ArtGAN-shaped WikiArt stand-in: learnable paintings and CSVs in the published formats."""
-    from artextract.config import load_config, write_config
-    from artextract.core.environment import write_environment
+    from artextract.config import load_config
     from artextract.core.outdir import prepare_output_dir
     from artextract.core.progress import setup_logging
     from artextract.data.synth import generate_dataset
@@ -79,8 +87,7 @@ def synth(
                                          val_fraction=val_fraction, seed=seed, quirks=quirks, workers=workers))
     out = prepare_output_dir(out, force=force)
     summary = generate_dataset(out, cfg.synth)
-    write_config(cfg, out / "config.yaml", sections=("synth",))
-    write_environment(out)
+    _record(out, cfg, "synth")
     typer.echo(f"{summary.images} paintings by {len(summary.artists)} artists in {out / 'wikiart'}")
     for name, count in summary.rows.items():
         typer.echo(f"  csv/{name}: {count} rows")
@@ -109,8 +116,7 @@ def prepare(
     verbose: VerboseOption = False,
 ) -> None:
     """Build the leak-free manifest, the image cache and the report from the ArtGAN CSVs and images."""
-    from artextract.config import load_config, write_config
-    from artextract.core.environment import write_environment
+    from artextract.config import load_config
     from artextract.core.outdir import prepare_output_dir
     from artextract.core.progress import setup_logging
     from artextract.data.prepare import parse_shard, prepare_dataset
@@ -123,8 +129,7 @@ def prepare(
     shard_pair = parse_shard(shard)
     out = prepare_output_dir(out, force=force, resumable_marker="cache/layout.json")
     result = prepare_dataset(csv_dir, images, out, cfg.prepare, shard_pair)
-    write_config(cfg, out / "config.yaml", sections=("prepare",))
-    write_environment(out)
+    _record(out, cfg, "prepare")
     for line in summary_lines(result.report):
         typer.echo(line)
     typer.echo(f"report: {out / 'prepare_report.md'}")
@@ -214,6 +219,7 @@ def evaluate(
     from artextract.core.outdir import prepare_output_dir
     from artextract.core.progress import setup_logging
     from artextract.report.html import write_report
+    from artextract.report.terminal import metrics_table
 
     setup_logging(verbose)
     if split not in ("eval", "select", "train"):
@@ -239,30 +245,8 @@ def evaluate(
     if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
         explain_examples(run, data, out, result.outliers, device, seed)
     report = write_report(out, run, data, result.metrics, result.outliers)
-    _print_headline(result.metrics)
+    typer.echo(metrics_table(result.metrics), nl=False)
     typer.echo(f"report: {report}")
-
-
-def _print_headline(metrics: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=f"{metrics['split']} split, {metrics['images']} images")
-    for column in ("task", "accuracy [95% CI]", "top-5", "macro F1 [95% CI]", "ECE -> after T", "outliers"):
-        table.add_column(column, justify="left" if column == "task" else "right")
-    for task, m in metrics["tasks"].items():
-        if not m.get("images"):
-            continue
-        ci, cal = m["intervals_95"], m["calibration"]
-        noise = m.get("noise_detection", {}).get("scores", {})
-        best = max(noise.items(), key=lambda kv: kv[1]["auroc"]) if noise else None
-        flagged = metrics["outliers"][task]["flagged"]
-        outlier_text = f"{flagged} flagged" + (f"; noise AUROC {best[1]['auroc']:.3f} ({best[0]})" if best else "")
-        table.add_row(task, f"{m['accuracy']:.3f} [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}]",
-                      f"{m['top5_accuracy']:.3f}",
-                      f"{m['macro_f1']:.3f} [{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}]",
-                      f"{cal['before']['ece']:.3f} -> {cal['after']['ece']:.3f}", outlier_text)
-    Console(width=140).print(table)
 
 
 @app.command()
@@ -282,7 +266,7 @@ def predict(
     """Top-k artists, styles and genres with probabilities for new paintings."""
     from artextract.core.atomic import write_text
     from artextract.core.progress import setup_logging
-    from artextract.predict import expand_inputs, load_model
+    from artextract.predict import expand_inputs, format_predictions, load_model
 
     setup_logging(verbose)
     if format_ not in ("table", "json", "csv"):
@@ -298,55 +282,15 @@ def predict(
         if result.status != "ok":
             typer.echo(f"artextract: skipped {result.source}: {result.status}", err=True)
         elif cam is not None:
-            _write_cam(predictor, square, result.source, len(results), cam)
+            predictor.write_heatmaps(square, result.source, len(results), cam)
         results.append(result.as_dict())
-    text = _format_predictions(results, format_)
+    text = format_predictions(results, format_)
     if output is not None:
         write_text(output, text)
     else:
         typer.echo(text, nl=False)
     if not any(r["status"] == "ok" for r in results):
         raise ArtExtractError(f"none of the {len(results)} images could be predicted (reasons above)")
-
-
-def _write_cam(predictor: Any, square: Any, source: str, index: int, folder: Path) -> None:
-    from artextract.analysis.explain import overlay_png
-    from artextract.core.atomic import write_bytes
-
-    stem = Path(source).stem or "image"
-    for task in predictor.tasks:
-        classes, heat = predictor.heatmaps(square[None], task)
-        name = predictor.classes[task][int(classes[0])]
-        write_bytes(folder / f"{index:05d}-{stem}-{task}-{name}.png", overlay_png(square, heat[0]))
-
-
-def _format_predictions(results: list[dict[str, Any]], format_: str) -> str:
-    import io
-    import json
-
-    from artextract.predict import to_frame
-
-    if format_ == "json":
-        return json.dumps(results, indent=2, ensure_ascii=False) + "\n"
-    if format_ == "csv":
-        buffer = io.StringIO()
-        to_frame(results).to_csv(buffer, index=False, float_format="%.6f")
-        return buffer.getvalue()
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table()
-    table.add_column("image")
-    tasks = sorted({t for r in results for t in r["predictions"]}, key=["artist", "style", "genre"].index)
-    for task in tasks:
-        table.add_column(task)
-    for r in results:
-        cells = ["\n".join(f"{e['class']} {e['probability']:.2f}" for e in r["predictions"].get(task, []))
-                 or r["status"] for task in tasks]
-        table.add_row(r["source"], *cells)
-    console = Console(file=io.StringIO(), width=160)
-    console.print(table)
-    return console.file.getvalue()
 
 
 def main() -> None:

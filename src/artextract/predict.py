@@ -166,6 +166,18 @@ class Predictor:
                                          p.cache_size, p.mean, p.std)
 
 
+    def write_heatmaps(self, square: np.ndarray, source: str, index: int, folder: Path) -> None:
+        """Grad-CAM overlays of the top-1 class of each task: FOLDER/<index>-<name>-<task>-<class>.png."""
+        from artextract.analysis.explain import overlay_png
+        from artextract.core.atomic import write_bytes
+
+        stem = Path(source).stem or "image"
+        for task in self.tasks:
+            classes, heat = self.heatmaps(square[None], task)
+            name = self.classes[task][int(classes[0])]
+            write_bytes(folder / f"{index:05d}-{stem}-{task}-{name}.png", overlay_png(square, heat[0]))
+
+
 def _describe(item: ImageInput) -> str:
     if isinstance(item, str | Path):
         return str(item)
@@ -202,3 +214,30 @@ def load_model(path: str | Path, device: str = "auto") -> Predictor:
     """Load a `model.safetensors` written by `artextract train`; everything it needs is in the file."""
     return Predictor(path, device)
 
+
+def format_predictions(results: list[dict[str, Any]], format_: str) -> str:
+    """Results as a terminal table, JSON, or CSV (one row per image, task and rank)."""
+    import io
+    import json
+
+    if format_ == "json":
+        return json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+    if format_ == "csv":
+        buffer = io.StringIO()
+        to_frame(results).to_csv(buffer, index=False, float_format="%.6f")
+        return buffer.getvalue()
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("image")
+    tasks = sorted({t for r in results for t in r["predictions"]}, key=["artist", "style", "genre"].index)
+    for task in tasks:
+        table.add_column(task)
+    for r in results:
+        cells = ["\n".join(f"{e['class']} {e['probability']:.2f}" for e in r["predictions"].get(task, []))
+                 or r["status"] for task in tasks]
+        table.add_row(r["source"], *cells)
+    console = Console(file=io.StringIO(), width=160)
+    console.print(table)
+    return console.file.getvalue()

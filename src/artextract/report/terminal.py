@@ -1,0 +1,31 @@
+"""Tables for the terminal."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """The headline figures of an evaluation, one row per task."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['split']} split, {metrics['images']} images")
+    for column in ("task", "accuracy [95% CI]", "top-5", "macro F1 [95% CI]", "ECE -> after T", "outliers"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    for task, m in metrics["tasks"].items():
+        if not m.get("images"):
+            continue
+        ci, cal = m["intervals_95"], m["calibration"]
+        noise = m.get("noise_detection", {}).get("scores", {})
+        best = max(noise.items(), key=lambda kv: kv[1]["auroc"]) if noise else None
+        flagged = metrics["outliers"][task]["flagged"]
+        outlier_text = f"{flagged} flagged" + (f"; noise AUROC {best[1]['auroc']:.3f} ({best[0]})" if best else "")
+        table.add_row(task, f"{m['accuracy']:.3f} [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}]",
+                      f"{m['top5_accuracy']:.3f}",
+                      f"{m['macro_f1']:.3f} [{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}]",
+                      f"{cal['before']['ece']:.3f} -> {cal['after']['ece']:.3f}", outlier_text)
+    console = Console(file=io.StringIO(), width=140)
+    console.print(table)
+    return console.file.getvalue()
