@@ -146,3 +146,29 @@ def test_two_process_ddp_on_cpu(prepared_small, tmp_path):
     best = metrics.loc[metrics["score"].idxmax()]
     assert scores["score"] == pytest.approx(best["score"], abs=1e-6)
     assert json.loads(Path(tmp_path / "run" / "env.json").read_text())["command"][-2:] == ["--devices", "2"]
+
+
+def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(prepared_small, tmp_path, monkeypatch):
+    import signal
+
+    config = tiny_train_config(epochs=2)
+    train(prepared_small, tmp_path / "straight", config)
+    real_loss = trainer_module.masked_multitask_loss
+    calls = {"n": 0}
+
+    def interrupting(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:  # during the second epoch's second step
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "masked_multitask_loss", interrupting)
+    stopped = train(prepared_small, tmp_path / "resumed", config)
+    assert stopped.interrupted
+    saved = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["state"]
+    assert (saved["epoch"], saved["batch_in_epoch"], saved["step"]) == (1, 2, 6)
+    monkeypatch.setattr(trainer_module, "masked_multitask_loss", real_loss)
+    train(prepared_small, tmp_path / "resumed", config, resume=True)
+    straight = load_file(tmp_path / "straight" / "model.safetensors")
+    again = load_file(tmp_path / "resumed" / "model.safetensors")
+    assert all(torch.equal(straight[k], again[k]) for k in straight)

@@ -7,10 +7,13 @@ so all processes take the same early-stopping decision; only rank 0 writes files
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -404,7 +407,7 @@ def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Te
                          "learning rate (--set train.lr=...)", session.out, state)
         checked = len(step_losses)
 
-    with progress:
+    with progress, _stop_on_first_ctrl_c() as stop:
         for images, labels, _rows in batches:
             images = images.to(fabric.device, non_blocking=True)
             labels = labels.to(fabric.device, non_blocking=True)
@@ -432,11 +435,40 @@ def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Te
                 progress.update(1, info=f"loss {step_losses[-1].item():.4f}")
             else:
                 progress.update(1)
+            if stop.requested:  # at a step boundary, so the checkpoint resumes exactly here
+                check_finite()
+                raise KeyboardInterrupt
         check_finite()
     count = max(1, len(step_losses))
     losses = {"train_loss": float(torch.stack(step_losses).mean()) if step_losses else float("nan")}
     losses |= {f"train_loss_{t}": float(task_sums[t]) / count for t in tasks}
     return losses
+
+
+class _StopRequest:
+    requested = False
+
+
+@contextlib.contextmanager
+def _stop_on_first_ctrl_c() -> Iterator[_StopRequest]:
+    """The first Ctrl-C asks the loop to stop after the current step (which it then saves); a second one
+    interrupts at once."""
+    stop = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+        log.warning("Ctrl-C: stopping after this step and saving a checkpoint (press again to abort at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _checkpoint(session: Session) -> dict[str, Any]:

@@ -1,0 +1,34 @@
+"""GPU paths (bf16 autocast, channels_last, torch.compile, cuDNN RNNs); run on the device machine with -m gpu."""
+
+import pandas as pd
+import pytest
+import torch
+
+from artextract.engine.trainer import train
+from conftest import tiny_train_config
+
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+@pytest.mark.parametrize("compile_", [False, True])
+def test_bf16_channels_last_training_on_the_gpu(prepared_small, tmp_path, compile_):
+    config = tiny_train_config(epochs=2, accelerator="cuda", precision="bf16-mixed", channels_last=True,
+                               compile=compile_)
+    result = train(prepared_small, tmp_path / "run", config)
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert result.state.epoch == 2 and metrics["train_loss"].notna().all()
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_grad_cam_through_a_cudnn_rnn_in_eval_mode(evaluated_run):
+    from artextract.analysis.explain import grad_cam
+    from artextract.engine.checkpoint import load_model_file
+
+    model, meta = load_model_file(evaluated_run / "model.safetensors")
+    model = model.cuda().eval()
+    images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
+    cams = grad_cam(model, images, "artist", torch.zeros(4, dtype=torch.long), meta["image_size"], 32,
+                    meta["mean"], meta["std"])
+    assert cams.shape == (4, 32, 32) and not model.training
+    assert float(cams.max()) <= 1.0
