@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from artextract.engine.trainer import train
+
 from conftest import tiny_train_config
 
 pytestmark = [pytest.mark.gpu,
