@@ -20,7 +20,7 @@ from artextract.config import PrepareConfig
 from artextract.core.atomic import write_json, write_text, write_with
 from artextract.core.progress import log
 from artextract.data.artgan_files import read_csv_folder
-from artextract.data.cache import OK, PENDING, build_cache
+from artextract.data.cache import OK, PENDING, SKIPPED, build_cache
 from artextract.data.image_source import open_source
 from artextract.data.path_index import PathIndex
 from artextract.data.prepare_report import build_report, render_markdown
@@ -28,7 +28,7 @@ from artextract.data.protocol import assign_splits, collect_images
 from artextract.errors import ConfigError, DataError
 
 MANIFEST = "manifest.parquet"
-STATUS_NAMES = {PENDING: "pending", OK: "ok", 2: "skipped"}
+STATUS_NAMES = {PENDING: "pending", OK: "ok", SKIPPED: "skipped"}
 
 
 @dataclass

@@ -6,6 +6,7 @@ the published formats, and `OUT/synth.json` describing what was made (counts and
 
 from __future__ import annotations
 
+import io
 import os
 import unicodedata
 from collections import defaultdict
@@ -167,8 +168,6 @@ def _render(job: tuple[str, PlannedImage, ArtistSignature, StyleTraits, int]) ->
     rng = _rng(seed, 3, *image.path.encode("utf-8"))
     if image.kind == "oversized":
         # A real over-limit image that costs almost nothing to store: 1-bit PNG content under a .jpg name.
-        import io
-
         buffer = io.BytesIO()
         Image.new("1", (image.width, image.height)).save(buffer, format="PNG")
         data = buffer.getvalue()
@@ -188,8 +187,9 @@ def _jobs(images: list[PlannedImage], root: Path, config: SynthConfig) -> Iterat
         yield str(root), image, signatures[image.artist], traits[image.style], config.seed
 
 
-def _split_rows(images: list[PlannedImage], artists: list[str], quirks: list[dict[str, object]],
+def _split_rows(images: list[PlannedImage], quirks: list[dict[str, object]],
                 seed: int) -> dict[tuple[str, str], list[tuple[str, int]]]:
+    """The rows of each (task, split) file, shuffled as the real files are."""
     rows: dict[tuple[str, str], list[tuple[str, int]]] = defaultdict(list)
     for image in images:
         labels = {"artist": image.artist, "style": image.style, "genre": image.genre}
@@ -223,7 +223,7 @@ def generate_dataset(out: Path, config: SynthConfig) -> SynthSummary:
     for task, names in class_names.items():
         write_text(csv_dir / class_file_name(task), format_class_file(names))
     summary = SynthSummary(out=out, images=len(images), artists=artists, quirks=quirks)
-    for (task, split), rows in _split_rows(images, artists, quirks, config.seed).items():
+    for (task, split), rows in _split_rows(images, quirks, config.seed).items():
         name = split_file_name(task, split)
         # newline="" keeps the CRLF of the genre/style form as written.
         write_text(csv_dir / name, format_split_file(rows, artist_form=task == "artist"), newline="")
