@@ -234,7 +234,7 @@ def evaluate(
         created = not out.exists()
         out = prepare_output_dir(out, force=force)
         try:
-            predict_split(run, data, split, out, batch_size, device)
+            model, meta = predict_split(run, data, split, out, batch_size, device)
         except ArtExtractError:
             if created and not any(out.iterdir()):
                 out.rmdir()
@@ -243,7 +243,7 @@ def evaluate(
         data = resolve_data(run, None, need_model=False)
     result = analyse(out, split, inject_noise, seed)
     if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
-        explain_examples(run, data, out, result.outliers, device, seed)
+        explain_examples(model, meta, data, out, result.outliers, seed)
     report = write_report(out, run, data, result.metrics, result.outliers)
     typer.echo(metrics_table(result.metrics), nl=False)
     typer.echo(f"report: {report}")

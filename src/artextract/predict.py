@@ -131,16 +131,17 @@ class Predictor:
                                              batch_size=batch_size, num_workers=workers, collate_fn=_collate)
         with Progress(len(items), "predict", enabled=progress) as bar:
             for batch in loader:
-                good = [(i, array) for i, array, status in batch if array is not None]
-                logits = self.logits(np.stack([a for _, a in good])) if good else {}
-                row_of = {i: n for n, (i, _) in enumerate(good)}
+                good = [array for _, array, _ in batch if array is not None]
+                ranked = {task: top_k(softmax(values), top)
+                          for task, values in (self.logits(np.stack(good)) if good else {}).items()}
+                row = 0
                 for index, array, status in batch:
                     result = Prediction(_describe(items[index]), status)
                     if array is not None:
-                        for task, values in logits.items():
-                            ids, probabilities = top_k(softmax(values[row_of[index]: row_of[index] + 1]), top)
+                        for task, (ids, probabilities) in ranked.items():
                             result.predictions[task] = [{"class": self.classes[task][c], "probability": float(p)}
-                                                        for c, p in zip(ids[0], probabilities[0], strict=True)]
+                                                        for c, p in zip(ids[row], probabilities[row], strict=True)]
+                        row += 1
                     yield result, array
                 bar.update(len(batch))
 

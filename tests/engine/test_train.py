@@ -172,3 +172,19 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(prepared_small, tmp_path, mo
     straight = load_file(tmp_path / "straight" / "model.safetensors")
     again = load_file(tmp_path / "resumed" / "model.safetensors")
     assert all(torch.equal(straight[k], again[k]) for k in straight)
+
+
+def test_nan_in_the_first_epoch_leaves_no_run_folder(run_cli, prepared_small, tmp_path, monkeypatch):
+    real_loss = trainer_module.masked_multitask_loss
+
+    def poisoned(*args, **kwargs):
+        total, per_task = real_loss(*args, **kwargs)
+        return total * float("nan"), per_task
+
+    monkeypatch.setattr(trainer_module, "masked_multitask_loss", poisoned)
+    result = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--backbone", "test_resnet",
+                     "--batch-size", "16", "--image-size", "32", "--set", "train.accelerator=cpu",
+                     "--set", "train.workers=0")
+    assert result.code == 2
+    assert "NaN or infinite at step 1 (epoch 1)" in result.stderr and "nothing was kept" in result.stderr
+    assert not (tmp_path / "run").exists()

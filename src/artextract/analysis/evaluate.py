@@ -72,8 +72,10 @@ def resolve_data(run: Path, data: Path | None, need_model: bool = True) -> Path:
     return Path(json.loads(info_path.read_text())["data"])
 
 
-def predict_split(run: Path, data: Path, split: str, out: Path, batch_size: int, device_name: str) -> None:
-    """Score `split` and the selection split with the run's model into predictions.parquet."""
+def predict_split(run: Path, data: Path, split: str, out: Path, batch_size: int,
+                  device_name: str) -> tuple[Any, dict[str, Any]]:
+    """Score `split` and the selection split with the run's model into predictions.parquet; returns the loaded
+    (model, metadata) for the explanations that follow."""
     import torch
 
     from artextract.data.cache import open_images, read_layout
@@ -114,9 +116,10 @@ def predict_split(run: Path, data: Path, split: str, out: Path, batch_size: int,
     frame["embedding"] = list(outputs["embedding"].astype(np.float32))
     write_with(out / PREDICTIONS, lambda tmp: frame.to_parquet(tmp, index=False))
     write_json(out / "classes.json", meta["classes"])
+    return model, meta
 
 
-def explain_examples(run: Path, data: Path, out: Path, outliers: pd.DataFrame, device_name: str,
+def explain_examples(model: Any, meta: dict[str, Any], data: Path, out: Path, outliers: pd.DataFrame,
                      seed: int) -> None:
     """Thumbnails and heat maps of the flagged outliers (evidence for the class each resembles) and of a sample
     of correct predictions (evidence for the predicted class), per task."""
@@ -124,11 +127,7 @@ def explain_examples(run: Path, data: Path, out: Path, outliers: pd.DataFrame, d
 
     from artextract.analysis.explain import attention_maps, grad_cam, image_png, overlay_png
     from artextract.data.cache import open_images, read_layout
-    from artextract.engine.checkpoint import load_model_file
-    from artextract.engine.inference import pick_device
 
-    model, meta = load_model_file(run / "model.safetensors")
-    model = model.to(pick_device(device_name))
     images = open_images(data / "cache", read_layout(data / "cache"))
     cache_size = images.shape[1]
     rng = np.random.default_rng(seed)
@@ -170,6 +169,8 @@ def analyse(out: Path, split: str, inject: float, seed: int) -> EvalResult:
         raise ArtExtractError(f"{path} holds no images of split {split!r}")
     metrics: dict[str, Any] = {"split": split, "images": len(scored), "tasks": {}}
     outlier_frames = {}
+    embeddings = stack(scored["embedding"])
+    cache_index = dict(zip(scored["path"], scored["cache_index"], strict=True))
     for task, names in classes.items():
         labels = scored[f"label_{task}"].to_numpy()
         logits = stack(scored[f"logits_{task}"])
@@ -182,8 +183,8 @@ def analyse(out: Path, split: str, inject: float, seed: int) -> EvalResult:
         task_metrics["calibration"] = calibration_report(labels, logits, select_labels, select_logits)
         noisy, flipped = (inject_noise(labels, inject, len(names), seed) if inject > 0
                           else (labels, np.zeros(len(labels), bool)))
-        frame = score_task(task, scored["path"].to_numpy(), noisy, logits, stack(scored["embedding"]), names)
-        frame["cache_index"] = frame["path"].map(dict(zip(scored["path"], scored["cache_index"], strict=True)))
+        frame = score_task(task, scored["path"].to_numpy(), noisy, logits, embeddings, names)
+        frame["cache_index"] = frame["path"].map(cache_index)
         if inject > 0:
             flipped_paths = dict(zip(scored["path"], flipped, strict=True))
             frame["injected_noise"] = frame["path"].map(flipped_paths)

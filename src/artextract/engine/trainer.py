@@ -361,14 +361,12 @@ def _fit(session: Session, resume: bool, should_stop: Callable[[int], bool] | No
             save_checkpoint(out / LAST, _checkpoint(session))
         log.warning("interrupted at step %d (epoch %d, batch %d): saved %s; continue with --resume", state.step,
                     state.epoch + 1, state.batch_in_epoch, out / LAST)
-    except TrainingFault:
-        raise
-    except torch.cuda.OutOfMemoryError:
-        raise _fault(f"batch size {train_cfg.batch_size} does not fit in GPU memory; try --batch-size "
-                     f"{max(1, train_cfg.batch_size // 2)}", out, state) from None
-    except BaseException:
+    except BaseException as err:
         if created and not (out / LAST).exists():
-            _remove_partial_run(out)
+            _remove_partial_run(out)  # a run that never finished an epoch leaves nothing behind
+        if isinstance(err, torch.cuda.OutOfMemoryError):
+            raise _fault(f"batch size {train_cfg.batch_size} does not fit in GPU memory; try --batch-size "
+                         f"{max(1, train_cfg.batch_size // 2)}", out, state) from None
         raise
     return TrainResult(out, state, stopped_early, interrupted)
 
