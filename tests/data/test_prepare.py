@@ -182,3 +182,11 @@ def test_cli_errors_are_one_line_with_exit_code_2(run_cli, synth_quirky, tmp_pat
     busy = run_cli("prepare", "--csv-dir", synth_quirky / "csv", "--images", synth_quirky / "wikiart", "--out",
                    tmp_path / "busy")
     assert busy.code == 2 and "--force" in busy.stderr
+
+
+def test_a_deleted_cache_file_is_rebuilt(synth_quirky, prepared, tmp_path):
+    shutil.copytree(prepared.out, tmp_path / "d")
+    (tmp_path / "d" / "cache" / "images.u8").unlink()
+    result = prepare_dataset(synth_quirky / "csv", synth_quirky / "wikiart", tmp_path / "d", _config())
+    assert result.report["cache"]["already_cached"] == 0
+    assert (tmp_path / "d" / "cache" / "images.u8").read_bytes() == (prepared.out / "cache" / "images.u8").read_bytes()

@@ -188,3 +188,13 @@ def test_nan_in_the_first_epoch_leaves_no_run_folder(run_cli, prepared_small, tm
     assert result.code == 2
     assert "NaN or infinite at step 1 (epoch 1)" in result.stderr and "nothing was kept" in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_vanished_cache_is_a_clear_error(run_cli, prepared_small, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(prepared_small, data)
+    (data / "cache" / "images.u8").unlink()
+    result = run_cli("train", "--data", data, "--out", tmp_path / "run", "--set", "train.accelerator=cpu")
+    assert result.code == 2 and "images.u8 is missing" in result.stderr and "Traceback" not in result.stderr

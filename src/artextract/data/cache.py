@@ -146,11 +146,15 @@ def build_cache(source: ImageSource, members: Sequence[str], paths: Sequence[str
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     layout = CacheLayout(image_size, len(paths), fingerprint(paths, image_size))
+    images_file = cache_dir / "images.u8"
     if read_layout(cache_dir) != layout:
         if (cache_dir / "layout.json").exists():
             log.info("cache: inputs or image size changed since the last run; rebuilding the cache")
         _reset(cache_dir, layout)
-    with open(cache_dir / "images.u8", "ab") as handle:  # sparse; never shrinks rows another shard wrote
+    elif not images_file.is_file() or images_file.stat().st_size < layout.count * layout.row_bytes:
+        log.info("cache: %s is missing or truncated; rebuilding the cache", images_file)
+        _reset(cache_dir, layout)
+    with open(images_file, "ab") as handle:  # sparse; never shrinks rows another shard wrote
         if handle.tell() < layout.count * layout.row_bytes:
             handle.truncate(layout.count * layout.row_bytes)
 

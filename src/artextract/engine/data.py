@@ -43,6 +43,10 @@ def load_data_folder(folder: Path) -> DataInfo:
     layout = read_layout(folder / "cache")
     if layout is None or layout.count != len(manifest):
         raise DataError(f"{folder}/cache does not match the manifest; rerun artextract prepare on {folder}")
+    images = folder / "cache" / "images.u8"
+    if not images.is_file() or images.stat().st_size < layout.count * layout.row_bytes:
+        raise DataError(f"{images} is missing or shorter than the manifest needs; rerun artextract prepare on "
+                        f"{folder} (it resumes and rebuilds what is missing)")
     pending = int((manifest["status"] == "pending").sum())
     if pending:
         raise DataError(f"{folder}: {pending} images are not cached yet (a shard is missing); run the remaining "
