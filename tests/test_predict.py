@@ -144,3 +144,38 @@ def test_python_api_takes_paths_pil_images_and_arrays(evaluated_run, odd_images)
     frame = model.predict(good[0], top_k=2, as_frame=True)
     assert list(frame.columns) == ["source", "status", "task", "rank", "class", "probability"]
     assert len(frame) == 6
+
+
+def _rewrite_metadata(source: Path, target: Path, change) -> Path:
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(source), framework="pt") as handle:
+        metadata = dict(handle.metadata())
+    change(metadata)
+    save_file(load_file(str(source)), str(target), metadata=metadata)
+    return target
+
+
+def test_older_model_files_load_and_incompatible_ones_are_named(evaluated_run, tmp_path):
+    source = evaluated_run / "model.safetensors"
+
+    def older(metadata):  # written before the cache size was recorded, with an option since removed from defaults
+        metadata.pop("cache_size")
+        config = json.loads(metadata["model_config"])
+        config.pop("dropout")
+        metadata["model_config"] = json.dumps(config)
+
+    model = artextract.load_model(_rewrite_metadata(source, tmp_path / "old.safetensors", older))
+    assert model.preprocessing.cache_size == round(model.preprocessing.image_size * 8 / 7)
+
+    def newer(metadata):
+        config = json.loads(metadata["model_config"])
+        config["quantum_reader"] = True
+        metadata["model_config"] = json.dumps(config)
+
+    with pytest.raises(ArtExtractError, match="newer ArtExtract.*quantum_reader"):
+        artextract.load_model(_rewrite_metadata(source, tmp_path / "new.safetensors", newer))
+    with pytest.raises(ArtExtractError, match="not an ArtExtract model of format 1 \\(found 2\\)"):
+        artextract.load_model(_rewrite_metadata(source, tmp_path / "v2.safetensors",
+                                                lambda m: m.update(artextract_format="2")))
