@@ -174,7 +174,7 @@ def test_older_model_files_load_and_incompatible_ones_are_named(evaluated_run, t
         config["quantum_reader"] = True
         metadata["model_config"] = json.dumps(config)
 
-    with pytest.raises(ArtExtractError, match="newer ArtExtract.*quantum_reader"):
+    with pytest.raises(ArtExtractError, match=r"newer ArtExtract.*quantum_reader"):
         artextract.load_model(_rewrite_metadata(source, tmp_path / "new.safetensors", newer))
     with pytest.raises(ArtExtractError, match="not an ArtExtract model of format 1 \\(found 2\\)"):
         artextract.load_model(_rewrite_metadata(source, tmp_path / "v2.safetensors",
