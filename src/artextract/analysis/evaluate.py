@@ -30,6 +30,7 @@ from artextract.engine.inference import softmax, top_k
 from artextract.errors import ArtExtractError
 
 PREDICTIONS = "predictions.parquet"
+INPUTS = "inputs.json"  # which model and DATA produced the predictions, and what prepare had skipped
 TOP_K = 5
 EXPLAIN_OUTLIERS, EXPLAIN_CORRECT = 12, 6  # per task, as many as the report shows
 
@@ -116,6 +117,9 @@ def predict_split(run: Path, data: Path, split: str, out: Path, batch_size: int,
     frame["embedding"] = list(outputs["embedding"].astype(np.float32))
     write_with(out / PREDICTIONS, lambda tmp: frame.to_parquet(tmp, index=False))
     write_json(out / "classes.json", meta["classes"])
+    write_json(out / INPUTS, {"model": str((run / "model.safetensors").resolve()), "data": str(data.resolve()),
+                              "skipped_by_prepare": unusable,
+                              "note": "images are read from the prepare cache; originals are not needed"})
     return model, meta
 
 
@@ -168,6 +172,8 @@ def analyse(out: Path, split: str, inject: float, seed: int) -> EvalResult:
     if scored.empty:
         raise ArtExtractError(f"{path} holds no images of split {split!r}")
     metrics: dict[str, Any] = {"split": split, "images": len(scored), "tasks": {}}
+    if (out / INPUTS).is_file():
+        metrics["inputs"] = json.loads((out / INPUTS).read_text(encoding="utf-8"))
     outlier_frames = {}
     embeddings = stack(scored["embedding"])
     cache_index = dict(zip(scored["path"], scored["cache_index"], strict=True))

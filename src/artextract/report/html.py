@@ -123,7 +123,8 @@ def write_report(out: Path, run: Path | None, data: Path | None, metrics: dict[s
         run_name=run.name if run else out.name, split=metrics["split"], images=metrics["images"],
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), version=__version__, protocol=protocol,
         data_counts=data_counts, data_notes=data_notes, metric_rows=_metric_rows(metrics),
-        noise_rows=_noise_rows(metrics), curves=curves, tasks=tasks)
+        noise_rows=_noise_rows(metrics), curves=curves, tasks=tasks,
+        skipped=metrics.get("inputs", {}).get("skipped_by_prepare", 0))
     write_text(out / "report.html", html)
     write_text(out / "report.md", render_markdown(metrics, outliers))
     return out / "report.html"
