@@ -17,13 +17,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/artextract synth $(DEMO)/synth --artists 8 --per-artist 30 --size 160 --quirks --force
-	$(VENV)/bin/artextract prepare --csv-dir $(DEMO)/synth/csv --images $(DEMO)/synth/wikiart --out $(DEMO)/data \
-		--image-size 64 --force
-	$(VENV)/bin/artextract train --data $(DEMO)/data --out $(DEMO)/run --config configs/cpu-smoke.yaml --force
-	$(VENV)/bin/artextract evaluate --run $(DEMO)/run --inject-noise 0.05 --batch-size 64 --force
+	$(VENV)/bin/artextract demo $(DEMO) --force
 	@echo "demo: dataset $(DEMO)/synth, manifest and cache $(DEMO)/data (see prepare_report.md), run $(DEMO)/run"
-	@echo "demo: open $(DEMO)/run/eval/report.html"
 
 test: $(STAMP)
 	@# pytest exits 5 when it collects no test: that is a failure here, never a pass.

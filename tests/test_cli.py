@@ -74,3 +74,14 @@ def test_config_file_and_flags_are_resolved_into_config_yaml(run_cli, tmp_path):
     assert resolved["synth"] | {"workers": 0} == {"artists": 2, "per_artist": 4, "size": 32, "val_fraction": 0.3,
                                                  "seed": 9, "quirks": False, "workers": 0}
     assert "8 paintings" in result.stdout
+
+
+def test_the_smoke_preset_file_matches_the_demo_settings():
+    from pathlib import Path
+
+    from artextract.config import load_config
+    from artextract.demo import smoke_config
+
+    preset = load_config(Path(__file__).resolve().parents[1] / "configs" / "cpu-smoke.yaml")
+    assert preset.model == smoke_config().model
+    assert preset.train == smoke_config().train

@@ -215,10 +215,8 @@ def evaluate(
     verbose: VerboseOption = False,
 ) -> None:
     """Metrics with confidence intervals, calibration, validated outliers, heat maps and one HTML report."""
-    from artextract.analysis.evaluate import analyse, explain_examples, predict_split, resolve_data
-    from artextract.core.outdir import prepare_output_dir
+    from artextract.analysis.evaluate import evaluate_run
     from artextract.core.progress import setup_logging
-    from artextract.report.html import write_report
     from artextract.report.terminal import metrics_table
 
     setup_logging(verbose)
@@ -228,23 +226,8 @@ def evaluate(
         raise ArtExtractError(f"--inject-noise must be in [0, 1), got {inject_noise}")
     if not run.is_dir():
         raise ArtExtractError(f"--run {run} is not a folder")
-    out = out or run / "eval"
-    if not from_predictions:
-        data = resolve_data(run, data)
-        created = not out.exists()
-        out = prepare_output_dir(out, force=force)
-        try:
-            model, meta = predict_split(run, data, split, out, batch_size, device)
-        except ArtExtractError:
-            if created and not any(out.iterdir()):
-                out.rmdir()
-            raise
-    elif data is None and (run / "run.json").is_file():
-        data = resolve_data(run, None, need_model=False)
-    result = analyse(out, split, inject_noise, seed)
-    if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
-        explain_examples(model, meta, data, out, result.outliers, seed)
-    report = write_report(out, run, data, result.metrics, result.outliers)
+    result, report = evaluate_run(run, data, split, out or run / "eval", inject_noise, batch_size, device, seed,
+                                  from_predictions, force)
     typer.echo(metrics_table(result.metrics), nl=False)
     typer.echo(f"report: {report}")
 
@@ -291,6 +274,25 @@ def predict(
         typer.echo(text, nl=False)
     if not any(r["status"] == "ok" for r in results):
         raise ArtExtractError(f"none of the {len(results)} images could be predicted (reasons above)")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Argument(help="Folder for the whole demo (dataset, DATA, RUN, report).")]
+    = Path("artextract-demo"),
+    force: ForceOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """The whole pipeline (synth, prepare, train, evaluate) on generated paintings, on a CPU, in minutes."""
+    from artextract.core.outdir import prepare_output_dir
+    from artextract.core.progress import setup_logging
+    from artextract.demo import run_demo
+
+    setup_logging(verbose)
+    out = prepare_output_dir(out, force=force)
+    result = run_demo(out)
+    typer.echo(result.headline, nl=False)
+    typer.echo(f"report: {result.report}")
 
 
 def main() -> None:

@@ -220,3 +220,29 @@ def _figures(out: Path, task: str, names: list[str], task_metrics: dict[str, Any
     write_bytes(out / f"f1_{task}.png", plots.per_class_f1_png(task_metrics["per_class"], f"{task}: F1 per class"))
     write_bytes(out / f"reliability_{task}.png",
                 plots.reliability_png(task_metrics["calibration"], f"{task}: reliability"))
+
+
+def evaluate_run(run: Path, data: Path | None, split: str, out: Path, inject: float = 0.0, batch_size: int = 256,
+                 device: str = "auto", seed: int = 0, from_predictions: bool = False,
+                 force: bool = False) -> tuple[EvalResult, Path]:
+    """The whole of `artextract evaluate`: predictions (unless `from_predictions`), analysis, heat maps, report."""
+    from artextract.core.outdir import prepare_output_dir
+    from artextract.report.html import write_report
+
+    if from_predictions:
+        if data is None and (run / "run.json").is_file():
+            data = resolve_data(run, None, need_model=False)
+    else:
+        data = resolve_data(run, data)
+        created = not out.exists()
+        out = prepare_output_dir(out, force=force)
+        try:
+            model, meta = predict_split(run, data, split, out, batch_size, device)
+        except ArtExtractError:
+            if created and not any(out.iterdir()):
+                out.rmdir()  # nothing was written: leave no empty folder behind
+            raise
+    result = analyse(out, split, inject, seed)
+    if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
+        explain_examples(model, meta, data, out, result.outliers, seed)
+    return result, write_report(out, run, data, result.metrics, result.outliers)
