@@ -256,10 +256,6 @@ class Session:
     class_weights: dict[str, torch.Tensor] | None
     state: RunState = field(default_factory=RunState)
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return len(self.sampler.batches())
-
 
 def build_session(fabric: Any, info: DataInfo, out: Path, config: Config, tasks: list[str]) -> Session:
     train_cfg = config.train
