@@ -226,6 +226,7 @@ def evaluate_run(run: Path, data: Path | None, split: str, out: Path, inject: fl
                  device: str = "auto", seed: int = 0, from_predictions: bool = False,
                  force: bool = False) -> tuple[EvalResult, Path]:
     """The whole of `artextract evaluate`: predictions (unless `from_predictions`), analysis, heat maps, report."""
+    from artextract.core.environment import write_environment
     from artextract.core.outdir import prepare_output_dir
     from artextract.report.html import write_report
 
@@ -245,4 +246,5 @@ def evaluate_run(run: Path, data: Path | None, split: str, out: Path, inject: fl
     result = analyse(out, split, inject, seed)
     if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
         explain_examples(model, meta, data, out, result.outliers, seed)
+    write_environment(out)
     return result, write_report(out, run, data, result.metrics, result.outliers)

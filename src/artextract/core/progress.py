@@ -52,11 +52,14 @@ class Progress:
     """
 
     def __init__(self, total: int, desc: str, unit: str = "img", interval: float = 10.0,
-                 use_bar: bool | None = None, every: int = 0, enabled: bool = True) -> None:
+                 use_bar: bool | None = None, every: int = 0, enabled: bool = True,
+                 also: tuple[int, str] | None = None) -> None:
         """`every` > 0 logs a line every that many updates (instead of every `interval` seconds);
-        `enabled=False` makes it silent (e.g. on all but the first of several processes)."""
+        `enabled=False` makes it silent (e.g. on all but the first of several processes); `also=(k, "img")`
+        reports a second rate, k of those per unit (e.g. images per training step)."""
         self.total, self.desc, self.unit, self.interval, self.every = total, desc, unit, interval, every
-        self.enabled = enabled
+        self.enabled, self.also = enabled, also
+        self._logged_at = -1
         self.done = 0
         self.info = ""  # shown after the counts, e.g. the current loss
         self._closed = False
@@ -98,13 +101,17 @@ class Progress:
             self._log_line()
 
     def _log_line(self) -> None:
+        if self._logged_at == self.done:
+            return
+        self._logged_at = self.done
         rate = self.rate
         left = (self.total - self.done) / rate if rate > 0 else float("inf")
         eta = _format_seconds(left) if left != float("inf") else "?"
         pct = 100.0 * self.done / self.total if self.total else 100.0
         info = f", {self.info}" if self.info else ""
-        log.info("%s: %d/%d %s (%.0f%%)%s, %.1f %s/s, %s left", self.desc, self.done, self.total, self.unit, pct,
-                 info, rate, self.unit, eta)
+        also = f", {rate * self.also[0]:.0f} {self.also[1]}/s" if self.also else ""
+        log.info("%s: %d/%d %s (%.0f%%)%s, %.1f %s/s%s, %s left", self.desc, self.done, self.total, self.unit, pct,
+                 info, rate, self.unit, also, eta)
 
     def close(self) -> None:
         if self._closed:

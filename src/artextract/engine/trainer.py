@@ -386,7 +386,8 @@ def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Te
     generator = torch.Generator(device=fabric.device)
     checked = 0
     progress = Progress(total, f"epoch {state.epoch + 1}/{train_cfg.epochs}", unit="step",
-                        every=train_cfg.log_every, enabled=fabric.is_global_zero)
+                        every=train_cfg.log_every, enabled=fabric.is_global_zero,
+                        also=(train_cfg.batch_size * fabric.world_size, "img"))
 
     def check_finite() -> None:
         """Stop on a NaN or infinite loss, naming the first bad step (all processes agree)."""
