@@ -91,6 +91,10 @@ def test_evaluation_sets_are_the_official_val_sets(real):
     assert counts["style"]["eval_labelled"] == 24_421
     # 19,492 rows, one path listed twice with two different labels: that image keeps no genre label.
     assert counts["genre"]["eval_labelled"] == 19_490
+    # Official train rows minus the train labels of images that another task evaluates on (705 in all).
+    assert {t: c["train_labelled"] + c["select_labelled"] for t, c in counts.items()} == {
+        "artist": 13_201, "style": 56_774, "genre": 45_194}
+    assert real[2].report["dropped"]["counts"] == {"train label of an image in another task's val split": 705}
     for task, c in counts.items():
         train_pool = c["train_labelled"] + c["select_labelled"]
         assert abs(c["select_labelled"] - 0.1 * train_pool) < 0.01 * train_pool + 30, task
