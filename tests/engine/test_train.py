@@ -198,3 +198,21 @@ def test_a_vanished_cache_is_a_clear_error(run_cli, prepared_small, tmp_path):
     (data / "cache" / "images.u8").unlink()
     result = run_cli("train", "--data", data, "--out", tmp_path / "run", "--set", "train.accelerator=cpu")
     assert result.code == 2 and "images.u8 is missing" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_class_weights_balanced_sampling_and_label_smoothing_train(prepared_small, tmp_path):
+    import numpy as np
+
+    from artextract.engine.data import batch_indices
+    from artextract.engine.trainer import _balanced_weights
+
+    split = CachedSplit(load_data_folder(prepared_small), "train", ["artist", "style", "genre"])
+    weights = _balanced_weights(split)
+    drawn = np.concatenate([np.concatenate(batch_indices(len(split), 8, epoch=e, seed=0, weights=weights))
+                            for e in range(40)])
+    shares = np.bincount(split.labels[drawn, 0]) / len(drawn)
+    assert np.allclose(shares, 1 / len(shares), atol=0.03)  # artists drawn evenly
+    config = tiny_train_config(epochs=1, class_weights=True, balanced_sampling=True, label_smoothing=0.1)
+    result = train(prepared_small, tmp_path / "run", config)
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert result.state.epoch == 1 and metrics["train_loss"].notna().all()
