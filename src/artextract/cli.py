@@ -159,7 +159,7 @@ def train(
 ) -> None:
     """Train a convolutional-recurrent classifier on a prepared DATA folder (one GPU, several, or the CPU)."""
     from artextract.config import load_config
-    from artextract.core.outdir import is_primary_process, prepare_output_dir
+    from artextract.core.outdir import is_primary_process, prepare_output_dir, removed_if_left_empty
     from artextract.core.progress import setup_logging
     from artextract.engine.trainer import LAST
     from artextract.engine.trainer import train as run_training
@@ -176,16 +176,11 @@ def train(
         cfg = load_config(config, overrides, base=load_config(saved))
     else:
         cfg = load_config(config, overrides)
-    created = False
+    existed = out.exists() or not is_primary_process()  # the other processes never create or remove it
     if is_primary_process() and not resume:
-        created = not out.exists()
         out = prepare_output_dir(out, force=force)
-    try:
+    with removed_if_left_empty(out, existed):
         result = run_training(data, out, cfg, resume=resume)
-    except ArtExtractError:
-        if created and out.is_dir() and not any(out.iterdir()):
-            out.rmdir()  # nothing was written: leave no empty RUN folder behind
-        raise
     state = result.state
     if is_primary_process():
         how = "interrupted" if result.interrupted else ("stopped early" if result.stopped_early else "finished")

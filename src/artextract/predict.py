@@ -25,6 +25,7 @@ from PIL import Image, ImageOps
 from artextract.config import DEFAULT_MAX_PIXELS
 from artextract.core.progress import Progress
 from artextract.data.decode import SkipImage, decode_square, square_array
+from artextract.data.wikiart import TASKS
 from artextract.engine.checkpoint import load_model_file
 from artextract.engine.inference import autocast_for, pick_device, softmax, top_k
 from artextract.errors import ArtExtractError
@@ -232,7 +233,8 @@ def format_predictions(results: list[dict[str, Any]], format_: str) -> str:
 
     table = Table()
     table.add_column("image")
-    tasks = sorted({t for r in results for t in r["predictions"]}, key=["artist", "style", "genre"].index)
+    seen = {t for r in results for t in r["predictions"]}
+    tasks = [t for t in TASKS if t in seen]
     for task in tasks:
         table.add_column(task)
     for r in results:

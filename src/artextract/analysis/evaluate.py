@@ -79,7 +79,7 @@ def predict_split(run: Path, data: Path, split: str, out: Path, batch_size: int,
     (model, metadata) for the explanations that follow."""
     import torch
 
-    from artextract.data.cache import open_images, read_layout
+    from artextract.data.cache import open_cache
     from artextract.engine.checkpoint import load_model_file
     from artextract.engine.data import load_data_folder
     from artextract.engine.inference import pick_device, run_model
@@ -97,7 +97,7 @@ def predict_split(run: Path, data: Path, split: str, out: Path, batch_size: int,
     rows["split"] = rows["split"].astype(str)
     if not (rows["split"] == split).any():
         raise ArtExtractError(f"split {split!r} of {data} has no usable images")
-    images = open_images(data / "cache", read_layout(data / "cache"))
+    images = open_cache(data / "cache")
     rows = rows.sort_values("cache_index", kind="stable").reset_index(drop=True)  # read the cache in file order
     cache_rows = rows["cache_index"].to_numpy()
     device = pick_device(device_name)
@@ -130,9 +130,9 @@ def explain_examples(model: Any, meta: dict[str, Any], data: Path, out: Path, ou
     import torch
 
     from artextract.analysis.explain import attention_maps, grad_cam, image_png, overlay_png
-    from artextract.data.cache import open_images, read_layout
+    from artextract.data.cache import open_cache
 
-    images = open_images(data / "cache", read_layout(data / "cache"))
+    images = open_cache(data / "cache")
     cache_size = images.shape[1]
     rng = np.random.default_rng(seed)
     for task, frame in outliers.groupby("task", sort=False):
@@ -227,7 +227,7 @@ def evaluate_run(run: Path, data: Path | None, split: str, out: Path, inject: fl
                  force: bool = False) -> tuple[EvalResult, Path]:
     """The whole of `artextract evaluate`: predictions (unless `from_predictions`), analysis, heat maps, report."""
     from artextract.core.environment import write_environment
-    from artextract.core.outdir import prepare_output_dir
+    from artextract.core.outdir import prepare_output_dir, removed_if_left_empty
     from artextract.report.html import write_report
 
     if from_predictions:
@@ -235,14 +235,9 @@ def evaluate_run(run: Path, data: Path | None, split: str, out: Path, inject: fl
             data = resolve_data(run, None, need_model=False)
     else:
         data = resolve_data(run, data)
-        created = not out.exists()
-        out = prepare_output_dir(out, force=force)
-        try:
+        existed = out.exists()
+        with removed_if_left_empty(prepare_output_dir(out, force=force), existed) as out:
             model, meta = predict_split(run, data, split, out, batch_size, device)
-        except ArtExtractError:
-            if created and not any(out.iterdir()):
-                out.rmdir()  # nothing was written: leave no empty folder behind
-            raise
     result = analyse(out, split, inject, seed)
     if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
         explain_examples(model, meta, data, out, result.outliers, seed)

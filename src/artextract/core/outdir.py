@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from artextract.errors import ArtExtractError
@@ -42,3 +44,14 @@ def prepare_output_dir(path: str | os.PathLike[str], force: bool = False, resuma
         reason = err.strerror or str(err)
         raise ArtExtractError(f"cannot write to {path} ({reason}): choose a folder you can write to") from None
     return path
+
+
+@contextmanager
+def removed_if_left_empty(path: Path, existed: bool) -> Iterator[Path]:
+    """On an error inside the block, remove `path` if this command created it and nothing was written into it."""
+    try:
+        yield path
+    except BaseException:
+        if not existed and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+        raise

@@ -28,7 +28,9 @@ from artextract.core.atomic import atomic_path, write_json
 from artextract.core.progress import Progress, log
 from artextract.data.decode import SkipImage, decode_square
 from artextract.data.image_source import ImageSource
+from artextract.errors import DataError
 
+IMAGES_FILE = "images.u8"
 PENDING, OK, SKIPPED = 0, 1, 2
 STATUS_DTYPE = np.dtype([("state", "u1"), ("width", "<i4"), ("height", "<i4"), ("bytes", "<i8")])
 _SAVE_EVERY_S = 5.0
@@ -56,7 +58,22 @@ def fingerprint(paths: Sequence[str], image_size: int) -> str:
 def open_images(cache_dir: Path, layout: CacheLayout, mode: str = "r") -> np.memmap:
     """The cached images as a read-only (or `r+`) memory map of shape N x S x S x 3."""
     shape = (layout.count, layout.image_size, layout.image_size, 3)
-    return np.memmap(cache_dir / "images.u8", dtype=np.uint8, mode=mode, shape=shape)
+    return np.memmap(cache_dir / IMAGES_FILE, dtype=np.uint8, mode=mode, shape=shape)
+
+
+def images_complete(cache_dir: Path, layout: CacheLayout) -> bool:
+    """Whether the images file exists and holds every row of `layout` (it may have been deleted or cut short)."""
+    path = cache_dir / IMAGES_FILE
+    return path.is_file() and path.stat().st_size >= layout.count * layout.row_bytes
+
+
+def open_cache(cache_dir: Path) -> np.memmap:
+    """The cached images of a prepared DATA folder, read-only; a clear error when the cache is unusable."""
+    layout = read_layout(cache_dir)
+    if layout is None or not images_complete(cache_dir, layout):
+        raise DataError(f"{cache_dir} holds no complete image cache; rerun artextract prepare on {cache_dir.parent} "
+                        "(it resumes and rebuilds what is missing)")
+    return open_images(cache_dir, layout)
 
 
 def read_layout(cache_dir: Path) -> CacheLayout | None:
@@ -93,7 +110,7 @@ def load_status(cache_dir: Path, layout: CacheLayout) -> tuple[np.ndarray, dict[
 
 def _reset(cache_dir: Path, layout: CacheLayout) -> None:
     """Start a cache for `layout`, removing one built for other inputs."""
-    for stale in [*cache_dir.glob("status-*.npy"), *cache_dir.glob("errors-*.json"), cache_dir / "images.u8"]:
+    for stale in [*cache_dir.glob("status-*.npy"), *cache_dir.glob("errors-*.json"), cache_dir / IMAGES_FILE]:
         stale.unlink(missing_ok=True)
     write_json(cache_dir / "layout.json", asdict(layout))
 
@@ -146,12 +163,14 @@ def build_cache(source: ImageSource, members: Sequence[str], paths: Sequence[str
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     layout = CacheLayout(image_size, len(paths), fingerprint(paths, image_size))
-    images_file = cache_dir / "images.u8"
+    images_file = cache_dir / IMAGES_FILE
     if read_layout(cache_dir) != layout:
         if (cache_dir / "layout.json").exists():
             log.info("cache: inputs or image size changed since the last run; rebuilding the cache")
         _reset(cache_dir, layout)
-    elif not images_file.is_file() or images_file.stat().st_size < layout.count * layout.row_bytes:
+    # Rows marked done but no file to hold them: it was deleted or cut short. (A missing file with nothing done
+    # yet is just another shard starting; resetting then would wipe that shard's status.)
+    elif not images_complete(cache_dir, layout) and load_status(cache_dir, layout)[0]["state"].any():
         log.info("cache: %s is missing or truncated; rebuilding the cache", images_file)
         _reset(cache_dir, layout)
     with open(images_file, "ab") as handle:  # sparse; never shrinks rows another shard wrote
@@ -204,7 +223,7 @@ def build_cache(source: ImageSource, members: Sequence[str], paths: Sequence[str
                     pool.shutdown(wait=True, cancel_futures=True)
                 _worker.clear()
     finally:
-        _sync(cache_dir / "images.u8")
+        _sync(images_file)
         save()  # what is done stays done, even on Ctrl-C
     merged, errors = load_status(cache_dir, layout)
     return CacheResult(layout, merged, errors, built_now=len(todo), reused=reused)

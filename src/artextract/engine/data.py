@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from artextract.data.cache import open_images, read_layout
+from artextract.data.cache import IMAGES_FILE, images_complete, open_cache, read_layout
 from artextract.data.prepare import MANIFEST
 from artextract.errors import DataError
 
@@ -43,10 +43,9 @@ def load_data_folder(folder: Path) -> DataInfo:
     layout = read_layout(folder / "cache")
     if layout is None or layout.count != len(manifest):
         raise DataError(f"{folder}/cache does not match the manifest; rerun artextract prepare on {folder}")
-    images = folder / "cache" / "images.u8"
-    if not images.is_file() or images.stat().st_size < layout.count * layout.row_bytes:
-        raise DataError(f"{images} is missing or shorter than the manifest needs; rerun artextract prepare on "
-                        f"{folder} (it resumes and rebuilds what is missing)")
+    if not images_complete(folder / "cache", layout):
+        raise DataError(f"{folder / 'cache' / IMAGES_FILE} is missing or shorter than the manifest needs; rerun "
+                        f"artextract prepare on {folder} (it resumes and rebuilds what is missing)")
     pending = int((manifest["status"] == "pending").sum())
     if pending:
         raise DataError(f"{folder}: {pending} images are not cached yet (a shard is missing); run the remaining "
@@ -73,9 +72,7 @@ class CachedSplit(torch.utils.data.Dataset):
 
     def __getitem__(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self._images is None:
-            layout = read_layout(self._folder / "cache")
-            assert layout is not None
-            self._images = open_images(self._folder / "cache", layout)
+            self._images = open_cache(self._folder / "cache")
         rows = np.asarray(rows)
         order = np.argsort(self.cache_rows[rows], kind="stable")  # sequential reads of the file
         sorted_rows = rows[order]
