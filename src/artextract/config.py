@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import os
 import types
 import typing
@@ -26,17 +27,23 @@ from artextract.errors import ConfigError
 DEFAULT_MAX_PIXELS = 120_000_000
 
 
+def _limits(low: float | None = None, high: float | None = None, *, above: bool = False,
+            below: bool = False) -> dict[str, Any]:
+    """Field metadata: the value must lie in [low, high]; `above` / `below` make that end open."""
+    return {"range": (low, high, above, below)}
+
+
 @dataclass
 class SynthConfig:
     """`artextract synth`: a generated dataset shaped like ArtGAN's WikiArt."""
 
-    artists: int = 23  # how many of the 23 real artist classes to paint
-    per_artist: int = 40
-    size: int = 256  # short side of the generated paintings, in pixels
-    val_fraction: float = 0.3
+    artists: int = field(default=23, metadata=_limits(1, 23))  # how many of the 23 real artist classes to paint
+    per_artist: int = field(default=40, metadata=_limits(2))  # at least one train and one val painting
+    size: int = field(default=256, metadata=_limits(16))  # short side of the generated paintings, in pixels
+    val_fraction: float = field(default=0.3, metadata=_limits(0.0, 1.0, above=True, below=True))
     seed: int = 0
     quirks: bool = False  # inject the real data's quirks (leakage, duplicates, mojibake, corrupt files, ...)
-    workers: int = 0  # 0 = all cores
+    workers: int = field(default=0, metadata=_limits(0))  # 0 = all cores
 
 
 @dataclass
@@ -44,10 +51,12 @@ class PrepareConfig:
     """`artextract prepare`: manifest, leak-free splits and the pre-resized image cache."""
 
     protocol: Literal["leak-free", "inner-join"] = "leak-free"
-    select_fraction: float = 0.1  # share of the training images held out for early stopping
-    image_size: int = 256  # side of the square cache images (short side resized, then centre-cropped)
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    workers: int = 0  # 0 = all cores
+    # share of the training images held out for early stopping
+    select_fraction: float = field(default=0.1, metadata=_limits(0.0, 1.0, below=True))
+    # side of the square cache images (short side resized, then centre-cropped)
+    image_size: int = field(default=256, metadata=_limits(8))
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=_limits(1))
+    workers: int = field(default=0, metadata=_limits(0))  # 0 = all cores
     seed: int = 0
 
 
@@ -60,39 +69,43 @@ class ModelConfig:
     weights: str = "none"  # none | imagenet | path to a .safetensors or .pth file
     reader: Literal["gru", "lstm", "none"] = "gru"  # none = global average pooling (the ablation baseline)
     scan: Literal["rows", "cols", "snake", "2d"] = "rows"
-    hidden_size: int = 256
-    layers: int = 1
+    # 4096 is far beyond any useful reader; it keeps a typo (60000) from allocating tens of GB
+    hidden_size: int = field(default=256, metadata=_limits(1, 4096))
+    layers: int = field(default=1, metadata=_limits(1, 8))
     bidirectional: bool = True
     pooling: Literal["last", "mean", "attention"] = "mean"
-    dropout: float = 0.0  # before each head
+    dropout: float = field(default=0.0, metadata=_limits(0.0, 1.0, below=True))  # before each head
 
 
 @dataclass
 class TrainConfig:
     """`artextract train`: the loop, the input pipeline and the hardware."""
 
-    epochs: int = 30
-    batch_size: int = 256
-    image_size: int = 224  # side of the crops fed to the model
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.0
+    epochs: int = field(default=30, metadata=_limits(1))
+    batch_size: int = field(default=256, metadata=_limits(1))
+    image_size: int = field(default=224, metadata=_limits(8))  # side of the crops fed to the model
+    lr: float = field(default=1e-3, metadata=_limits(0.0, above=True))
+    weight_decay: float = field(default=0.05, metadata=_limits(0.0))
+    warmup_epochs: float = field(default=1.0, metadata=_limits(0.0))
+    label_smoothing: float = field(default=0.0, metadata=_limits(0.0, 1.0, below=True))
     class_weights: bool = False  # weight each task's loss by inverse class frequency
     balanced_sampling: bool = False  # draw training images class-balanced on the first task
-    grad_clip: float = 1.0  # max gradient norm; 0 disables
-    min_crop_scale: float = 0.35  # random resized crop: smallest share of the cached square's area
+    grad_clip: float = field(default=1.0, metadata=_limits(0.0))  # max gradient norm; 0 disables
+    # random resized crop: smallest share of the cached square's area
+    min_crop_scale: float = field(default=0.35, metadata=_limits(0.0, 1.0, above=True))
     hflip: bool = True
-    patience: int = 5  # epochs without a better selection score before stopping; 0 disables
+    # epochs without a better selection score before stopping; 0 disables
+    patience: int = field(default=5, metadata=_limits(0))
     accelerator: Literal["auto", "cpu", "cuda"] = "auto"
     devices: str = "auto"  # "auto", a count, or a list such as "0,1"
-    num_nodes: int = 1
+    num_nodes: int = field(default=1, metadata=_limits(1))
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     channels_last: bool = True  # on GPU
     compile: bool = False
-    workers: int = 4  # data-reading processes per device
-    log_every: int = 50  # steps between log lines when not on a terminal
-    max_steps_per_epoch: int = 0  # 0 = the whole training split (smaller values are for benchmarks)
+    workers: int = field(default=4, metadata=_limits(0))  # data-reading processes per device
+    log_every: int = field(default=50, metadata=_limits(1))  # steps between log lines when not on a terminal
+    # 0 = the whole training split (smaller values are for benchmarks)
+    max_steps_per_epoch: int = field(default=0, metadata=_limits(0))
     seed: int = 0
 
 
@@ -102,6 +115,35 @@ class Config:
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> Config:
+        """Raise a ConfigError naming the first key whose value is out of its range; return self."""
+        for section_name in _field_types(Config):
+            check_ranges(getattr(self, section_name), section_name)
+        return self
+
+
+def check_ranges(section: Any, name: str) -> None:
+    """Check every field of one section against the range its metadata declares."""
+    for item in dataclasses.fields(section):
+        limits = item.metadata.get("range")
+        if limits is None:
+            continue
+        low, high, above, below = limits
+        value = getattr(section, item.name)
+        too_low = low is not None and (value <= low if above else value < low)
+        too_high = high is not None and (value >= high if below else value > high)
+        if too_low or too_high or (isinstance(value, float) and not math.isfinite(value)):
+            raise ConfigError(f"config key '{name}.{item.name}' must be {_describe(low, high, above, below)}, "
+                              f"got {value!r}")
+
+
+def _describe(low: float | None, high: float | None, above: bool, below: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if above else '['}{low}, {high}{')' if below else ']'}"
+    if low is not None:
+        return f"{'greater than' if above else 'at least'} {low}"
+    return f"{'less than' if below else 'at most'} {high}"
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
@@ -224,7 +266,7 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {path} is not valid YAML: {err}".splitlines()[0]) from None
         apply_mapping(config, mapping, source=str(path))
-    return apply_overrides(config, overrides or [])
+    return apply_overrides(config, overrides or []).validate()
 
 
 def write_config(config: Config, path: str | os.PathLike[str], sections: tuple[str, ...] | None = None) -> None:

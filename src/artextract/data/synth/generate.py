@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from artextract.config import DEFAULT_MAX_PIXELS, SynthConfig
+from artextract.config import DEFAULT_MAX_PIXELS, SynthConfig, check_ranges
 from artextract.core.atomic import write_bytes, write_json, write_text
 from artextract.core.progress import Progress, log
 from artextract.data import wikiart
@@ -85,14 +85,7 @@ def _dimensions(genre: int, short: int, rng: np.random.Generator) -> tuple[int, 
 
 def plan_dataset(config: SynthConfig) -> tuple[list[PlannedImage], list[str], list[dict[str, object]]]:
     """Decide every image's labels, splits, size and name; nothing is rendered here."""
-    if not 1 <= config.artists <= len(wikiart.ARTISTS):
-        raise ConfigError(f"synth.artists must be between 1 and {len(wikiart.ARTISTS)}, got {config.artists}")
-    if config.per_artist < 2:
-        raise ConfigError(f"synth.per_artist must be at least 2 (one train and one val image), got {config.per_artist}")
-    if not 0.0 < config.val_fraction < 1.0:
-        raise ConfigError(f"synth.val_fraction must be between 0 and 1, got {config.val_fraction}")
-    if config.size < 16:
-        raise ConfigError(f"synth.size must be at least 16 pixels, got {config.size}")
+    check_ranges(config, "synth")
     artists = list(wikiart.ARTISTS[: config.artists])
     images: list[PlannedImage] = []
     used: set[str] = set()
