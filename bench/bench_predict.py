@@ -22,9 +22,10 @@ import torch
 
 from artextract.config import ModelConfig, SynthConfig
 from artextract.data.synth import generate_dataset
-from artextract.engine.checkpoint import Preprocessing, save_model_file
+from artextract.engine.checkpoint import save_model_file
+from artextract.engine.preprocessing import Preprocessing
 from artextract.models import build_model
-from artextract.predict import expand_inputs, load_model
+from artextract.stages.predict import expand_inputs, load_model
 
 CLASSES = {"artist": [f"a{i}" for i in range(23)], "style": [f"s{i}" for i in range(27)],
            "genre": [f"g{i}" for i in range(10)]}
@@ -53,7 +54,7 @@ def main() -> None:
         squares = np.stack([r[1] for r in predictor.iter_predict(files[: args.batch], batch_size=args.batch)])
         for _ in range(3):
             predictor.logits(squares)  # warm-up
-        sync = torch.cuda.synchronize if predictor.device.type == "cuda" else (lambda: None)
+        sync = torch.cuda.synchronize if predictor.runtime.device.type == "cuda" else (lambda: None)
         repeats = 20 if gpu else 3
         sync()
         start = time.perf_counter()

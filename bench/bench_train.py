@@ -24,10 +24,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from artextract.config import Config, ModelConfig, PrepareConfig, SynthConfig, TrainConfig
-from artextract.data.prepare import prepare_dataset
 from artextract.data.synth import generate_dataset
 from artextract.engine.data import load_data_folder
-from artextract.engine.trainer import _loader, _make_fabric, build_session, train_epoch
+from artextract.engine.loop import build_session, train_epoch
+from artextract.engine.runtime import Runtime, make_fabric
+from artextract.engine.sampler import make_loader
+from artextract.layout import RunFolder
+from artextract.stages.prepare import prepare_dataset
 
 
 def main() -> None:
@@ -59,8 +62,9 @@ def main() -> None:
                         train=TrainConfig(epochs=1, batch_size=args.batch, image_size=args.image_size,
                                           workers=args.workers, compile=args.compile, log_every=10**9))
         info = load_data_folder(data)
-        fabric = _make_fabric(config)
-        session = build_session(fabric, info, Path(tmp) / "run", config, list(config.model.tasks))
+        runtime = Runtime.resolve(config.train.accelerator, config.train.precision, config.train.channels_last)
+        fabric = make_fabric(runtime, config.train.devices, config.train.num_nodes)
+        session = build_session(fabric, runtime, info, RunFolder(Path(tmp) / "run"), config)
         device = fabric.device
 
         # Compute-only: one batch already on the device, fed again and again.
@@ -75,7 +79,7 @@ def main() -> None:
         compute = args.steps * args.batch / (time.perf_counter() - start)
 
         # End-to-end: the real loader over the cache, one whole epoch.
-        loader = _loader(session.train_set, session.sampler, args.workers, pin=device.type == "cuda")
+        loader = make_loader(session.train_set, session.sampler, args.workers, pin=device.type == "cuda")
         session.sampler.set_epoch(1)
         steps = len(session.sampler)
         start = time.perf_counter()

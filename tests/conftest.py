@@ -67,7 +67,7 @@ def synth_quirky(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def prepared_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A prepared DATA folder (32 px cache) of a small learnable synth dataset, for training tests."""
     from artextract.config import PrepareConfig
-    from artextract.data.prepare import prepare_dataset
+    from artextract.stages.prepare import prepare_dataset
 
     root = _make_synth(tmp_path_factory.mktemp("synth_small"), artists=4, per_artist=30, size=40)
     out = tmp_path_factory.mktemp("data_small")
@@ -91,7 +91,7 @@ def evaluated_run(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory
     from typer.testing import CliRunner
 
     from artextract.cli import app
-    from artextract.engine.trainer import train
+    from artextract.stages.train import train
 
     run = tmp_path_factory.mktemp("eval_run") / "run"
     config = tiny_train_config(epochs=10)

@@ -80,7 +80,7 @@ def test_the_smoke_preset_file_matches_the_demo_settings():
     from pathlib import Path
 
     from artextract.config import load_config
-    from artextract.demo import smoke_config
+    from artextract.stages.demo import smoke_config
 
     preset = load_config(Path(__file__).resolve().parents[1] / "configs" / "cpu-smoke.yaml")
     assert preset.model == smoke_config().model

@@ -61,3 +61,39 @@ def test_written_config_loads_back_identically(tmp_path):
     write_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
     assert load_config(tmp_path / "config.yaml") != Config()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=0", "'train.epochs' must be at least 1, got 0"),
+        ("train.lr=-1", "'train.lr' must be greater than 0.0"),
+        ("train.lr=nan", "'train.lr' must be greater than 0.0, got nan"),
+        ("train.batch_size=-1", "'train.batch_size' must be at least 1"),
+        ("model.hidden_size=60000", "'model.hidden_size' must be in [1, 4096]"),
+        ("prepare.select_fraction=1", "'prepare.select_fraction' must be in [0.0, 1.0)"),
+        ("synth.artists=24", "'synth.artists' must be in [1, 23]"),
+    ],
+)
+def test_out_of_range_values_are_refused_when_the_config_is_built(override, message):
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides=[override])
+    assert message in str(caught.value)
+
+
+def test_out_of_range_flags_exit_2_with_one_line(run_cli, tmp_path):
+    for flags in (["--epochs", "0"], ["--image-size", "0"], ["--batch-size", "-1"], ["--set", "train.lr=-1"]):
+        result = run_cli("train", "--data", tmp_path / "data", "--out", tmp_path / "run", *flags)
+        assert result.code == 2, flags
+        assert result.stderr.count("\n") == 1 and "must be" in result.stderr, result.stderr
+        assert not (tmp_path / "run").exists()
+
+
+def test_analysis_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import artextract.analysis.metrics, artextract.analysis.calibration, "
+            "artextract.analysis.outliers, artextract.layout; print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

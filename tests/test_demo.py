@@ -5,14 +5,14 @@ from artextract.config import Config, ModelConfig, PrepareConfig, SynthConfig, T
 
 def test_demo_runs_the_whole_pipeline(run_cli, tmp_path, monkeypatch):
     """synth -> prepare -> train -> evaluate through `artextract demo`, scaled down to seconds."""
-    import artextract.demo
+    import artextract.stages.demo
 
     small = Config(synth=SynthConfig(artists=4, per_artist=20, size=48, quirks=True, workers=1),
                    prepare=PrepareConfig(image_size=32, workers=1),
                    model=ModelConfig(backbone="test_resnet", hidden_size=16),
                    train=TrainConfig(epochs=2, batch_size=16, image_size=32, accelerator="cpu", workers=0,
                                      patience=0))
-    monkeypatch.setattr(artextract.demo, "smoke_config", lambda: small)
+    monkeypatch.setattr(artextract.stages.demo, "smoke_config", lambda: small)
     result = run_cli("demo", tmp_path / "demo")
     assert result.code == 0, result.stderr
     assert "accuracy" in result.stdout and "report:" in result.stdout

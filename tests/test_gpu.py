@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from artextract.engine.trainer import train
+from artextract.stages.train import train
 
 from conftest import tiny_train_config
 
@@ -23,13 +23,14 @@ def test_bf16_channels_last_training_on_the_gpu(prepared_small, tmp_path, compil
 
 
 def test_grad_cam_through_a_cudnn_rnn_in_eval_mode(evaluated_run):
-    from artextract.analysis.explain import grad_cam
     from artextract.engine.checkpoint import load_model_file
+    from artextract.engine.explain import grad_cam
 
     model, meta = load_model_file(evaluated_run / "model.safetensors")
     model = model.cuda().eval()
-    images = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
-    cams = grad_cam(model, images, "artist", torch.zeros(4, dtype=torch.long), meta["image_size"], 32,
-                    meta["mean"], meta["std"])
-    assert cams.shape == (4, 32, 32) and not model.training
+    side = meta.preprocessing.cache_size
+    images = torch.randint(0, 256, (4, side, side, 3), dtype=torch.uint8)
+    cams = grad_cam(model, images, "artist", torch.zeros(4, dtype=torch.long), meta.preprocessing)
+    view = meta.preprocessing.view_box[1]
+    assert cams.shape == (4, view, view) and not model.training
     assert float(cams.max()) <= 1.0

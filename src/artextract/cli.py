@@ -1,7 +1,9 @@
 """The `artextract` command line: parses arguments and calls library functions, nothing more.
 
-Every command: `--config FILE.yaml`, repeated `--set section.key=value`, `--force` to write into a non-empty
-folder; exit code 0 on success, 2 with a one-line reason on stderr for bad usage or bad input.
+`synth`, `prepare` and `train` take `--config FILE.yaml` and repeated `--set section.key=value` (their config
+sections); `synth`, `prepare`, `train`, `evaluate` and `demo` take `--force` to write into a non-empty folder;
+`evaluate` and `predict` take plain flags only. Every command: exit code 0 on success, 2 with a one-line reason
+on stderr for bad usage or bad input.
 """
 
 from __future__ import annotations
@@ -49,8 +51,9 @@ def _record(out: Path, cfg: Any, section: str) -> None:
     """The resolved config and the environment beside a command's outputs."""
     from artextract.config import write_config
     from artextract.core.environment import write_environment
+    from artextract.layout import CONFIG
 
-    write_config(cfg, out / "config.yaml", sections=(section,))
+    write_config(cfg, out / CONFIG, sections=(section,))
     write_environment(out)
 
 
@@ -119,8 +122,8 @@ def prepare(
     from artextract.config import load_config
     from artextract.core.outdir import prepare_output_dir
     from artextract.core.progress import setup_logging
-    from artextract.data.prepare import parse_shard, prepare_dataset
     from artextract.data.prepare_report import summary_lines
+    from artextract.stages.prepare import parse_shard, prepare_dataset
 
     setup_logging(verbose)
     cfg = load_config(config, _overrides("prepare", set_, image_size=image_size, protocol=protocol,
@@ -159,34 +162,26 @@ def train(
 ) -> None:
     """Train a convolutional-recurrent classifier on a prepared DATA folder (one GPU, several, or the CPU)."""
     from artextract.config import load_config
-    from artextract.core.outdir import is_primary_process, prepare_output_dir, removed_if_left_empty
     from artextract.core.progress import setup_logging
-    from artextract.engine.trainer import LAST
-    from artextract.engine.trainer import train as run_training
+    from artextract.layout import RunFolder
+    from artextract.stages.train import train as run_training
 
     setup_logging(verbose)
     overrides = _overrides("model", None, tasks=tasks, backbone=backbone, weights=weights, reader=reader)
     overrides += _overrides("train", set_, epochs=epochs, batch_size=batch_size, image_size=image_size,
                             devices=devices, num_nodes=num_nodes, precision=precision, compile=compile_)
-    if resume:
-        saved = out / "config.yaml"
-        if not (out / LAST).is_file() or not saved.is_file():
-            raise ArtExtractError(f"{out} holds no run to resume ({LAST} or config.yaml missing)")
-        # The run's own config, then any file and --set given now (e.g. more epochs).
-        cfg = load_config(config, overrides, base=load_config(saved))
-    else:
-        cfg = load_config(config, overrides)
-    existed = out.exists() or not is_primary_process()  # the other processes never create or remove it
-    if is_primary_process() and not resume:
-        out = prepare_output_dir(out, force=force)
-    with removed_if_left_empty(out, existed):
-        result = run_training(data, out, cfg, resume=resume)
+    saved = RunFolder(out).config
+    if resume and not saved.is_file():
+        raise ArtExtractError(f"{out} holds no run to resume ({saved.name} missing)")
+    # On --resume: the run's own config, then any file and --set given now (e.g. more epochs).
+    cfg = load_config(config, overrides, base=load_config(saved) if resume else None)
+    result = run_training(data, out, cfg, resume=resume, force=force)
     state = result.state
-    if is_primary_process():
+    if result.primary:
         how = "interrupted" if result.interrupted else ("stopped early" if result.stopped_early else "finished")
         typer.echo(f"{how} after epoch {state.epoch}; best selection score {state.best_score:.4f} at epoch "
                    f"{state.best_epoch}")
-        typer.echo(f"model: {out / 'model.safetensors'}  metrics: {out / 'metrics.csv'}")
+        typer.echo(f"model: {result.run.model}  metrics: {result.run.metrics}")
     if result.interrupted:
         raise typer.Exit(130)
 
@@ -210,9 +205,9 @@ def evaluate(
     verbose: VerboseOption = False,
 ) -> None:
     """Metrics with confidence intervals, calibration, validated outliers, heat maps and one HTML report."""
-    from artextract.analysis.evaluate import evaluate_run
     from artextract.core.progress import setup_logging
     from artextract.report.terminal import metrics_table
+    from artextract.stages.evaluate import evaluate_run
 
     setup_logging(verbose)
     if split not in ("eval", "select", "train"):
@@ -221,8 +216,8 @@ def evaluate(
         raise ArtExtractError(f"--inject-noise must be in [0, 1), got {inject_noise}")
     if not run.is_dir():
         raise ArtExtractError(f"--run {run} is not a folder")
-    result, report = evaluate_run(run, data, split, out or run / "eval", inject_noise, batch_size, device, seed,
-                                  from_predictions, force)
+    result, report = evaluate_run(run, data=data, split=split, out=out, inject=inject_noise, batch_size=batch_size,
+                                  device=device, seed=seed, from_predictions=from_predictions, force=force)
     typer.echo(metrics_table(result.metrics), nl=False)
     typer.echo(f"report: {report}")
 
@@ -244,7 +239,7 @@ def predict(
     """Top-k artists, styles and genres with probabilities for new paintings."""
     from artextract.core.atomic import write_text
     from artextract.core.progress import setup_logging
-    from artextract.predict import expand_inputs, format_predictions, load_model
+    from artextract.stages.predict import expand_inputs, format_predictions, load_model
 
     setup_logging(verbose)
     if format_ not in ("table", "json", "csv"):
@@ -281,7 +276,7 @@ def demo(
     """The whole pipeline (synth, prepare, train, evaluate) on generated paintings, on a CPU, in minutes."""
     from artextract.core.outdir import prepare_output_dir
     from artextract.core.progress import setup_logging
-    from artextract.demo import run_demo
+    from artextract.stages.demo import run_demo
 
     setup_logging(verbose)
     out = prepare_output_dir(out, force=force)

@@ -15,7 +15,7 @@ from sklearn.metrics import (
 
 from artextract.analysis.calibration import fit_temperature, reliability
 from artextract.analysis.outliers import inject_noise
-from artextract.engine.inference import softmax
+from artextract.analysis.probabilities import softmax
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -130,6 +130,13 @@ def test_bad_inputs(run_cli, prepared_small, evaluated, tmp_path):
     assert "style: class 3 is 'Art_Nouveau' in the model but 'Art_Nouveau_Modern'" in result.stderr
     result = run_cli("evaluate", "--run", evaluated.parent, "--split", "nonsense")
     assert result.code == 2
+    smaller = tmp_path / "smaller"
+    shutil.copytree(prepared_small, smaller)
+    layout = json.loads((smaller / "cache" / "layout.json").read_text())
+    (smaller / "cache" / "layout.json").write_text(json.dumps({**layout, "image_size": 16}))
+    result = run_cli("evaluate", "--run", evaluated.parent, "--data", smaller, "--out", tmp_path / "e2")
+    assert result.code == 2 and "caches 16 px squares but the model was trained on 32 px" in result.stderr
+    assert not (tmp_path / "e2").exists()
 
 
 def test_temperature_scaling_recovers_a_known_temperature():

@@ -11,7 +11,7 @@ import pytest
 from artextract.config import PrepareConfig
 from artextract.data.cache import open_images, read_layout
 from artextract.data.decode import decode_square
-from artextract.data.prepare import prepare_dataset
+from artextract.stages.prepare import prepare_dataset
 
 SIZE = 16
 

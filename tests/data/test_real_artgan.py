@@ -10,7 +10,7 @@ from PIL import Image
 
 from artextract.config import PrepareConfig
 from artextract.data.artgan_files import read_csv_folder
-from artextract.data.prepare import prepare_dataset
+from artextract.stages.prepare import prepare_dataset
 
 from conftest import REAL_MOJIBAKE, SHARED_DATA
 

@@ -2,11 +2,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from artextract.engine.data import augment, batch_indices, center_view
 from artextract.engine.loss import class_weights, masked_multitask_loss
-from artextract.engine.metrics import task_metrics
+from artextract.engine.preprocessing import Preprocessing
+from artextract.engine.sampler import batch_indices
+from artextract.engine.selection import task_metrics
 
-MEAN, STD = torch.zeros(3), torch.ones(3)
+
+def _plain(cache_size: int, image_size: int) -> Preprocessing:
+    """Mean 0 and std 1: the views stay in [0, 1]."""
+    return Preprocessing(cache_size, image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
 def test_batches_are_disjoint_across_ranks_and_fixed_by_epoch():
@@ -24,9 +28,9 @@ def test_batches_are_disjoint_across_ranks_and_fixed_by_epoch():
 def test_augment_is_seeded_and_crops_within_the_image():
     batch = torch.randint(0, 256, (4, 32, 32, 3), dtype=torch.uint8)
     generator = torch.Generator().manual_seed(5)
-    first = augment(batch, 24, MEAN, STD, generator)
+    first = _plain(32, 24).train_view(batch, generator)
     generator.manual_seed(5)
-    second = augment(batch, 24, MEAN, STD, generator)
+    second = _plain(32, 24).train_view(batch, generator)
     assert first.shape == (4, 3, 24, 24)
     torch.testing.assert_close(first, second)
     assert first.min() >= 0 and first.max() <= 1  # normalised with mean 0, std 1: still in [0, 1]
@@ -36,21 +40,22 @@ def test_crops_keep_the_picture_and_flip_about_half_of_the_time():
     batch = torch.zeros(200, 32, 32, 3, dtype=torch.uint8)
     batch[:, :, :16, 0] = 255  # red left half
     batch[:, :, 16:, 2] = 255  # blue right half
-    out = augment(batch, 16, MEAN, STD, torch.Generator().manual_seed(0), min_scale=1.0)
+    out = _plain(32, 16).train_view(batch, torch.Generator().manual_seed(0), min_scale=1.0)
     red_left = out[:, 0, :, :4].mean(dim=(1, 2)) > 0.9
     blue_left = out[:, 2, :, :4].mean(dim=(1, 2)) > 0.9
     assert bool((red_left ^ blue_left).all())  # every crop keeps one colour at each side
     assert 70 < int(blue_left.sum()) < 130  # flipped about half of the time
-    unflipped = augment(batch[:20], 16, MEAN, STD, torch.Generator().manual_seed(0), min_scale=1.0, hflip=False)
+    unflipped = _plain(32, 16).train_view(batch[:20], torch.Generator().manual_seed(0), min_scale=1.0, hflip=False)
     assert bool((unflipped[:, 0, :, :4].mean(dim=(1, 2)) > 0.9).all())
 
 
 def test_center_view_takes_the_central_part():
     batch = torch.zeros(1, 32, 32, 3, dtype=torch.uint8)
     batch[:, 4:28, 4:28] = 255
-    out = center_view(batch, 24, 32, MEAN, STD)
+    out = _plain(32, 24).eval_view(batch)
     assert out.shape == (1, 3, 24, 24) and out.min() == 1.0
-    assert center_view(batch, 64, 32, MEAN, STD).shape == (1, 3, 64, 64)
+    assert _plain(32, 64).eval_view(batch).shape == (1, 3, 64, 64)
+    np.testing.assert_array_equal(_plain(32, 24).visible(batch[0].numpy()), batch[0, 4:28, 4:28].numpy())
 
 
 def test_masked_loss_ignores_missing_labels_and_matches_cross_entropy():

@@ -9,11 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from artextract.engine import trainer as trainer_module
+from artextract.engine import loop as loop_module
 from artextract.engine.checkpoint import load_model_file
 from artextract.engine.data import CachedSplit, load_data_folder
-from artextract.engine.trainer import train
 from artextract.errors import ArtExtractError
+from artextract.stages.train import train
 
 from conftest import tiny_train_config
 
@@ -29,7 +29,7 @@ def test_smoke_training_learns_well_above_chance(prepared_small, tmp_path):
     assert result.state.best_epoch == best["epoch"]
     assert best["select_acc_artist"] > 0.6, best.to_dict()  # 4 artists: chance is 0.25
     assert metrics["train_loss"].iloc[-1] < metrics["train_loss"].iloc[0]
-    for name in ["config.yaml", "env.json", "checkpoints/last.pt", "checkpoints/best.pt", "model.safetensors"]:
+    for name in ["config.yaml", "env.json", "run.json", "checkpoints/last.pt", "model.safetensors"]:
         assert (tmp_path / "run" / name).is_file(), name
 
 
@@ -38,11 +38,13 @@ def test_model_file_is_self_contained(prepared_small, tmp_path):
     train(prepared_small, tmp_path / "run", config)
     model, metadata = load_model_file(tmp_path / "run" / "model.safetensors")
     info = load_data_folder(prepared_small)
-    assert metadata["classes"] == info.classes
-    assert metadata["image_size"] == 32 and len(metadata["mean"]) == 3
-    best = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=False)["model"]
+    assert metadata.classes == info.classes
+    p = metadata.preprocessing
+    assert (p.image_size, p.cache_size) == (32, info.cache_size) and len(p.mean) == 3
+    # One epoch: the best model is the last one.
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
     for key, value in model.state_dict().items():
-        torch.testing.assert_close(value, best[key])
+        torch.testing.assert_close(value, last[key])
 
 
 def test_resumed_run_ends_with_the_same_weights(prepared_small, tmp_path):
@@ -56,16 +58,33 @@ def test_resumed_run_ends_with_the_same_weights(prepared_small, tmp_path):
     again = load_file(tmp_path / "resumed" / "model.safetensors")
     for key in straight:
         assert torch.equal(straight[key], again[key]), key
-    last_a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)["model"]
-    last_b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    last_a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    last_b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(last_a[k], last_b[k]) for k in last_a)
     a = pd.read_csv(tmp_path / "straight" / "metrics.csv").drop(columns=["images_per_s", "epoch_seconds"])
     b = pd.read_csv(tmp_path / "resumed" / "metrics.csv").drop(columns=["images_per_s", "epoch_seconds"])
     pd.testing.assert_frame_equal(a, b)
 
 
+def test_resume_refuses_a_planted_pickle(prepared_small, tmp_path):
+    import pickle
+
+    config = tiny_train_config(epochs=2)
+    stopped = train(prepared_small, tmp_path / "run", config, should_stop=lambda epoch: epoch == 1)
+    assert stopped.interrupted
+
+    class Planted:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    (tmp_path / "run" / "checkpoints" / "last.pt").write_bytes(pickle.dumps({"model": Planted()}))
+    with pytest.raises(ArtExtractError, match="refused to unpickle"):
+        train(prepared_small, tmp_path / "run", config, resume=True)
+    assert not (tmp_path / "pwned").exists()
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(prepared_small, tmp_path, monkeypatch):
-    real_loss = trainer_module.masked_multitask_loss
+    real_loss = loop_module.masked_multitask_loss
     calls = {"n": 0}
     steps_per_epoch = len(CachedSplit(load_data_folder(prepared_small), "train", ["artist", "style", "genre"])) // 16
 
@@ -74,11 +93,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(prepared_small, tmp_p
         calls["n"] += 1
         return (total * float("nan") if calls["n"] == steps_per_epoch + 2 else total), per_task
 
-    monkeypatch.setattr(trainer_module, "masked_multitask_loss", poisoned)
+    monkeypatch.setattr(loop_module, "masked_multitask_loss", poisoned)
     with pytest.raises(ArtExtractError, match=rf"NaN or infinite at step {steps_per_epoch + 2} \(epoch 2\)"
                                               r".*last good checkpoint.*epoch 1"):
         train(prepared_small, tmp_path / "run", tiny_train_config(epochs=3))
-    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=False)["state"]["epoch"] == 1
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["state"]["epoch"] == 1
 
 
 def test_bad_inputs_exit_2_without_leaving_a_run_folder(run_cli, prepared_small, tmp_path):
@@ -135,14 +154,16 @@ def test_two_process_ddp_on_cpu(prepared_small, tmp_path):
     # Recompute the selection score of the saved best model in one process: it must match the logged one.
     from lightning.fabric import Fabric
 
-    from artextract.engine.trainer import build_session, evaluate_split, selection_metrics
+    from artextract.engine.loop import build_session, select
+    from artextract.engine.runtime import Runtime
+    from artextract.layout import RunFolder
 
     info = load_data_folder(prepared_small)
     cfg = tiny_train_config(batch_size=8)
-    session = build_session(Fabric(accelerator="cpu", devices=1), info, tmp_path / "unused", cfg,
-                            ["artist", "style", "genre"])
+    session = build_session(Fabric(accelerator="cpu", devices=1), Runtime.resolve("cpu"), info,
+                            RunFolder(tmp_path / "unused"), cfg)
     session.raw_model.load_state_dict(load_file(tmp_path / "run" / "model.safetensors"))
-    scores = selection_metrics(session.select_set, evaluate_split(session, session.select_set))
+    scores = select(session)
     best = metrics.loc[metrics["score"].idxmax()]
     assert scores["score"] == pytest.approx(best["score"], abs=1e-6)
     assert json.loads(Path(tmp_path / "run" / "env.json").read_text())["command"][-2:] == ["--devices", "2"]
@@ -153,7 +174,7 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(prepared_small, tmp_path, mo
 
     config = tiny_train_config(epochs=2)
     train(prepared_small, tmp_path / "straight", config)
-    real_loss = trainer_module.masked_multitask_loss
+    real_loss = loop_module.masked_multitask_loss
     calls = {"n": 0}
 
     def interrupting(*args, **kwargs):
@@ -162,12 +183,12 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(prepared_small, tmp_path, mo
             os.kill(os.getpid(), signal.SIGINT)
         return real_loss(*args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "masked_multitask_loss", interrupting)
+    monkeypatch.setattr(loop_module, "masked_multitask_loss", interrupting)
     stopped = train(prepared_small, tmp_path / "resumed", config)
     assert stopped.interrupted
-    saved = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["state"]
+    saved = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=True)["state"]
     assert (saved["epoch"], saved["batch_in_epoch"], saved["step"]) == (1, 2, 6)
-    monkeypatch.setattr(trainer_module, "masked_multitask_loss", real_loss)
+    monkeypatch.setattr(loop_module, "masked_multitask_loss", real_loss)
     train(prepared_small, tmp_path / "resumed", config, resume=True)
     straight = load_file(tmp_path / "straight" / "model.safetensors")
     again = load_file(tmp_path / "resumed" / "model.safetensors")
@@ -175,13 +196,13 @@ def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(prepared_small, tmp_path, mo
 
 
 def test_nan_in_the_first_epoch_leaves_no_run_folder(run_cli, prepared_small, tmp_path, monkeypatch):
-    real_loss = trainer_module.masked_multitask_loss
+    real_loss = loop_module.masked_multitask_loss
 
     def poisoned(*args, **kwargs):
         total, per_task = real_loss(*args, **kwargs)
         return total * float("nan"), per_task
 
-    monkeypatch.setattr(trainer_module, "masked_multitask_loss", poisoned)
+    monkeypatch.setattr(loop_module, "masked_multitask_loss", poisoned)
     result = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--backbone", "test_resnet",
                      "--batch-size", "16", "--image-size", "32", "--set", "train.accelerator=cpu",
                      "--set", "train.workers=0")
@@ -203,11 +224,10 @@ def test_a_vanished_cache_is_a_clear_error(run_cli, prepared_small, tmp_path):
 def test_class_weights_balanced_sampling_and_label_smoothing_train(prepared_small, tmp_path):
     import numpy as np
 
-    from artextract.engine.data import batch_indices
-    from artextract.engine.trainer import _balanced_weights
+    from artextract.engine.sampler import balanced_weights, batch_indices
 
     split = CachedSplit(load_data_folder(prepared_small), "train", ["artist", "style", "genre"])
-    weights = _balanced_weights(split)
+    weights = balanced_weights(split)
     drawn = np.concatenate([np.concatenate(batch_indices(len(split), 8, epoch=e, seed=0, weights=weights))
                             for e in range(40)])
     shares = np.bincount(split.labels[drawn, 0]) / len(drawn)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from artextract.engine.inference import softmax
+from artextract.analysis.probabilities import softmax
 
 ECE_BINS = 15
 

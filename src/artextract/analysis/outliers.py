@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from artextract.engine.inference import softmax
+from artextract.analysis.probabilities import softmax
 
 SCORES = ("low_confidence", "disagreement", "centre_distance", "knn_disagreement", "combined")
 KNN_K = 10
@@ -135,7 +135,8 @@ def score_task(task: str, paths: np.ndarray, labels: np.ndarray, logits: np.ndar
 
 
 def noise_detection(frame: pd.DataFrame, flipped: dict[str, bool]) -> dict[str, dict[str, float]]:
-    """Precision@k, recall@k (k = number flipped) and AUROC of each score at finding the flipped labels."""
+    """AUROC and precision@k of each score at finding the flipped labels, with k = the number flipped (so
+    recall@k would be the same number)."""
     truth = frame["path"].map(flipped).fillna(False).to_numpy(bool)
     k = int(truth.sum())
     result: dict[str, dict[str, float]] = {}
@@ -145,8 +146,7 @@ def noise_detection(frame: pd.DataFrame, flipped: dict[str, bool]) -> dict[str, 
         values = frame[f"score_{name}"].to_numpy()
         top = np.argsort(-values, kind="stable")[:k]
         hits = int(truth[top].sum())
-        result[name] = {"auroc": float(roc_auc_score(truth, values)), "precision_at_k": hits / k,
-                        "recall_at_k": hits / k, "k": k}
+        result[name] = {"auroc": float(roc_auc_score(truth, values)), "precision_at_k": hits / k, "k": k}
     return result
 
 

@@ -3,20 +3,12 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from artextract.errors import ArtExtractError
-
-
-def is_primary_process() -> bool:
-    """False in the extra processes of a multi-process launch (torchrun, SLURM, Fabric's own launcher), which
-    must not check or create the output folder that the first process already made."""
-    for variable in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "NODE_RANK"):
-        if os.environ.get(variable, "0") not in ("", "0"):
-            return False
-    return True
 
 
 def is_empty_dir(path: Path) -> bool:
@@ -47,11 +39,21 @@ def prepare_output_dir(path: str | os.PathLike[str], force: bool = False, resuma
 
 
 @contextmanager
-def removed_if_left_empty(path: Path, existed: bool) -> Iterator[Path]:
-    """On an error inside the block, remove `path` if this command created it and nothing was written into it."""
+def undo_on_failure(path: Path, keep: Callable[[], bool] = lambda: False) -> Iterator[Path]:
+    """On an error inside the block, remove what the block added to `path`, and `path` itself if the block created
+    it, unless `keep()` says the partial result is worth keeping (a resumable checkpoint, say)."""
+    path = Path(path)
+    existed = path.exists()
+    before = set(path.iterdir()) if path.is_dir() else set()
     try:
         yield path
     except BaseException:
-        if not existed and path.is_dir() and not any(path.iterdir()):
-            path.rmdir()
+        if not keep() and path.is_dir():
+            for entry in set(path.iterdir()) - before:
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+            if not existed and not any(path.iterdir()):
+                path.rmdir()
         raise

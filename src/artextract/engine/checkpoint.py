@@ -1,13 +1,18 @@
-"""Checkpoints (`last.pt`, `best.pt`) for resuming, and `model.safetensors`, the file `predict` needs alone.
+"""`checkpoints/last.pt` for resuming a run, and `model.safetensors`, the file `predict` needs alone.
+
+`last.pt` holds only tensors and plain containers (RNG states included), so it loads with
+`torch.load(weights_only=True)`: a planted pickle cannot run code on `--resume`.
 
 `model.safetensors` metadata (strings): `artextract_format`, `artextract_version`, `classes` (JSON: task -> names),
-`model_config` (JSON: the model section), `image_size`, `mean`, `std` (JSON lists).
+`model_config` (JSON: the model section), and the preprocessing (`cache_size`, `image_size`, `mean`, `std`).
 """
 
 from __future__ import annotations
 
 import json
+import pickle
 import random
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -19,21 +24,28 @@ from torch import nn
 from artextract import __version__
 from artextract.config import ModelConfig
 from artextract.core.atomic import atomic_path
+from artextract.engine.preprocessing import Preprocessing
 from artextract.errors import ArtExtractError
 
 MODEL_FORMAT = "1"
 
 
 def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every random generator's state as tensors and plain values (loadable with weights_only=True)."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -47,20 +59,24 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtExtractError(f"no checkpoint at {path}: nothing to resume (start without --resume)")
-    # Our own checkpoints hold RNG states (numpy arrays, tuples) besides tensors; they were written by this
-    # program into the run folder, so plain loading is allowed here, unlike for user-supplied weight files.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        with warnings.catch_warnings():
+            # A file not written by torch.save (pickle protocol > 2) makes torch warn before it refuses the file.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+        raise ArtExtractError(f"{path} is damaged or holds more than tensors (refused to unpickle it: "
+                              f"{str(err).splitlines()[0][:160]}); start the run again without --resume") from None
 
 
 @dataclass(frozen=True)
-class Preprocessing:
-    """How an image becomes model input: decoded to a `cache_size` square (short side resized, centre-cropped),
-    then its central `image_size` square, normalised with `mean` and `std`."""
+class ModelInfo:
+    """What a model file says about itself."""
 
-    cache_size: int
-    image_size: int
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
+    classes: dict[str, list[str]]
+    model_config: dict[str, Any]
+    preprocessing: Preprocessing
+    version: str | None
 
 
 def save_model_file(path: Path, model: nn.Module, classes: dict[str, list[str]], model_config: ModelConfig,
@@ -68,21 +84,14 @@ def save_model_file(path: Path, model: nn.Module, classes: dict[str, list[str]],
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    metadata = {
-        "artextract_format": MODEL_FORMAT,
-        "artextract_version": __version__,
-        "classes": json.dumps(classes, ensure_ascii=False),
-        "model_config": json.dumps(asdict(model_config)),
-        "cache_size": str(preprocessing.cache_size),
-        "image_size": str(preprocessing.image_size),
-        "mean": json.dumps(list(preprocessing.mean)),
-        "std": json.dumps(list(preprocessing.std)),
-    }
+    metadata = {"artextract_format": MODEL_FORMAT, "artextract_version": __version__,
+                "classes": json.dumps(classes, ensure_ascii=False), "model_config": json.dumps(asdict(model_config)),
+                **preprocessing.to_metadata()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
 
-def read_model_metadata(path: Path) -> dict[str, Any]:
+def read_model_metadata(path: Path) -> ModelInfo:
     """Classes, model config and preprocessing from a model file; older files of the same format load too."""
     from safetensors import SafetensorError, safe_open
 
@@ -104,31 +113,25 @@ def read_model_metadata(path: Path) -> dict[str, Any]:
         if newer:
             raise ArtExtractError(f"{path} was written by a newer ArtExtract ({raw.get('artextract_version')}) with "
                                   f"model options this version lacks ({', '.join(newer)}); upgrade artextract")
-        image_size = int(raw["image_size"])
-        # Files written before the cache size was recorded used the 224-of-256 convention.
-        cache_size = int(raw.get("cache_size", round(image_size * 8 / 7)))
-        preprocessing = Preprocessing(cache_size, image_size, tuple(json.loads(raw["mean"])),
-                                      tuple(json.loads(raw["std"])))
-        return {"classes": json.loads(raw["classes"]), "model_config": config, "image_size": image_size,
-                "mean": preprocessing.mean, "std": preprocessing.std, "preprocessing": preprocessing,
-                "version": raw.get("artextract_version")}
+        return ModelInfo(json.loads(raw["classes"]), config, Preprocessing.from_metadata(raw),
+                         raw.get("artextract_version"))
     except (KeyError, ValueError, TypeError) as err:
         raise ArtExtractError(f"{path}: damaged model metadata ({err!r})") from None
 
 
-def load_model_file(path: Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_model_file(path: Path) -> tuple[nn.Module, ModelInfo]:
     """The model (eval mode, CPU) and its metadata from a `model.safetensors` written by `train`."""
     from safetensors.torch import load_file
 
     from artextract.models import build_model
 
-    metadata = read_model_metadata(path)
+    info = read_model_metadata(path)
     # Weights come from the file: never fetch or read the backbone's original weights again.
-    config = ModelConfig(**{**metadata["model_config"], "weights": "none"})
-    model = build_model(config, metadata["classes"])
+    config = ModelConfig(**{**info.model_config, "weights": "none"})
+    model = build_model(config, info.classes)
     try:
         model.load_state_dict(load_file(str(path)))
     except RuntimeError as err:
         raise ArtExtractError(f"{path}: weights do not match the model its metadata describes "
                               f"({str(err).splitlines()[0]})") from None
-    return model.eval(), metadata
+    return model.eval(), info

@@ -1,9 +1,9 @@
-"""Running a trained model over cached images: logits, top-k and embeddings per image, batched, bf16 on GPU."""
+"""The one inference loop: uint8 batches in; logits, embeddings and attention out. Selection during training,
+`evaluate` and `predict` all run the model through `forward_batches`."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -11,56 +11,41 @@ import torch
 from torch import nn
 
 from artextract.core.progress import Progress
-from artextract.engine.data import center_view
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        from artextract.errors import ArtExtractError
-
-        raise ArtExtractError("--device cuda asked for, but no CUDA device is visible; use --device cpu")
-    return torch.device(name)
-
-
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+from artextract.engine.preprocessing import Preprocessing
+from artextract.engine.runtime import Runtime
 
 
 @torch.no_grad()
-def run_model(model: nn.Module, batches: Iterator[torch.Tensor], total: int, image_size: int, cache_size: int,
-              mean: Sequence[float], std: Sequence[float], device: torch.device,
-              desc: str = "predict") -> dict[str, np.ndarray]:
-    """Logits per task (N x C, float32) and embeddings (N x D) for uint8 N x S x S x 3 batches."""
-    model = model.to(device).eval()
-    channels_last = device.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    mean_t, std_t = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)
-    parts: dict[str, list[np.ndarray]] = {}
-    with Progress(total, desc) as progress:
+def forward_batches(model: nn.Module, batches: Iterable[torch.Tensor], preprocessing: Preprocessing,
+                    runtime: Runtime, device: torch.device | None = None) -> Iterator[dict[str, Any]]:
+    """Per uint8 N x S x S x 3 batch: `{"logits": {task: N x C float32}, "embedding": N x D float32}` (plus
+    `"attention"` for attention readers), on `device` (default: the runtime's). The model must already be
+    placed there; it is put in eval mode, and back into train mode afterwards if it was training."""
+    device = device or runtime.device
+    was_training = model.training
+    model.eval()
+    try:
         for batch in batches:
-            images = center_view(batch.to(device, non_blocking=True), image_size, cache_size, mean_t, std_t,
-                                 channels_last)
-            with autocast_for(device):
-                out = model(images)
+            inputs = preprocessing.eval_view(batch.to(device, non_blocking=True), runtime.channels_last)
+            with runtime.autocast(device):
+                out = model(inputs)
+            result: dict[str, Any] = {"logits": {t: v.float() for t, v in out["logits"].items()},
+                                      "embedding": out["embedding"].float()}
+            if "attention" in out:
+                result["attention"] = out["attention"].float()
+            yield result
+    finally:
+        model.train(was_training)
+
+
+def run_model(model: nn.Module, batches: Iterable[torch.Tensor], total: int, preprocessing: Preprocessing,
+              runtime: Runtime, desc: str = "predict", progress: bool = True) -> dict[str, np.ndarray]:
+    """`logits_<task>` (N x C) and `embedding` (N x D) as numpy arrays for all `total` images of `batches`."""
+    parts: dict[str, list[np.ndarray]] = {}
+    with Progress(total, desc, enabled=progress) as bar:
+        for out in forward_batches(model, batches, preprocessing, runtime):
             for task, logits in out["logits"].items():
-                parts.setdefault(f"logits_{task}", []).append(logits.float().cpu().numpy())
-            parts.setdefault("embedding", []).append(out["embedding"].float().cpu().numpy())
-            progress.update(len(batch))
+                parts.setdefault(f"logits_{task}", []).append(logits.cpu().numpy())
+            parts.setdefault("embedding", []).append(out["embedding"].cpu().numpy())
+            bar.update(len(out["embedding"]))
     return {key: np.concatenate(value) for key, value in parts.items()}
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    scaled = logits / temperature
-    scaled = scaled - scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
-
-
-def top_k(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(indices, probabilities) of the k most probable classes, most probable first."""
-    k = min(k, probabilities.shape[1])
-    indices = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-    return indices, np.take_along_axis(probabilities, indices, axis=1)

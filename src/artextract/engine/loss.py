@@ -7,10 +7,15 @@ import torch
 import torch.nn.functional as F
 
 
-def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
-    """Inverse-frequency weights (mean 1 over the classes present); absent classes get weight 0."""
+def inverse_frequency(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """1 / (images of the class) per class among the labelled images (label >= 0); 0 for absent classes."""
     counts = np.bincount(labels[labels >= 0], minlength=num_classes).astype(np.float64)
-    weights = np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+    return np.where(counts > 0, 1.0 / np.maximum(counts, 1), 0.0)
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency loss weights (mean 1 over the classes present); absent classes get weight 0."""
+    weights = inverse_frequency(labels, num_classes)
     present = weights > 0
     if present.any():
         weights[present] *= present.sum() / weights[present].sum()

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from artextract.config import Config, ModelConfig
+from artextract.config import ModelConfig
 from artextract.errors import ConfigError
 from artextract.models.backbone import Backbone, create_backbone
 from artextract.models.reader import GapReader, SequenceReader
@@ -38,9 +38,8 @@ class ConvRecurrentClassifier(nn.Module):
         return out
 
 
-def build_model(config: Config | ModelConfig, classes: Mapping[str, Sequence[str]]) -> ConvRecurrentClassifier:
-    """The model for `config.model` with a head for each configured task (class counts from `classes`)."""
-    model_config = config.model if isinstance(config, Config) else config
+def build_model(model_config: ModelConfig, classes: Mapping[str, Sequence[str]]) -> ConvRecurrentClassifier:
+    """The model that `model_config` describes, with a head for each of its tasks (class counts from `classes`)."""
     missing = [task for task in model_config.tasks if task not in classes]
     if missing:
         raise ConfigError(f"model.tasks lists {', '.join(missing)} but the data has classes only for "

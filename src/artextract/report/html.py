@@ -12,6 +12,7 @@ import pandas as pd
 
 from artextract import __version__
 from artextract.core.atomic import write_text
+from artextract.layout import DataFolder, EvalFolder, RunFolder
 
 GALLERY_SIZE = 12
 
@@ -53,20 +54,21 @@ def _noise_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     for task, m in metrics["tasks"].items():
         for score, r in m.get("noise_detection", {}).get("scores", {}).items():
             rows.append({"task": task, "score": score, "k": r["k"], "auroc": _fmt(r["auroc"]),
-                         "precision": _fmt(r["precision_at_k"]), "recall": _fmt(r["recall_at_k"])})
+                         "precision": _fmt(r["precision_at_k"])})
     return rows
 
 
-def _pictures(out: Path, cache_index: int, task: str) -> list[dict[str, str]]:
+def _pictures(out: EvalFolder, cache_index: int, task: str) -> list[dict[str, str]]:
     pictures = []
-    for suffix, alt in (("", "painting"), (f"-{task}-cam", "Grad-CAM"), (f"-{task}-attention", "attention")):
-        uri = _data_uri(out / "explain" / f"{cache_index}{suffix}.png")
+    for path, alt in ((out.thumbnail(cache_index), "painting"), (out.heatmap(cache_index, task, "cam"), "Grad-CAM"),
+                      (out.heatmap(cache_index, task, "attention"), "attention")):
+        uri = _data_uri(path)
         if uri:
             pictures.append({"src": uri, "alt": alt})
     return pictures
 
 
-def _cards(out: Path, frame: pd.DataFrame, task: str) -> list[dict[str, Any]]:
+def _cards(out: EvalFolder, frame: pd.DataFrame, task: str) -> list[dict[str, Any]]:
     cards = []
     for _, row in frame.iterrows():
         nearest = [p.rsplit("/", 1)[-1] for p in str(row.get("nearest_of_resembled") or "").split(";") if p]
@@ -79,7 +81,7 @@ def _cards(out: Path, frame: pd.DataFrame, task: str) -> list[dict[str, Any]]:
 
 
 def _data_summary(data: Path | None) -> tuple[dict[str, Any] | None, dict[str, Any], str]:
-    report_path = data / "prepare_report.json" if data else None
+    report_path = DataFolder(data).report_json if data else None
     if report_path is None or not report_path.is_file():
         return None, {}, ""
     report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -91,15 +93,15 @@ def _data_summary(data: Path | None) -> tuple[dict[str, Any] | None, dict[str, A
     return report["protocol"], counts, notes
 
 
-def write_report(out: Path, run: Path | None, data: Path | None, metrics: dict[str, Any],
+def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metrics: dict[str, Any],
                  outliers: pd.DataFrame) -> Path:
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     from artextract.report import plots
 
     curves = None
-    if run is not None and (run / "metrics.csv").is_file():
-        history = pd.read_csv(run / "metrics.csv")
+    if run is not None and run.metrics.is_file():
+        history = pd.read_csv(run.metrics)
         if len(history):
             curves = "data:image/png;base64," + base64.b64encode(plots.training_curves_png(history)).decode()
     protocol, data_counts, data_notes = _data_summary(data)
@@ -109,25 +111,25 @@ def write_report(out: Path, run: Path | None, data: Path | None, metrics: dict[s
         if frame.empty:
             continue
         correct = frame[(frame["predicted"] == frame["label"])]
-        correct = correct[[(out / "explain" / f"{int(i)}-{task}-cam.png").is_file() for i in correct["cache_index"]]]
+        correct = correct[[out.heatmap(int(i), task, "cam").is_file() for i in correct["cache_index"]]]
         tasks.append({
             "name": task, "scored": len(frame), "flagged": int(frame["flagged"].sum()),
-            "confusion": _data_uri(out / f"confusion_{task}.png"),
-            "confusion_normalised": _data_uri(out / f"confusion_{task}_normalised.png"),
-            "f1": _data_uri(out / f"f1_{task}.png"), "reliability": _data_uri(out / f"reliability_{task}.png"),
+            "confusion": _data_uri(out.confusion(task, "", "png")),
+            "confusion_normalised": _data_uri(out.confusion(task, "_normalised", "png")),
+            "f1": _data_uri(out.figure("f1", task)), "reliability": _data_uri(out.figure("reliability", task)),
             "cards": _cards(out, frame[frame["flagged"]].head(GALLERY_SIZE), task),
             "correct_cards": _cards(out, correct.head(6), task),
         })
     env = Environment(loader=PackageLoader("artextract.report", "templates"), autoescape=select_autoescape())
     html = env.get_template("report.html.j2").render(
-        run_name=run.name if run else out.name, split=metrics["split"], images=metrics["images"],
+        run_name=run.root.name if run else out.root.name, split=metrics["split"], images=metrics["images"],
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), version=__version__, protocol=protocol,
         data_counts=data_counts, data_notes=data_notes, metric_rows=_metric_rows(metrics),
         noise_rows=_noise_rows(metrics), curves=curves, tasks=tasks,
         skipped=metrics.get("inputs", {}).get("skipped_by_prepare", 0))
-    write_text(out / "report.html", html)
-    write_text(out / "report.md", render_markdown(metrics, outliers))
-    return out / "report.html"
+    write_text(out.report_html, html)
+    write_text(out.report_md, render_markdown(metrics, outliers))
+    return out.report_html
 
 
 def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame) -> str:
@@ -141,8 +143,8 @@ def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame) -> str:
     noise = _noise_rows(metrics)
     if noise:
         lines += ["", "## Outlier scores against injected label noise", "",
-                  "| task | score | flipped | AUROC | precision@k | recall@k |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r['task']} | {r['score']} | {r['k']} | {r['auroc']} | {r['precision']} | {r['recall']} |"
+                  "| task | score | flipped (k) | AUROC | precision@k |", "|---|---|---|---|---|"]
+        lines += [f"| {r['task']} | {r['score']} | {r['k']} | {r['auroc']} | {r['precision']} |"
                   for r in noise]
     for task in metrics["tasks"]:
         frame = outliers[(outliers["task"] == task) & outliers["flagged"]] if len(outliers) else outliers

@@ -29,3 +29,25 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     console = Console(file=io.StringIO(), width=140)
     console.print(table)
     return console.file.getvalue()
+
+
+def predictions_table(results: list[dict[str, Any]]) -> str:
+    """`predict`'s table: one row per image, the top classes with probabilities per task (or why it failed)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from artextract.data.wikiart import TASKS
+
+    table = Table()
+    table.add_column("image")
+    seen = {t for r in results for t in r["predictions"]}
+    tasks = [t for t in TASKS if t in seen]
+    for task in tasks:
+        table.add_column(task)
+    for r in results:
+        cells = ["\n".join(f"{e['class']} {e['probability']:.2f}" for e in r["predictions"].get(task, []))
+                 or r["status"] for task in tasks]
+        table.add_row(r["source"], *cells)
+    console = Console(file=io.StringIO(), width=160)
+    console.print(table)
+    return console.file.getvalue()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from artextract.config import Config, ModelConfig, PrepareConfig, SynthConfig, TrainConfig, write_config
 from artextract.core.progress import log
+from artextract.layout import CONFIG
 
 NOISE = 0.05  # share of labels flipped to show that the outlier scores find them
 
@@ -34,16 +35,16 @@ class DemoResult:
 
 
 def run_demo(out: Path, config: Config | None = None) -> DemoResult:
-    from artextract.analysis.evaluate import evaluate_run
     from artextract.core.environment import write_environment
-    from artextract.data.prepare import prepare_dataset
     from artextract.data.prepare_report import summary_lines
     from artextract.data.synth import generate_dataset
-    from artextract.engine.trainer import train
     from artextract.report.terminal import metrics_table
+    from artextract.stages.evaluate import evaluate_run
+    from artextract.stages.prepare import prepare_dataset
+    from artextract.stages.train import train
 
     config = config or smoke_config()
-    write_config(config, out / "config.yaml")
+    write_config(config, out / CONFIG)
     write_environment(out)
     log.info("demo 1/4: generating %d paintings", config.synth.artists * config.synth.per_artist)
     generate_dataset(out / "synth", config.synth)
@@ -53,8 +54,8 @@ def run_demo(out: Path, config: Config | None = None) -> DemoResult:
         log.info("  %s", line)
     log.info("demo 3/4: training %s + %s reader for %d epochs", config.model.backbone, config.model.reader,
              config.train.epochs)
-    train(out / "data", out / "run", config)
+    train(out / "data", out / "run", config, force=True)
     log.info("demo 4/4: evaluate, with %.0f%% of labels flipped to validate the outlier scores", NOISE * 100)
-    result, report = evaluate_run(out / "run", out / "data", "eval", out / "run" / "eval", NOISE, batch_size=64,
-                                  device="cpu")
+    result, report = evaluate_run(out / "run", data=out / "data", inject=NOISE, batch_size=64, device="cpu",
+                                  force=True)
     return DemoResult(report, metrics_table(result.metrics))

@@ -24,13 +24,12 @@ import pandas as pd
 from artextract.analysis.calibration import calibration_report
 from artextract.analysis.metrics import classification_metrics
 from artextract.analysis.outliers import inject_noise, noise_detection, score_task, summarise
+from artextract.analysis.probabilities import softmax, top_k
 from artextract.core.atomic import write_bytes, write_json, write_with
 from artextract.core.progress import log
-from artextract.engine.inference import softmax, top_k
 from artextract.errors import ArtExtractError
+from artextract.layout import EvalFolder, RunFolder
 
-PREDICTIONS = "predictions.parquet"
-INPUTS = "inputs.json"  # which model and DATA produced the predictions, and what prepare had skipped
 TOP_K = 5
 EXPLAIN_OUTLIERS, EXPLAIN_CORRECT = 12, 6  # per task, as many as the report shows
 
@@ -61,32 +60,32 @@ def _check_classes(model_classes: dict[str, list[str]], data_classes: dict[str, 
             raise ArtExtractError(f"{task}: class {i} is {names[i]!r} in the model but {theirs[i]!r} in {data}")
 
 
-def resolve_data(run: Path, data: Path | None, need_model: bool = True) -> Path:
-    """The DATA folder to evaluate on (given, or the run's own), after checking the run has a model."""
-    if need_model and not (run / "model.safetensors").is_file():
-        raise ArtExtractError(f"{run} has no model.safetensors: train a model first (artextract train --out {run})")
+def resolve_data(run: RunFolder, data: Path | None) -> Path:
+    """The DATA folder to evaluate on: the one given, or the one the run was trained on."""
     if data is not None:
         return data
-    info_path = run / "run.json"
-    if not info_path.is_file():
-        raise ArtExtractError(f"{run} does not say which DATA folder it was trained on: pass --data DATA")
-    return Path(json.loads(info_path.read_text())["data"])
+    trained_on = run.trained_on()
+    if trained_on is None:
+        raise ArtExtractError(f"{run.root} does not say which DATA folder it was trained on: pass --data DATA")
+    return trained_on
 
 
-def predict_split(run: Path, data: Path, split: str, out: Path, batch_size: int,
-                  device_name: str) -> tuple[Any, dict[str, Any]]:
+def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch_size: int,
+                  device_name: str) -> tuple[Any, Any]:
     """Score `split` and the selection split with the run's model into predictions.parquet; returns the loaded
-    (model, metadata) for the explanations that follow."""
+    (model, model info) for the explanations that follow."""
     import torch
 
     from artextract.data.cache import open_cache
     from artextract.engine.checkpoint import load_model_file
     from artextract.engine.data import load_data_folder
-    from artextract.engine.inference import pick_device, run_model
+    from artextract.engine.inference import run_model
+    from artextract.engine.runtime import Runtime
 
-    model, meta = load_model_file(run / "model.safetensors")
+    model, meta = load_model_file(run.require_model())
     info = load_data_folder(data)
-    _check_classes(meta["classes"], info.classes, data)
+    _check_classes(meta.classes, info.classes, data)
+    meta.preprocessing.check_cache(info.cache_size, data)
     manifest = info.manifest
     wanted = manifest[manifest["split"].isin([split, "select"])]
     unusable = int((wanted["status"] != "ok").sum())
@@ -97,16 +96,16 @@ def predict_split(run: Path, data: Path, split: str, out: Path, batch_size: int,
     rows["split"] = rows["split"].astype(str)
     if not (rows["split"] == split).any():
         raise ArtExtractError(f"split {split!r} of {data} has no usable images")
-    images = open_cache(data / "cache")
+    images = open_cache(info.folder.cache)
     rows = rows.sort_values("cache_index", kind="stable").reset_index(drop=True)  # read the cache in file order
     cache_rows = rows["cache_index"].to_numpy()
-    device = pick_device(device_name)
+    runtime = Runtime.resolve(device_name)
+    model = runtime.place(model)
     batches = (torch.from_numpy(np.ascontiguousarray(images[cache_rows[i: i + batch_size]]))
                for i in range(0, len(cache_rows), batch_size))
-    outputs = run_model(model, batches, len(rows), meta["image_size"], info.cache_size, meta["mean"], meta["std"],
-                        device, desc=f"evaluate {split}")
+    outputs = run_model(model, batches, len(rows), meta.preprocessing, runtime, desc=f"evaluate {split}")
     frame = pd.DataFrame({"path": rows["path"], "split": rows["split"], "cache_index": rows["cache_index"]})
-    for task, names in meta["classes"].items():
+    for task, names in meta.classes.items():
         logits = outputs[f"logits_{task}"]
         indices, probabilities = top_k(softmax(logits), TOP_K)
         frame[f"label_{task}"] = rows[f"label_{task}"].to_numpy(np.int64)
@@ -115,25 +114,27 @@ def predict_split(run: Path, data: Path, split: str, out: Path, batch_size: int,
         frame[f"top{TOP_K}_prob_{task}"] = list(probabilities.astype(np.float32))
         frame[f"logits_{task}"] = list(logits.astype(np.float32))
     frame["embedding"] = list(outputs["embedding"].astype(np.float32))
-    write_with(out / PREDICTIONS, lambda tmp: frame.to_parquet(tmp, index=False))
-    write_json(out / "classes.json", meta["classes"])
-    write_json(out / INPUTS, {"model": str((run / "model.safetensors").resolve()), "data": str(data.resolve()),
-                              "skipped_by_prepare": unusable,
-                              "note": "images are read from the prepare cache; originals are not needed"})
+    write_with(out.predictions, lambda tmp: frame.to_parquet(tmp, index=False))
+    write_json(out.classes, meta.classes)
+    write_json(out.inputs, {"model": str(run.model.resolve()), "data": str(data.resolve()),
+                            "skipped_by_prepare": unusable,
+                            "note": "images are read from the prepare cache; originals are not needed"})
     return model, meta
 
 
-def explain_examples(model: Any, meta: dict[str, Any], data: Path, out: Path, outliers: pd.DataFrame,
+def explain_examples(model: Any, meta: Any, data: Path, out: EvalFolder, outliers: pd.DataFrame,
                      seed: int) -> None:
     """Thumbnails and heat maps of the flagged outliers (evidence for the class each resembles) and of a sample
-    of correct predictions (evidence for the predicted class), per task."""
+    of correct predictions (evidence for the predicted class), per task, each of the view the model saw."""
     import torch
 
-    from artextract.analysis.explain import attention_maps, grad_cam, image_png, overlay_png
     from artextract.data.cache import open_cache
+    from artextract.engine.explain import attention_maps, grad_cam
+    from artextract.layout import DataFolder
+    from artextract.report.images import image_png, overlay_png
 
-    images = open_cache(data / "cache")
-    cache_size = images.shape[1]
+    images = open_cache(DataFolder(data).cache)
+    preprocessing = meta.preprocessing
     rng = np.random.default_rng(seed)
     for task, frame in outliers.groupby("task", sort=False):
         flagged = frame[frame["flagged"]].head(EXPLAIN_OUTLIERS)
@@ -145,35 +146,35 @@ def explain_examples(model: Any, meta: dict[str, Any], data: Path, out: Path, ou
         cache_rows = chosen["cache_index"].to_numpy(np.int64)
         batch = torch.from_numpy(np.ascontiguousarray(images[cache_rows]))
         targets = torch.tensor(chosen["target"].to_numpy(np.int64))
-        cams = grad_cam(model, batch, str(task), targets, meta["image_size"], cache_size, meta["mean"], meta["std"])
-        attention = attention_maps(model, batch, meta["image_size"], cache_size, meta["mean"], meta["std"])
+        cams = grad_cam(model, batch, str(task), targets, preprocessing)
+        attention = attention_maps(model, batch, preprocessing)
         for i, row in enumerate(cache_rows):
-            picture = np.asarray(batch[i])
-            write_bytes(out / "explain" / f"{row}.png", image_png(picture))
-            write_bytes(out / "explain" / f"{row}-{task}-cam.png", overlay_png(picture, cams[i]))
+            picture = preprocessing.visible(batch[i].numpy())
+            write_bytes(out.thumbnail(row), image_png(picture))
+            write_bytes(out.heatmap(row, str(task), "cam"), overlay_png(picture, cams[i]))
             if attention is not None:
-                write_bytes(out / "explain" / f"{row}-{task}-attention.png", overlay_png(picture, attention[i]))
+                write_bytes(out.heatmap(row, str(task), "attention"), overlay_png(picture, attention[i]))
 
 
 # ------------------------------------------------------------------ step 2: everything from predictions.parquet
 
 
-def analyse(out: Path, split: str, inject: float, seed: int) -> EvalResult:
+def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult:
     """Metrics, calibration, outliers and figures from `out/predictions.parquet` alone."""
     from artextract.report import plots
 
-    path = out / PREDICTIONS
+    path = out.predictions
     if not path.is_file():
-        raise ArtExtractError(f"{out} has no {PREDICTIONS}: run evaluate without --from-predictions first")
+        raise ArtExtractError(f"{out.root} has no {path.name}: run evaluate without --from-predictions first")
     predictions = pd.read_parquet(path)
-    classes = json.loads((out / "classes.json").read_text(encoding="utf-8"))
+    classes = json.loads(out.classes.read_text(encoding="utf-8"))
     scored = predictions[predictions["split"] == split]
     select = predictions[predictions["split"] == "select"]
     if scored.empty:
         raise ArtExtractError(f"{path} holds no images of split {split!r}")
     metrics: dict[str, Any] = {"split": split, "images": len(scored), "tasks": {}}
-    if (out / INPUTS).is_file():
-        metrics["inputs"] = json.loads((out / INPUTS).read_text(encoding="utf-8"))
+    if out.inputs.is_file():
+        metrics["inputs"] = json.loads(out.inputs.read_text(encoding="utf-8"))
     outlier_frames = {}
     embeddings = stack(scored["embedding"])
     cache_index = dict(zip(scored["path"], scored["cache_index"], strict=True))
@@ -202,44 +203,47 @@ def analyse(out: Path, split: str, inject: float, seed: int) -> EvalResult:
         _figures(out, task, names, task_metrics, plots)
     metrics["outliers"] = summarise(outlier_frames)
     outliers = pd.concat(outlier_frames.values(), ignore_index=True) if outlier_frames else pd.DataFrame()
-    write_json(out / "metrics.json", metrics)
-    write_with(out / "outliers.csv", lambda tmp: outliers.to_csv(tmp, index=False, float_format="%.6g"))
-    return EvalResult(out, metrics, outliers)
+    write_json(out.metrics, metrics)
+    write_with(out.outliers, lambda tmp: outliers.to_csv(tmp, index=False, float_format="%.6g"))
+    return EvalResult(out.root, metrics, outliers)
 
 
-def _figures(out: Path, task: str, names: list[str], task_metrics: dict[str, Any], plots: Any) -> None:
+def _figures(out: EvalFolder, task: str, names: list[str], task_metrics: dict[str, Any], plots: Any) -> None:
     matrix = np.array(task_metrics["confusion"])
     for normalised in (False, True):
         suffix = "_normalised" if normalised else ""
         values = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1) if normalised else matrix
         table = pd.DataFrame(values, index=pd.Index(names, name="true \\ predicted"), columns=names)
-        write_with(out / f"confusion_{task}{suffix}.csv",
+        write_with(out.confusion(task, suffix, "csv"),
                    lambda tmp, t=table, f="%.4f" if normalised else None: t.to_csv(tmp, float_format=f))
         title = f"{task}: confusion matrix{' (row-normalised)' if normalised else ''}"
-        write_bytes(out / f"confusion_{task}{suffix}.png", plots.confusion_png(matrix, names, title, normalised))
-    write_bytes(out / f"f1_{task}.png", plots.per_class_f1_png(task_metrics["per_class"], f"{task}: F1 per class"))
-    write_bytes(out / f"reliability_{task}.png",
+        write_bytes(out.confusion(task, suffix, "png"), plots.confusion_png(matrix, names, title, normalised))
+    write_bytes(out.figure("f1", task), plots.per_class_f1_png(task_metrics["per_class"], f"{task}: F1 per class"))
+    write_bytes(out.figure("reliability", task),
                 plots.reliability_png(task_metrics["calibration"], f"{task}: reliability"))
 
 
-def evaluate_run(run: Path, data: Path | None, split: str, out: Path, inject: float = 0.0, batch_size: int = 256,
-                 device: str = "auto", seed: int = 0, from_predictions: bool = False,
-                 force: bool = False) -> tuple[EvalResult, Path]:
-    """The whole of `artextract evaluate`: predictions (unless `from_predictions`), analysis, heat maps, report."""
+def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", out: Path | None = None,
+                 inject: float = 0.0, batch_size: int = 256, device: str = "auto", seed: int = 0,
+                 from_predictions: bool = False, force: bool = False) -> tuple[EvalResult, Path]:
+    """The whole of `artextract evaluate`: predictions (unless `from_predictions`), analysis, heat maps, report.
+    `out` defaults to RUN/eval."""
     from artextract.core.environment import write_environment
-    from artextract.core.outdir import prepare_output_dir, removed_if_left_empty
+    from artextract.core.outdir import prepare_output_dir, undo_on_failure
     from artextract.report.html import write_report
 
+    run_folder = RunFolder(Path(run))
+    folder = EvalFolder(Path(out) if out is not None else run_folder.default_eval)
     if from_predictions:
-        if data is None and (run / "run.json").is_file():
-            data = resolve_data(run, None, need_model=False)
+        if data is None:
+            data = run_folder.trained_on()
     else:
-        data = resolve_data(run, data)
-        existed = out.exists()
-        with removed_if_left_empty(prepare_output_dir(out, force=force), existed) as out:
-            model, meta = predict_split(run, data, split, out, batch_size, device)
-    result = analyse(out, split, inject, seed)
+        data = resolve_data(run_folder, data)
+        with undo_on_failure(folder.root):
+            prepare_output_dir(folder.root, force=force)
+            model, meta = predict_split(run_folder, data, split, folder, batch_size, device)
+    result = analyse(folder, split, inject, seed)
     if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
-        explain_examples(model, meta, data, out, result.outliers, seed)
-    write_environment(out)
-    return result, write_report(out, run, data, result.metrics, result.outliers)
+        explain_examples(model, meta, data, folder, result.outliers, seed)
+    write_environment(folder.root)
+    return result, write_report(folder, run_folder, data, result.metrics, result.outliers)

@@ -5,8 +5,8 @@
     >>> model.predict(["painting.jpg"], top_k=3)
     [{'source': 'painting.jpg', 'status': 'ok', 'predictions': {'artist': [{'class': 'Claude_Monet', ...}]}}]
 
-Images go through exactly the preprocessing of `prepare` and `evaluate` (decoded to the cache's square, then the
-central crop), so a painting gets the same prediction here as in `evaluate`.
+Images go through the model's own `Preprocessing` (decoded to the cache's square as `prepare` does, then the
+evaluation view) and the shared inference loop, so a painting gets the same prediction here as in `evaluate`.
 """
 
 from __future__ import annotations
@@ -20,18 +20,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
-from artextract.config import DEFAULT_MAX_PIXELS
+from artextract.analysis.probabilities import softmax, top_k
 from artextract.core.progress import Progress
-from artextract.data.decode import SkipImage, decode_square, square_array
-from artextract.data.wikiart import TASKS
+from artextract.data.decode import SkipImage
 from artextract.engine.checkpoint import load_model_file
-from artextract.engine.inference import autocast_for, pick_device, softmax, top_k
+from artextract.engine.inference import forward_batches
+from artextract.engine.preprocessing import ImageInput, Preprocessing
+from artextract.engine.runtime import Runtime
 from artextract.errors import ArtExtractError
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"}
-ImageInput = str | Path | Image.Image | np.ndarray
 
 
 @dataclass
@@ -58,34 +58,16 @@ def expand_inputs(arguments: Sequence[str | Path]) -> list[str]:
     return found
 
 
-def _decode(item: ImageInput, size: int) -> np.ndarray:
-    """The square uint8 array of one input; raises SkipImage with the reason when it cannot be used."""
-    if isinstance(item, np.ndarray):
-        item = Image.fromarray(item)
-    if isinstance(item, Image.Image):
-        return square_array(ImageOps.exif_transpose(item), size)
-    path = Path(item)
-    if not path.exists():
-        raise SkipImage("file not found")
-    if path.is_dir():
-        raise SkipImage("is a folder")
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise SkipImage(f"cannot read ({err.strerror})") from None
-    return decode_square(data, size, DEFAULT_MAX_PIXELS)[0]
-
-
 class _Decoded(torch.utils.data.Dataset):
-    def __init__(self, items: Sequence[ImageInput], size: int) -> None:
-        self.items, self.size = items, size
+    def __init__(self, items: Sequence[ImageInput], preprocessing: Preprocessing) -> None:
+        self.items, self.preprocessing = items, preprocessing
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str]:
         try:
-            return index, _decode(self.items[index], self.size), "ok"
+            return index, self.preprocessing.decode(self.items[index]), "ok"
         except SkipImage as err:
             return index, None, str(err)
 
@@ -101,34 +83,25 @@ class Predictor:
         self.path = Path(path)
         if self.path.suffix.lower() in {".pt", ".pth", ".ckpt", ".pkl"}:
             _refuse_pickle(self.path)
-        self.model, self.metadata = load_model_file(self.path)
-        self.device = pick_device(device)
-        self.model = self.model.to(self.device)
-        self.preprocessing = self.metadata["preprocessing"]
-        self.classes: dict[str, list[str]] = self.metadata["classes"]
+        model, self.info = load_model_file(self.path)
+        self.runtime = Runtime.resolve(device)
+        self.model = self.runtime.place(model)
+        self.preprocessing = self.info.preprocessing
+        self.classes: dict[str, list[str]] = self.info.classes
 
     @property
     def tasks(self) -> list[str]:
         return list(self.classes)
 
-    def _inputs(self, squares: np.ndarray) -> torch.Tensor:
-        from artextract.engine.data import center_view
-
-        p = self.preprocessing
-        return center_view(torch.from_numpy(squares).to(self.device), p.image_size, p.cache_size,
-                           torch.tensor(p.mean), torch.tensor(p.std))
-
-    @torch.no_grad()
     def logits(self, squares: np.ndarray) -> dict[str, np.ndarray]:
         """Logits per task for decoded uint8 N x S x S x 3 squares (S = the model's cache size)."""
-        with autocast_for(self.device):
-            out = self.model(self._inputs(squares))
-        return {task: logits.float().cpu().numpy() for task, logits in out["logits"].items()}
+        out = next(forward_batches(self.model, [torch.from_numpy(squares)], self.preprocessing, self.runtime))
+        return {task: logits.cpu().numpy() for task, logits in out["logits"].items()}
 
     def iter_predict(self, items: Sequence[ImageInput], top: int = 5, batch_size: int = 64, workers: int = 0,
                      progress: bool = False) -> Iterator[tuple[Prediction, np.ndarray | None]]:
         """(prediction, decoded square or None) per input, in input order, decoding in `workers` processes."""
-        loader = torch.utils.data.DataLoader(_Decoded(list(items), self.preprocessing.cache_size),
+        loader = torch.utils.data.DataLoader(_Decoded(list(items), self.preprocessing),
                                              batch_size=batch_size, num_workers=workers, collate_fn=_collate)
         with Progress(len(items), "predict", enabled=progress) as bar:
             for batch in loader:
@@ -159,25 +132,24 @@ class Predictor:
         return to_frame(results) if as_frame else results
 
     def heatmaps(self, squares: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
-        """(top-1 class, Grad-CAM map) for each decoded square, for `task`."""
-        from artextract.analysis.explain import grad_cam
+        """(top-1 class, Grad-CAM map) for each decoded square, for `task`; each map covers the evaluation view
+        (`self.preprocessing.visible(square)`), the pixels the model saw."""
+        from artextract.engine.explain import grad_cam
 
         classes = torch.tensor(self.logits(squares)[task].argmax(axis=1))
-        p = self.preprocessing
-        return classes.numpy(), grad_cam(self.model, torch.from_numpy(squares), task, classes, p.image_size,
-                                         p.cache_size, p.mean, p.std)
-
+        return classes.numpy(), grad_cam(self.model, torch.from_numpy(squares), task, classes, self.preprocessing)
 
     def write_heatmaps(self, square: np.ndarray, source: str, index: int, folder: Path) -> None:
         """Grad-CAM overlays of the top-1 class of each task: FOLDER/<index>-<name>-<task>-<class>.png."""
-        from artextract.analysis.explain import overlay_png
         from artextract.core.atomic import write_bytes
+        from artextract.report.images import overlay_png
 
         stem = Path(source).stem or "image"
         for task in self.tasks:
             classes, heat = self.heatmaps(square[None], task)
             name = self.classes[task][int(classes[0])]
-            write_bytes(folder / f"{index:05d}-{stem}-{task}-{name}.png", overlay_png(square, heat[0]))
+            write_bytes(folder / f"{index:05d}-{stem}-{task}-{name}.png",
+                        overlay_png(self.preprocessing.visible(square), heat[0]))
 
 
 def _describe(item: ImageInput) -> str:
@@ -228,19 +200,6 @@ def format_predictions(results: list[dict[str, Any]], format_: str) -> str:
         buffer = io.StringIO()
         to_frame(results).to_csv(buffer, index=False, float_format="%.6f")
         return buffer.getvalue()
-    from rich.console import Console
-    from rich.table import Table
+    from artextract.report.terminal import predictions_table
 
-    table = Table()
-    table.add_column("image")
-    seen = {t for r in results for t in r["predictions"]}
-    tasks = [t for t in TASKS if t in seen]
-    for task in tasks:
-        table.add_column(task)
-    for r in results:
-        cells = ["\n".join(f"{e['class']} {e['probability']:.2f}" for e in r["predictions"].get(task, []))
-                 or r["status"] for task in tasks]
-        table.add_row(r["source"], *cells)
-    console = Console(file=io.StringIO(), width=160)
-    console.print(table)
-    return console.file.getvalue()
+    return predictions_table(results)

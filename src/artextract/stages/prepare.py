@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from artextract.config import PrepareConfig
+from artextract.config import PrepareConfig, check_ranges
 from artextract.core.atomic import write_json, write_text, write_with
 from artextract.core.progress import log
 from artextract.data.artgan_files import read_csv_folder
@@ -26,8 +26,8 @@ from artextract.data.path_index import PathIndex
 from artextract.data.prepare_report import build_report, render_markdown
 from artextract.data.protocol import assign_splits, collect_images
 from artextract.errors import ConfigError, DataError
+from artextract.layout import DataFolder
 
-MANIFEST = "manifest.parquet"
 STATUS_NAMES = {PENDING: "pending", OK: "ok", SKIPPED: "skipped"}
 
 
@@ -50,18 +50,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def _check_config(config: PrepareConfig) -> None:
-    if not 0.0 <= config.select_fraction < 1.0:
-        raise ConfigError(f"prepare.select_fraction must be in [0, 1), got {config.select_fraction}")
-    if config.image_size < 8:
-        raise ConfigError(f"prepare.image_size must be at least 8 pixels, got {config.image_size}")
-    if config.max_pixels < 1:
-        raise ConfigError(f"prepare.max_pixels must be positive, got {config.max_pixels}")
-
-
 def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfig,
                     shard: tuple[int, int] = (0, 1)) -> PrepareResult:
-    _check_config(config)
+    check_ranges(config, "prepare")
     csvs = read_csv_folder(csv_dir)
     for problem in csvs.problems[:20]:
         log.warning("skipped %s:%d: %s", problem.file, problem.line, problem.reason)
@@ -81,7 +72,8 @@ def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfi
                         "that holds the style folders (or wikiart.zip)?")
     result = assign_splits(collected, config.protocol, config.select_fraction, config.seed)
     paths = [record.path for record in result.images]
-    cache = build_cache(source, [index.member(p) for p in paths], paths, out / "cache", config.image_size,
+    folder = DataFolder(out)
+    cache = build_cache(source, [index.member(p) for p in paths], paths, folder.cache, config.image_size,
                         config.max_pixels, config.workers, shard)
 
     tasks = list(csvs.classes)
@@ -99,13 +91,13 @@ def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfi
     manifest["skip_reason"] = [cache.errors.get(i, "") for i in range(len(paths))]
 
     report = build_report(csvs, source.location, config, shard, collected, result, manifest, cache, index.prefix)
-    write_with(out / MANIFEST, lambda tmp: manifest.to_parquet(tmp, index=False))
-    write_json(out / "classes.json", csvs.classes)
-    write_json(out / "prepare_report.json", report)
-    write_text(out / "prepare_report.md", render_markdown(report))
+    write_with(folder.manifest, lambda tmp: manifest.to_parquet(tmp, index=False))
+    write_json(folder.classes, csvs.classes)
+    write_json(folder.report_json, report)
+    write_text(folder.report_md, render_markdown(report))
     if "artist" in tasks:
         artist = manifest[(manifest["label_artist"] >= 0) & (manifest["status"] == "ok")]
         labels = pd.DataFrame({"image_path": artist["path"], "label": artist["label_artist"],
                                "split": artist["split"].astype(str)})
-        write_with(out / "labels.csv", lambda tmp: labels.to_csv(tmp, index=False))
+        write_with(folder.labels_csv, lambda tmp: labels.to_csv(tmp, index=False))
     return PrepareResult(out, manifest, report)

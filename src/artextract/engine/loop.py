@@ -1,0 +1,299 @@
+"""The training loop, on Lightning Fabric, written to read like plain PyTorch.
+
+One process per device (Fabric launches them, or torchrun / SLURM did). Every process builds the same model,
+reads its own share of each epoch's batches, and computes the selection metrics over the gathered predictions,
+so all processes take the same early-stopping decision; only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+
+from artextract.config import Config
+from artextract.core.atomic import write_with
+from artextract.core.progress import Progress, log
+from artextract.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, save_model_file, set_rng_state
+from artextract.engine.data import CachedSplit, DataInfo
+from artextract.engine.loss import class_weights, masked_multitask_loss
+from artextract.engine.preprocessing import Preprocessing
+from artextract.engine.runtime import Runtime
+from artextract.engine.sampler import EpochSampler, balanced_weights, make_loader
+from artextract.engine.selection import evaluate_split, selection_metrics
+from artextract.errors import ArtExtractError, ConfigError
+from artextract.layout import RunFolder
+from artextract.models import ConvRecurrentClassifier, build_model
+
+
+class TrainingFault(ArtExtractError):
+    """Training cannot go on (NaN loss, out of memory); the message says what was kept and what to do."""
+
+
+@dataclass
+class RunState:
+    """Everything a resumed run needs besides the model and optimizer."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps taken
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    batch_in_epoch: int = 0  # batches of the current epoch already taken (a run interrupted mid-epoch)
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class FitResult:
+    state: RunState
+    stopped_early: bool
+    interrupted: bool
+
+
+@dataclass
+class Session:
+    """Everything one process trains with; built once by `build_session`."""
+
+    fabric: Any
+    config: Config
+    data: DataInfo
+    run: RunFolder
+    train_set: CachedSplit
+    select_set: CachedSplit
+    model: Any  # as set up by Fabric (DDP, precision), maybe compiled
+    raw_model: ConvRecurrentClassifier  # the same parameters, unwrapped: for evaluation and saving
+    optimizer: Any
+    scheduler: Any
+    sampler: EpochSampler
+    preprocessing: Preprocessing
+    runtime: Runtime
+    class_weights: dict[str, torch.Tensor] | None
+    state: RunState = field(default_factory=RunState)
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.config.model.tasks)
+
+
+def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def build_session(fabric: Any, runtime: Runtime, data: DataInfo, run: RunFolder, config: Config) -> Session:
+    train_cfg, tasks = config.train, list(config.model.tasks)
+    fabric.seed_everything(train_cfg.seed, verbose=False)
+    train_set = CachedSplit(data, "train", tasks)
+    if len(train_set) < train_cfg.batch_size * fabric.world_size:
+        raise ConfigError(f"the training split has {len(train_set)} images, fewer than one batch of "
+                          f"{train_cfg.batch_size} per device; lower --batch-size")
+    model = runtime.place(build_model(config.model, data.classes), fabric.device)
+    weights = ({t: class_weights(train_set.labels[:, c], len(data.classes[t])) for c, t in enumerate(tasks)}
+               if train_cfg.class_weights else None)
+    sampler = EpochSampler(len(train_set), train_cfg.batch_size, train_cfg.seed, fabric.global_rank,
+                           fabric.world_size, train_cfg.max_steps_per_epoch,
+                           balanced_weights(train_set) if train_cfg.balanced_sampling else None)
+    steps = len(sampler.batches())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    warmup = max(1, round(train_cfg.warmup_epochs * steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(train_cfg.epochs * steps, warmup))
+    wrapped, optimizer = fabric.setup(torch.compile(model) if train_cfg.compile else model, optimizer)
+    preprocessing = Preprocessing(data.cache_size, train_cfg.image_size, model.backbone.mean, model.backbone.std)
+    return Session(fabric=fabric, config=config, data=data, run=run, train_set=train_set,
+                   select_set=CachedSplit(data, "select", tasks), model=wrapped, raw_model=model,
+                   optimizer=optimizer, scheduler=scheduler, sampler=sampler, preprocessing=preprocessing,
+                   runtime=runtime, class_weights=weights)
+
+
+def _fault(message: str, run: RunFolder, state: RunState) -> TrainingFault:
+    kept = (f"the last good checkpoint is {run.last} (epoch {state.epoch}); resume from it with --resume"
+            if run.last.exists() else "no epoch had completed, so nothing was kept")
+    return TrainingFault(f"{message}; {kept}")
+
+
+def resume_from_last(session: Session) -> None:
+    checkpoint = load_checkpoint(session.run.last)
+    session.raw_model.load_state_dict(checkpoint["model"])
+    session.optimizer.load_state_dict(checkpoint["optimizer"])
+    session.scheduler.load_state_dict(checkpoint["scheduler"])
+    session.state = RunState(**checkpoint["state"])
+    set_rng_state(checkpoint["rng"])
+    log.info("resuming %s after epoch %d (step %d)", session.run.root, session.state.epoch, session.state.step)
+
+
+def select(session: Session) -> dict[str, float]:
+    """The selection metrics of the model as it is now (the same on every process)."""
+    predicted = evaluate_split(session.fabric, session.raw_model, session.select_set, session.preprocessing,
+                               session.runtime, session.config.train.batch_size)
+    return selection_metrics(session.select_set, predicted)
+
+
+def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> FitResult:
+    """Train until the configured epochs, early stopping, Ctrl-C or `should_stop(epoch)`; saves every epoch."""
+    fabric, train_cfg, state = session.fabric, session.config.train, session.state
+    loader = make_loader(session.train_set, session.sampler, train_cfg.workers, pin=fabric.device.type == "cuda")
+    interrupted = stopped_early = False
+    try:
+        while state.epoch < train_cfg.epochs:
+            session.sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
+            started = time.perf_counter()
+            steps_before = state.step
+            epoch_losses = train_epoch(session, loader, len(session.sampler))
+            seconds = time.perf_counter() - started
+            images = (state.step - steps_before) * train_cfg.batch_size * fabric.world_size
+            metrics = select(session) if len(session.select_set) else {"score": -epoch_losses["train_loss"]}
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            row = {"epoch": state.epoch, "step": state.step, **epoch_losses, **metrics,
+                   "lr": session.scheduler.get_last_lr()[0], "images_per_s": images / seconds,
+                   "epoch_seconds": seconds}
+            state.history.append(row)
+            improved = state.best_epoch == 0 or row["score"] > state.best_score  # NaN never improves
+            if improved:
+                state.best_score, state.best_epoch, state.bad_epochs = row["score"], state.epoch, 0
+            else:
+                state.bad_epochs += 1
+            _save(session, improved)
+            log.info("epoch %d/%d: train loss %.4f, selection score %.4f%s, %.0f img/s", state.epoch,
+                     train_cfg.epochs, epoch_losses["train_loss"], row["score"], " (best)" if improved else "",
+                     row["images_per_s"])
+            if train_cfg.patience and state.bad_epochs >= train_cfg.patience:
+                log.info("early stopping: no better selection score for %d epochs (best: epoch %d)",
+                         state.bad_epochs, state.best_epoch)
+                stopped_early = True
+                break
+            if should_stop is not None and should_stop(state.epoch):
+                interrupted = True
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        if fabric.is_global_zero:
+            save_checkpoint(session.run.last, _checkpoint(session))
+        log.warning("interrupted at step %d (epoch %d, batch %d): saved %s; continue with --resume", state.step,
+                    state.epoch + 1, state.batch_in_epoch, session.run.last)
+    except torch.cuda.OutOfMemoryError:
+        raise _fault(f"batch size {train_cfg.batch_size} does not fit in GPU memory; try --batch-size "
+                     f"{max(1, train_cfg.batch_size // 2)}", session.run, state) from None
+    return FitResult(state, stopped_early, interrupted)
+
+
+def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Tensor, Any]],
+                total: int) -> dict[str, float]:
+    """One pass over `batches` of (uint8 images, labels, rows); returns the mean losses."""
+    fabric, state, tasks, train_cfg = session.fabric, session.state, session.tasks, session.config.train
+    session.model.train()
+    step_losses: list[torch.Tensor] = []  # kept on the device: checking them every step would stall the GPU
+    task_sums = {t: torch.zeros((), device=fabric.device) for t in tasks}
+    generator = torch.Generator(device=fabric.device)
+    checked = 0
+    progress = Progress(total, f"epoch {state.epoch + 1}/{train_cfg.epochs}", unit="step",
+                        every=train_cfg.log_every, enabled=fabric.is_global_zero,
+                        also=(train_cfg.batch_size * fabric.world_size, "img"))
+
+    def check_finite() -> None:
+        """Stop on a NaN or infinite loss, naming the first bad step (all processes agree)."""
+        nonlocal checked
+        recent = torch.stack(step_losses[checked:]) if len(step_losses) > checked else torch.zeros(0)
+        bad_positions = torch.nonzero(~torch.isfinite(recent)).flatten()
+        bad = torch.tensor(float(len(bad_positions) > 0), device=fabric.device)
+        if fabric.all_reduce(bad, reduce_op="sum").item() > 0:
+            first = checked + (int(bad_positions[0]) if len(bad_positions) else 0)
+            step = state.step - len(step_losses) + first + 1
+            raise _fault(f"the loss became NaN or infinite at step {step} (epoch {state.epoch + 1}); lower the "
+                         "learning rate (--set train.lr=...)", session.run, state)
+        checked = len(step_losses)
+
+    with progress, _stop_on_first_ctrl_c() as stop:
+        for images, labels, _rows in batches:
+            images = images.to(fabric.device, non_blocking=True)
+            labels = labels.to(fabric.device, non_blocking=True)
+            # One seed per (run, step): a resumed run draws the same crops as an uninterrupted one.
+            generator.manual_seed(train_cfg.seed * 1_000_003 + state.step)
+            inputs = session.preprocessing.train_view(images, generator, train_cfg.min_crop_scale, train_cfg.hflip,
+                                                      session.runtime.channels_last)
+            logits = session.model(inputs)["logits"]
+            loss, per_task = masked_multitask_loss(logits, labels, tasks, session.class_weights,
+                                                   train_cfg.label_smoothing)
+            session.optimizer.zero_grad(set_to_none=True)
+            fabric.backward(loss)
+            if train_cfg.grad_clip > 0:
+                fabric.clip_gradients(session.model, session.optimizer, max_norm=train_cfg.grad_clip,
+                                      error_if_nonfinite=False)
+            session.optimizer.step()
+            session.scheduler.step()
+            state.step += 1
+            state.batch_in_epoch += 1
+            step_losses.append(loss.detach())
+            for task in tasks:
+                task_sums[task] += per_task[task]
+            if len(step_losses) % train_cfg.log_every == 0:
+                check_finite()
+                progress.update(1, info=f"loss {step_losses[-1].item():.4f}")
+            else:
+                progress.update(1)
+            if stop.requested:  # at a step boundary, so the checkpoint resumes exactly here
+                check_finite()
+                raise KeyboardInterrupt
+        check_finite()
+    count = max(1, len(step_losses))
+    losses = {"train_loss": float(torch.stack(step_losses).mean()) if step_losses else float("nan")}
+    losses |= {f"train_loss_{t}": float(task_sums[t]) / count for t in tasks}
+    return losses
+
+
+class _StopRequest:
+    requested = False
+
+
+@contextlib.contextmanager
+def _stop_on_first_ctrl_c() -> Iterator[_StopRequest]:
+    """The first Ctrl-C asks the loop to stop after the current step (which it then saves); a second one
+    interrupts at once."""
+    stop = _StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+        log.warning("Ctrl-C: stopping after this step and saving a checkpoint (press again to abort at once)")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _checkpoint(session: Session) -> dict[str, Any]:
+    return {"model": {k: v.detach().cpu().clone() for k, v in session.raw_model.state_dict().items()},
+            "optimizer": session.optimizer.state_dict(), "scheduler": session.scheduler.state_dict(),
+            "state": asdict(session.state), "rng": rng_state()}
+
+
+def _save(session: Session, improved: bool) -> None:
+    """Rank 0 writes last.pt and metrics.csv every epoch, model.safetensors when the selection score improved."""
+    fabric, run, state = session.fabric, session.run, session.state
+    if fabric.is_global_zero:
+        if improved:
+            save_model_file(run.model, session.raw_model, {t: session.data.classes[t] for t in session.tasks},
+                            session.config.model, session.preprocessing)
+        save_checkpoint(run.last, _checkpoint(session))
+        history = pd.DataFrame(state.history)
+        write_with(run.metrics, lambda tmp: history.to_csv(tmp, index=False, float_format="%.6g"))
+    fabric.barrier()

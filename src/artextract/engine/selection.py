@@ -1,0 +1,90 @@
+"""Scoring the selection set during training: every image exactly once, on every process, the same decision.
+
+Each process scores rows rank, rank + world, ... through the shared inference loop; the shares are padded to one
+length for the gather and the padding (row -1) dropped after it, so no image is counted twice (the bias
+torchvision's references warn about with distributed samplers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, f1_score
+from torch import nn
+
+from artextract.engine.data import CachedSplit
+from artextract.engine.inference import forward_batches
+from artextract.engine.preprocessing import Preprocessing
+from artextract.engine.runtime import Runtime
+
+
+@torch.no_grad()
+def evaluate_split(fabric: Any, model: nn.Module, dataset: CachedSplit, preprocessing: Preprocessing,
+                   runtime: Runtime, batch_size: int) -> dict[str, np.ndarray]:
+    """`row`, `loss` (N x tasks, 0 where unlabelled) and `pred_<task>` for every image of `dataset`."""
+    rows = np.arange(len(dataset))[fabric.global_rank::fabric.world_size]
+    per_rank = math.ceil(len(dataset) / fabric.world_size)
+    tasks = dataset.tasks
+    read: list[tuple[torch.Tensor, torch.Tensor]] = []  # (labels, rows) of the batch being scored
+
+    def images() -> Iterator[torch.Tensor]:
+        for start in range(0, len(rows), batch_size):
+            batch, labels, picked = dataset[rows[start: start + batch_size]]
+            read.append((labels.to(fabric.device), picked.to(fabric.device)))
+            yield batch
+
+    outputs: dict[str, list[torch.Tensor]] = {"row": [], "loss": []} | {f"pred_{t}": [] for t in tasks}
+    for out in forward_batches(model, images(), preprocessing, runtime, fabric.device):
+        labels, picked = read.pop()  # the loop takes one batch, then yields its outputs
+        logits = out["logits"]
+        for task in tasks:
+            outputs[f"pred_{task}"].append(logits[task].argmax(dim=1))
+        outputs["loss"].append(torch.stack([
+            F.cross_entropy(logits[t], labels[:, c].clamp(min=0), reduction="none") * (labels[:, c] >= 0)
+            for c, t in enumerate(tasks)], dim=1))
+        outputs["row"].append(picked)
+    gathered = {}
+    for key, parts in outputs.items():
+        width = (len(tasks),) if key == "loss" else ()
+        dtype = torch.float32 if key == "loss" else torch.int64
+        local = torch.cat(parts) if parts else torch.empty((0, *width), dtype=dtype, device=fabric.device)
+        padded = torch.full((per_rank, *width), -1, dtype=local.dtype, device=fabric.device)
+        padded[: len(local)] = local
+        gathered[key] = fabric.all_gather(padded).reshape(-1, *width).cpu().numpy()
+    keep = gathered["row"] >= 0
+    order = np.argsort(gathered["row"][keep], kind="stable")
+    return {key: value[keep][order] for key, value in gathered.items()}
+
+
+def task_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro-F1 over the images that carry a label (label >= 0)."""
+    labelled = labels >= 0
+    if not labelled.any():
+        return {"acc": float("nan"), "macro_f1": float("nan")}
+    y_true, y_pred = labels[labelled], predictions[labelled]
+    return {"acc": float(accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
+
+
+def selection_metrics(dataset: CachedSplit, predicted: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per task `select_acc_<task>`, `select_macro_f1_<task>`; `select_loss`; `score` = mean macro-F1."""
+    rows = predicted["row"]
+    assert len(np.unique(rows)) == len(rows) == len(dataset), "every selection image scored exactly once"
+    labels = dataset.labels[rows]
+    metrics: dict[str, float] = {}
+    losses = []
+    for column, task in enumerate(dataset.tasks):
+        labelled = labels[:, column] >= 0
+        for name, value in task_metrics(labels[:, column], predicted[f"pred_{task}"]).items():
+            metrics[f"select_{name}_{task}"] = value
+        if labelled.any():
+            losses.append(predicted["loss"][labelled, column].mean())
+    metrics["select_loss"] = float(np.sum(losses)) if losses else float("nan")
+    f1s = [metrics[f"select_macro_f1_{t}"] for t in dataset.tasks if not math.isnan(metrics[f"select_macro_f1_{t}"])]
+    metrics["score"] = float(np.mean(f1s)) if f1s else float("nan")
+    return metrics

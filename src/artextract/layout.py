@@ -1,0 +1,94 @@
+"""The one place that knows each folder's file names: DATA (prepare), RUN (train) and EVAL (evaluate).
+
+Every stage reads the previous stage's folder through these classes and writes its own through them, so a file
+name is spelled once. They hold paths only (no I/O beyond existence checks), so importing them costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from artextract.errors import ArtExtractError
+
+CONFIG, ENVIRONMENT = "config.yaml", "env.json"  # written beside every stage's outputs
+
+
+@dataclass(frozen=True)
+class DataFolder:
+    """DATA/: written by `artextract prepare`."""
+
+    root: Path
+
+    manifest = property(lambda self: self.root / "manifest.parquet")
+    classes = property(lambda self: self.root / "classes.json")
+    cache = property(lambda self: self.root / "cache")  # the pre-resized images (data/cache.py owns its files)
+    features = property(lambda self: self.root / "features")  # frozen-backbone feature maps
+    report_json = property(lambda self: self.root / "prepare_report.json")
+    report_md = property(lambda self: self.root / "prepare_report.md")
+    labels_csv = property(lambda self: self.root / "labels.csv")  # for users of the original notebook
+    config = property(lambda self: self.root / CONFIG)
+    environment = property(lambda self: self.root / ENVIRONMENT)
+
+    def read_classes(self) -> dict[str, list[str]]:
+        return json.loads(self.classes.read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """RUN/: written by `artextract train`."""
+
+    root: Path
+
+    config = property(lambda self: self.root / CONFIG)
+    environment = property(lambda self: self.root / ENVIRONMENT)
+    run_info = property(lambda self: self.root / "run.json")  # which DATA folder and tasks the run trained on
+    metrics = property(lambda self: self.root / "metrics.csv")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    last = property(lambda self: self.root / "checkpoints" / "last.pt")
+    model = property(lambda self: self.root / "model.safetensors")
+    default_eval = property(lambda self: self.root / "eval")
+
+    def require_model(self) -> Path:
+        if not self.model.is_file():
+            raise ArtExtractError(f"{self.root} has no {self.model.name}: train a model first "
+                                  f"(artextract train --out {self.root})")
+        return self.model
+
+    def trained_on(self) -> Path | None:
+        """The DATA folder the run was trained on, if the run says."""
+        if not self.run_info.is_file():
+            return None
+        return Path(json.loads(self.run_info.read_text(encoding="utf-8"))["data"])
+
+
+@dataclass(frozen=True)
+class EvalFolder:
+    """RUN/eval/ (or `evaluate --out`): written by `artextract evaluate`."""
+
+    root: Path
+
+    predictions = property(lambda self: self.root / "predictions.parquet")
+    classes = property(lambda self: self.root / "classes.json")
+    inputs = property(lambda self: self.root / "inputs.json")  # which model and DATA produced the predictions
+    metrics = property(lambda self: self.root / "metrics.json")
+    outliers = property(lambda self: self.root / "outliers.csv")
+    explain = property(lambda self: self.root / "explain")
+    report_html = property(lambda self: self.root / "report.html")
+    report_md = property(lambda self: self.root / "report.md")
+    environment = property(lambda self: self.root / ENVIRONMENT)
+
+    def thumbnail(self, cache_index: int) -> Path:
+        return self.explain / f"{cache_index}.png"
+
+    def heatmap(self, cache_index: int, task: str, kind: str) -> Path:
+        """`kind` is "cam" or "attention"."""
+        return self.explain / f"{cache_index}-{task}-{kind}.png"
+
+    def confusion(self, task: str, suffix: str, extension: str) -> Path:
+        return self.root / f"confusion_{task}{suffix}.{extension}"
+
+    def figure(self, kind: str, task: str) -> Path:
+        """`kind` is "f1" or "reliability"."""
+        return self.root / f"{kind}_{task}.png"

@@ -1,0 +1,74 @@
+"""`artextract train`: DATA -> RUN (config.yaml, env.json, run.json, metrics.csv, checkpoints/last.pt,
+model.safetensors). Owns the RUN folder: rank 0 creates it, and a run that fails before its first epoch
+completed leaves nothing behind."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from artextract.config import Config, write_config
+from artextract.core.atomic import write_json
+from artextract.core.environment import write_environment
+from artextract.core.outdir import prepare_output_dir, undo_on_failure
+from artextract.engine.data import DataInfo, load_data_folder
+from artextract.engine.loop import RunState, build_session, fit, resume_from_last
+from artextract.engine.runtime import Runtime, make_fabric
+from artextract.errors import ArtExtractError, DataError
+from artextract.layout import RunFolder
+
+
+@dataclass
+class TrainResult:
+    run: RunFolder
+    state: RunState
+    stopped_early: bool
+    interrupted: bool
+    primary: bool  # whether this is the process that wrote the files (rank 0)
+
+
+def check_tasks(data: DataInfo, tasks: list[str]) -> None:
+    for task in tasks:
+        if task not in data.classes:
+            raise DataError(f"task {task!r} is not in {data.folder.classes} (it has {', '.join(data.classes)}); "
+                            "choose --tasks among those")
+        manifest = data.manifest
+        usable = (manifest[f"label_{task}"] >= 0) & (manifest["status"] == "ok") & (manifest["split"] == "train")
+        if not usable.any():
+            raise DataError(f"task {task!r} has no labelled training images in {data.folder.root}")
+
+
+def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force: bool = False,
+          should_stop: Callable[[int], bool] | None = None) -> TrainResult:
+    """Train (or resume) the run in `out`. `should_stop(epoch)` is polled after each epoch (for tests and tools)."""
+    data = load_data_folder(data_dir)
+    run = RunFolder(Path(out))
+    if resume and not (run.last.is_file() and run.config.is_file()):
+        raise ArtExtractError(f"{run.root} holds no run to resume ({run.last.name} or {run.config.name} missing)")
+    check_tasks(data, list(config.model.tasks))
+    train_cfg = config.train
+    runtime = Runtime.resolve(train_cfg.accelerator, train_cfg.precision, train_cfg.channels_last)
+    fabric = make_fabric(runtime, train_cfg.devices, train_cfg.num_nodes)
+    fabric.launch()
+    try:
+        # Only rank 0 creates, records and (after a failure) cleans the folder; the others wait for it.
+        primary = fabric.is_global_zero
+        with undo_on_failure(run.root, keep=lambda: resume or run.last.exists() or not primary):
+            if primary and not resume:
+                prepare_output_dir(run.root, force=force)
+                write_config(config, run.config, sections=("model", "train"))
+                write_environment(run.root)
+                write_json(run.run_info, {"data": str(data.folder.root.resolve()), "tasks": list(config.model.tasks)})
+            fabric.barrier()
+            session = build_session(fabric, runtime, data, run, config)
+            if resume:
+                resume_from_last(session)
+            result = fit(session, should_stop)
+        return TrainResult(run, result.state, result.stopped_early, result.interrupted, primary)
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Without this a fraction of multi-process runs abort at interpreter exit.
+            torch.distributed.destroy_process_group()
