@@ -122,7 +122,9 @@ def prepare(
     from artextract.config import load_config
     from artextract.core.outdir import prepare_output_dir
     from artextract.core.progress import setup_logging
+    from artextract.data.cache import LAYOUT_FILE
     from artextract.data.prepare_report import summary_lines
+    from artextract.layout import DataFolder
     from artextract.stages.prepare import parse_shard, prepare_dataset
 
     setup_logging(verbose)
@@ -130,7 +132,7 @@ def prepare(
                                          select_fraction=select_fraction, max_pixels=max_pixels, workers=workers,
                                          seed=seed))
     shard_pair = parse_shard(shard)
-    out = prepare_output_dir(out, force=force, resumable_marker="cache/layout.json")
+    out = prepare_output_dir(out, force=force, resumable_marker=f"{DataFolder(out).cache.name}/{LAYOUT_FILE}")
     result = prepare_dataset(csv_dir, images, out, cfg.prepare, shard_pair)
     _record(out, cfg, "prepare")
     for line in summary_lines(result.report):

@@ -30,7 +30,7 @@ from artextract.data.decode import SkipImage, decode_square
 from artextract.data.image_source import ImageSource
 from artextract.errors import DataError
 
-IMAGES_FILE = "images.u8"
+IMAGES_FILE, LAYOUT_FILE = "images.u8", "layout.json"
 PENDING, OK, SKIPPED = 0, 1, 2
 STATUS_DTYPE = np.dtype([("state", "u1"), ("width", "<i4"), ("height", "<i4"), ("bytes", "<i8")])
 _SAVE_EVERY_S = 5.0
@@ -78,7 +78,7 @@ def open_cache(cache_dir: Path) -> np.memmap:
 
 def read_layout(cache_dir: Path) -> CacheLayout | None:
     try:
-        return CacheLayout(**json.loads((cache_dir / "layout.json").read_text()))
+        return CacheLayout(**json.loads((cache_dir / LAYOUT_FILE).read_text()))
     except (OSError, ValueError, TypeError):
         return None
 
@@ -112,7 +112,7 @@ def _reset(cache_dir: Path, layout: CacheLayout) -> None:
     """Start a cache for `layout`, removing one built for other inputs."""
     for stale in [*cache_dir.glob("status-*.npy"), *cache_dir.glob("errors-*.json"), cache_dir / IMAGES_FILE]:
         stale.unlink(missing_ok=True)
-    write_json(cache_dir / "layout.json", asdict(layout))
+    write_json(cache_dir / LAYOUT_FILE, asdict(layout))
 
 
 # ------------------------------------------------------------------ worker side
@@ -165,7 +165,7 @@ def build_cache(source: ImageSource, members: Sequence[str], paths: Sequence[str
     layout = CacheLayout(image_size, len(paths), fingerprint(paths, image_size))
     images_file = cache_dir / IMAGES_FILE
     if read_layout(cache_dir) != layout:
-        if (cache_dir / "layout.json").exists():
+        if (cache_dir / LAYOUT_FILE).exists():
             log.info("cache: inputs or image size changed since the last run; rebuilding the cache")
         _reset(cache_dir, layout)
     # Rows marked done but no file to hold them: it was deleted or cut short. (A missing file with nothing done
