@@ -8,7 +8,12 @@ import torch
 from torch import nn
 
 from artextract.errors import ArtExtractError
-from artextract.models.weights import check_imagenet_available, load_backbone_weights
+from artextract.models.weights import (
+    check_imagenet_available,
+    imagenet_hint,
+    load_backbone_weights,
+    packaged_weights_file,
+)
 
 
 class Backbone(nn.Module):
@@ -36,23 +41,27 @@ class Backbone(nn.Module):
 
 
 def create_backbone(name: str, weights: str = "none") -> Backbone:
-    """`weights`: "none", "imagenet", or the path of a .safetensors / .pth file."""
+    """`weights`: "none", "imagenet" (an installed package's file first, else the hub), or the path of a
+    .safetensors / .pth file."""
     import timm
 
     if not timm.list_models(name) and name not in timm.list_models(pretrained=False):
         close = timm.list_models(f"*{name.split('_')[0]}*")[:5]
         hint = f"; similar: {', '.join(close)}" if close else ""
         raise ArtExtractError(f"unknown backbone {name!r} (any timm model name works){hint}")
-    pretrained = weights == "imagenet"
-    if pretrained:
+    if weights == "imagenet":
+        packaged = packaged_weights_file(name)
+        weights = str(packaged) if packaged is not None else weights
+    from_hub = weights == "imagenet"
+    if from_hub:
         check_imagenet_available(name)
     try:
-        model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+        model = timm.create_model(name, pretrained=from_hub, num_classes=0)
     except Exception as err:  # download and cache errors come in many types from several libraries
-        if not pretrained:
+        if not from_hub:
             raise
         raise ArtExtractError(f"could not load ImageNet weights for {name} ({str(err).splitlines()[0][:160]}); "
-                              "pass --weights PATH with a local .safetensors or .pth file") from None
+                              f"{imagenet_hint(name)}") from None
     backbone = Backbone(model)
     if weights not in ("none", "imagenet"):
         head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier", "fc")
