@@ -44,7 +44,8 @@ def test_packaged_lite0_weights_classify_photographs():
         assert int(network(_imagenet_input("china.jpg")).argmax()) == PALACE
         assert int(network(_imagenet_input("flower.jpg")).argmax()) == DAISY
     # `--weights imagenet` gives the same backbone, offline, with the normalisation Lite0 was trained with.
-    model = build_model(ModelConfig(backbone=LITE0, weights="imagenet", reader="none", tasks=["artist"]), ONE_TASK).eval()
+    config = ModelConfig(backbone=LITE0, weights="imagenet", reader="none", tasks=["artist"])
+    model = build_model(config, ONE_TASK).eval()
     assert model.backbone.mean == (0.5, 0.5, 0.5) and model.backbone.std == (0.5, 0.5, 0.5)
     inputs = _imagenet_input("china.jpg")
     with torch.no_grad():
