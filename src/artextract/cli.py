@@ -1,7 +1,7 @@
 """The `artextract` command line: parses arguments and calls library functions, nothing more.
 
-`synth`, `prepare` and `train` take `--config FILE.yaml` and repeated `--set section.key=value` (their config
-sections); `synth`, `prepare`, `train`, `evaluate` and `demo` take `--force` to write into a non-empty folder;
+`synth`, `prepare`, `train` and `ablate` take `--config FILE.yaml` and repeated `--set section.key=value` (their
+config sections); all but `predict` take `--force` to write into a non-empty folder;
 `evaluate` and `predict` take plain flags only. Every command: exit code 0 on success, 2 with a one-line reason
 on stderr for bad usage or bad input.
 """
@@ -156,6 +156,9 @@ def train(
     precision: Annotated[str | None, typer.Option(help="auto, 32-true, bf16-mixed or 16-mixed.")] = None,
     compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")]
     = None,
+    freeze_backbone: Annotated[bool | None, typer.Option("--freeze-backbone/--no-freeze-backbone",
+                                                         help="Train only the reader and heads, from the backbone's "
+                                                              "feature maps cached in DATA/features/.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
@@ -171,7 +174,8 @@ def train(
     setup_logging(verbose)
     overrides = _overrides("model", None, tasks=tasks, backbone=backbone, weights=weights, reader=reader)
     overrides += _overrides("train", set_, epochs=epochs, batch_size=batch_size, image_size=image_size,
-                            devices=devices, num_nodes=num_nodes, precision=precision, compile=compile_)
+                            devices=devices, num_nodes=num_nodes, precision=precision, compile=compile_,
+                            freeze_backbone=freeze_backbone)
     saved = RunFolder(out).config
     if resume and not saved.is_file():
         raise ArtExtractError(f"{out} holds no run to resume ({saved.name} missing)")
@@ -186,6 +190,38 @@ def train(
         typer.echo(f"model: {result.run.model}  metrics: {result.run.metrics}")
     if result.interrupted:
         raise typer.Exit(130)
+
+
+@app.command()
+def ablate(
+    data: Annotated[Path, typer.Option("--data", help="DATA folder written by `artextract prepare`.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the runs and the table (rerunning reuses "
+                                                    "finished runs).")],
+    variants: Annotated[str, typer.Option(help="Comma-separated readers to compare.")]
+    = "gap,gru-rows,gru-cols,gru-snake,gru-2d,lstm-rows,gru-rows-attention",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; each variant trains once per seed.")] = "0,1,2",
+    config: ConfigOption = None,
+    set_: SetOption = None,
+    force: ForceOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Compare the readers (GAP, GRU/LSTM scans, attention) on frozen-backbone features, with a linear probe."""
+    from artextract.config import load_config
+    from artextract.core.progress import setup_logging
+    from artextract.stages.ablate import ablate as run_ablation
+    from artextract.stages.ablate import parse_variants
+
+    setup_logging(verbose)
+    cfg = load_config(config, list(set_ or []))
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise ArtExtractError(f"--seeds expects integers like 0,1,2, got {seeds!r}") from None
+    if not seed_list:
+        raise ArtExtractError("--seeds names no seed")
+    result = run_ablation(data, out, cfg, parse_variants(variants), seed_list, force=force)
+    typer.echo(result.markdown, nl=False)
+    typer.echo(f"table: {result.out / 'ablation.md'}")
 
 
 @app.command()

@@ -74,6 +74,9 @@ class ModelConfig:
     layers: int = field(default=1, metadata=_limits(1, 8))
     bidirectional: bool = True
     pooling: Literal["last", "mean", "attention"] = "mean"
+    # channels of a 1x1 convolution between the feature map and the recurrent reader (0 = none): cheaper RNNs
+    # over wide maps (EfficientNet's 1280 channels)
+    reduce_channels: int = field(default=0, metadata=_limits(0, 4096))
     dropout: float = field(default=0.0, metadata=_limits(0.0, 1.0, below=True))  # before each head
 
 
@@ -106,6 +109,11 @@ class TrainConfig:
     log_every: int = field(default=50, metadata=_limits(1))  # steps between log lines when not on a terminal
     # 0 = the whole training split (smaller values are for benchmarks)
     max_steps_per_epoch: int = field(default=0, metadata=_limits(0))
+    # Frozen backbone: its feature maps are computed once into DATA/features/ and the reader and heads train
+    # from them. `frozen_epochs` > 0 trains that many epochs frozen, then fine-tunes everything from the images.
+    freeze_backbone: bool = False
+    frozen_epochs: int = field(default=0, metadata=_limits(0))
+    backbone_lr_scale: float = field(default=1.0, metadata=_limits(0.0))  # backbone lr = lr x this
     seed: int = 0
 
 

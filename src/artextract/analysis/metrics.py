@@ -34,31 +34,55 @@ def _f1_from_confusion(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f1, recall
 
 
-def bootstrap_intervals(y_true: np.ndarray, y_pred: np.ndarray, in_top5: np.ndarray, num_classes: int,
-                        samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, list[float]]:
-    """95 % percentile intervals of accuracy, top-5 accuracy, balanced accuracy and macro-F1.
+def _resampled(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
+               draws: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, balanced accuracy and macro-F1 of each resample (one row of `draws` = one resample of images).
 
     Macro-F1 averages over the classes that have support or predictions in each resample, as scikit-learn does.
     """
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
-    draws = rng.integers(0, n, size=(samples, n))
-    correct = (y_true == y_pred)[draws]
+    samples = len(draws)
     cells = (y_true * num_classes + y_pred)[draws]
     offsets = (np.arange(samples) * num_classes * num_classes)[:, None]
     counts = np.bincount((cells + offsets).ravel(), minlength=samples * num_classes * num_classes)
     counts = counts.reshape(samples, num_classes, num_classes)
     f1, recall = _f1_from_confusion(counts)
     present = (counts.sum(axis=2) + counts.sum(axis=1)) > 0
-    macro_f1 = (f1 * present).sum(axis=1) / present.sum(axis=1)
-    statistics = {
-        "accuracy": correct.mean(axis=1),
-        "top5_accuracy": in_top5[draws].mean(axis=1),
-        "balanced_accuracy": np.nanmean(recall, axis=1),
-        "macro_f1": macro_f1,
-    }
-    return {name: [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
-            for name, values in statistics.items()}
+    return {"accuracy": (y_true == y_pred)[draws].mean(axis=1), "balanced_accuracy": np.nanmean(recall, axis=1),
+            "macro_f1": (f1 * present).sum(axis=1) / present.sum(axis=1)}
+
+
+def _interval(values: np.ndarray) -> list[float]:
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+
+
+def bootstrap_intervals(y_true: np.ndarray, y_pred: np.ndarray, in_top5: np.ndarray, num_classes: int,
+                        samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, list[float]]:
+    """95 % percentile intervals of accuracy, top-5 accuracy, balanced accuracy and macro-F1."""
+    draws = np.random.default_rng(seed).integers(0, len(y_true), size=(samples, len(y_true)))
+    statistics = _resampled(y_true, y_pred, num_classes, draws) | {"top5_accuracy": in_top5[draws].mean(axis=1)}
+    return {name: _interval(statistics[name]) for name in ("accuracy", "top5_accuracy", "balanced_accuracy",
+                                                            "macro_f1")}
+
+
+def seed_mean_metrics(y_true: np.ndarray, predictions: np.ndarray, num_classes: int,
+                      samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, Any]:
+    """Accuracy and macro-F1 averaged over several runs (rows of `predictions`, S x N) on the same images, with
+    95 % intervals from one bootstrap of the images shared by every run (so they cover the image sampling of
+    the seed-averaged figure). Also each run's own figures."""
+    from sklearn.metrics import f1_score
+
+    labelled = y_true >= 0
+    y_true, predictions = y_true[labelled], predictions[:, labelled]
+    draws = np.random.default_rng(seed).integers(0, len(y_true), size=(samples, len(y_true)))
+    per_run = [_resampled(y_true, p, num_classes, draws) for p in predictions]
+    result: dict[str, Any] = {"images": len(y_true), "runs": len(predictions)}
+    for name in ("accuracy", "macro_f1"):
+        points = [float((y_true == p).mean()) if name == "accuracy"
+                  else float(f1_score(y_true, p, average="macro", zero_division=0)) for p in predictions]
+        result[name] = float(np.mean(points))
+        result[f"{name}_per_run"] = points
+        result[f"{name}_interval_95"] = _interval(np.mean([r[name] for r in per_run], axis=0))
+    return result
 
 
 def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

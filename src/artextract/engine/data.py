@@ -6,8 +6,10 @@ copy uint8 rows, and the device crops, flips and normalises them (engine/preproc
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,9 @@ import torch
 from artextract.data.cache import IMAGES_FILE, images_complete, open_cache, read_layout
 from artextract.errors import DataError
 from artextract.layout import DataFolder
+
+if TYPE_CHECKING:
+    from artextract.engine.features import FeatureCache
 
 
 @dataclass
@@ -50,9 +55,12 @@ def load_data_folder(folder: Path) -> DataInfo:
 
 
 class CachedSplit(torch.utils.data.Dataset):
-    """The usable images of one split; `dataset[rows]` returns (uint8 N x S x S x 3, labels N x T, rows)."""
+    """The usable images of one split; `dataset[rows]` returns (uint8 N x S x S x 3, labels N x T, rows).
 
-    def __init__(self, info: DataInfo, split: str, tasks: list[str]) -> None:
+    With `features` (a frozen backbone's FeatureCache) the same rows come as float16 feature maps instead.
+    """
+
+    def __init__(self, info: DataInfo, split: str, tasks: list[str], features: FeatureCache | None = None) -> None:
         usable = info.manifest[(info.manifest["split"] == split) & (info.manifest["status"] == "ok")]
         labels = usable[[f"label_{t}" for t in tasks]].to_numpy(np.int64)
         keep = (labels >= 0).any(axis=1)  # an image with no label for any trained task teaches nothing
@@ -60,15 +68,26 @@ class CachedSplit(torch.utils.data.Dataset):
         self.labels = labels[keep]
         self.paths = usable["path"].to_numpy()[keep]
         self.tasks = tasks
+        self.features = features
         self._folder = info.folder
         self._images: np.memmap | None = None  # opened lazily, once per worker process
+
+    @property
+    def from_features(self) -> bool:
+        return self.features is not None
+
+    def with_features(self, features: FeatureCache | None) -> CachedSplit:
+        """The same rows, read from `features` (None: from the images)."""
+        other = copy.copy(self)
+        other.features, other._images = features, None
+        return other
 
     def __len__(self) -> int:
         return len(self.cache_rows)
 
     def __getitem__(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self._images is None:
-            self._images = open_cache(self._folder.cache)
+            self._images = self.features.maps if self.features is not None else open_cache(self._folder.cache)
         rows = np.asarray(rows)
         order = np.argsort(self.cache_rows[rows], kind="stable")  # sequential reads of the file
         sorted_rows = rows[order]

@@ -1,5 +1,5 @@
-"""The one inference loop: uint8 batches in; logits, embeddings and attention out. Selection during training,
-`evaluate` and `predict` all run the model through `forward_batches`."""
+"""The one inference loop: batches in, the model's outputs out. Selection during training, `evaluate`, `predict`
+and the frozen-backbone feature cache all run their model through `forward_batches`."""
 
 from __future__ import annotations
 
@@ -17,23 +17,26 @@ from artextract.engine.runtime import Runtime
 
 @torch.no_grad()
 def forward_batches(model: nn.Module, batches: Iterable[torch.Tensor], preprocessing: Preprocessing,
-                    runtime: Runtime, device: torch.device | None = None) -> Iterator[dict[str, Any]]:
-    """Per uint8 N x S x S x 3 batch: `{"logits": {task: N x C float32}, "embedding": N x D float32}` (plus
-    `"attention"` for attention readers), on `device` (default: the runtime's). The model must already be
-    placed there; it is put in eval mode, and back into train mode afterwards if it was training."""
+                    runtime: Runtime, device: torch.device | None = None,
+                    from_features: bool = False) -> Iterator[Any]:
+    """The model's output for each batch, on `device` (default: the runtime's), under the runtime's autocast.
+
+    Batches are uint8 N x S x S x 3 squares (shown to the model through the evaluation view), or with
+    `from_features` cached feature maps. The model must already be on `device`; it runs in eval mode and is put
+    back into train mode afterwards if it was training. A classifier's output is `{"logits": {task: N x C},
+    "embedding": N x D, ...}`, a backbone's the N x C x H x W map, both in the autocast dtype.
+    """
     device = device or runtime.device
     was_training = model.training
     model.eval()
     try:
         for batch in batches:
-            inputs = preprocessing.eval_view(batch.to(device, non_blocking=True), runtime.channels_last)
+            batch = batch.to(device, non_blocking=True)
             with runtime.autocast(device):
-                out = model(inputs)
-            result: dict[str, Any] = {"logits": {t: v.float() for t, v in out["logits"].items()},
-                                      "embedding": out["embedding"].float()}
-            if "attention" in out:
-                result["attention"] = out["attention"].float()
-            yield result
+                if from_features:
+                    yield model(batch.float(), from_features=True)
+                else:
+                    yield model(preprocessing.eval_view(batch, runtime.channels_last))
     finally:
         model.train(was_training)
 
@@ -45,7 +48,7 @@ def run_model(model: nn.Module, batches: Iterable[torch.Tensor], total: int, pre
     with Progress(total, desc, enabled=progress) as bar:
         for out in forward_batches(model, batches, preprocessing, runtime):
             for task, logits in out["logits"].items():
-                parts.setdefault(f"logits_{task}", []).append(logits.cpu().numpy())
-            parts.setdefault("embedding", []).append(out["embedding"].cpu().numpy())
+                parts.setdefault(f"logits_{task}", []).append(logits.float().cpu().numpy())
+            parts.setdefault("embedding", []).append(out["embedding"].float().cpu().numpy())
             bar.update(len(out["embedding"]))
     return {key: np.concatenate(value) for key, value in parts.items()}

@@ -24,6 +24,7 @@ from artextract.core.atomic import write_with
 from artextract.core.progress import Progress, log
 from artextract.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, save_model_file, set_rng_state
 from artextract.engine.data import CachedSplit, DataInfo
+from artextract.engine.features import FeatureCache, build_features
 from artextract.engine.loss import class_weights, masked_multitask_loss
 from artextract.engine.preprocessing import Preprocessing
 from artextract.engine.runtime import Runtime
@@ -76,11 +77,26 @@ class Session:
     preprocessing: Preprocessing
     runtime: Runtime
     class_weights: dict[str, torch.Tensor] | None
+    features: FeatureCache | None  # the frozen backbone's maps, for the frozen epochs
     state: RunState = field(default_factory=RunState)
 
     @property
     def tasks(self) -> list[str]:
         return list(self.config.model.tasks)
+
+    def frozen(self, epoch: int) -> bool:
+        """Whether epoch `epoch` (0-based) trains the reader and heads alone, from the feature cache."""
+        train = self.config.train
+        return train.freeze_backbone or epoch < train.frozen_epochs
+
+    def split(self, name: str, epoch: int) -> CachedSplit:
+        """The train or select split as epoch `epoch` reads it: feature maps when frozen, images otherwise."""
+        split = self.train_set if name == "train" else self.select_set
+        return split.with_features(self.features if self.frozen(epoch) else None)
+
+    def set_backbone_trainable(self, trainable: bool) -> None:
+        for parameter in self.raw_model.backbone.parameters():
+            parameter.requires_grad_(trainable)
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -101,21 +117,46 @@ def build_session(fabric: Any, runtime: Runtime, data: DataInfo, run: RunFolder,
         raise ConfigError(f"the training split has {len(train_set)} images, fewer than one batch of "
                           f"{train_cfg.batch_size} per device; lower --batch-size")
     model = runtime.place(build_model(config.model, data.classes), fabric.device)
+    preprocessing = Preprocessing(data.cache_size, train_cfg.image_size, model.backbone.mean, model.backbone.std)
+    starts_frozen = train_cfg.freeze_backbone or train_cfg.frozen_epochs > 0
+    if train_cfg.frozen_epochs and not train_cfg.freeze_backbone and fabric.world_size > 1:
+        raise ConfigError("train.frozen_epochs (frozen, then fine-tuned) runs on one device only: DDP cannot start "
+                          "synchronising the backbone mid-run. Use train.freeze_backbone, or one device")
+    features = _features(fabric, model, config, data, preprocessing, runtime) if starts_frozen else None
     weights = ({t: class_weights(train_set.labels[:, c], len(data.classes[t])) for c, t in enumerate(tasks)}
                if train_cfg.class_weights else None)
     sampler = EpochSampler(len(train_set), train_cfg.batch_size, train_cfg.seed, fabric.global_rank,
                            fabric.world_size, train_cfg.max_steps_per_epoch,
                            balanced_weights(train_set) if train_cfg.balanced_sampling else None)
     steps = len(sampler.batches())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    backbone = list(model.backbone.parameters())
+    in_backbone = {id(p) for p in backbone}
+    others = [p for p in model.parameters() if id(p) not in in_backbone]
+    groups = [{"params": others}, {"params": backbone, "lr": train_cfg.lr * train_cfg.backbone_lr_scale}]
+    optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+    if starts_frozen:  # before Fabric wraps the model, so DDP leaves the frozen parameters out
+        for parameter in backbone:
+            parameter.requires_grad_(False)
     warmup = max(1, round(train_cfg.warmup_epochs * steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(train_cfg.epochs * steps, warmup))
     wrapped, optimizer = fabric.setup(torch.compile(model) if train_cfg.compile else model, optimizer)
-    preprocessing = Preprocessing(data.cache_size, train_cfg.image_size, model.backbone.mean, model.backbone.std)
     return Session(fabric=fabric, config=config, data=data, run=run, train_set=train_set,
                    select_set=CachedSplit(data, "select", tasks), model=wrapped, raw_model=model,
                    optimizer=optimizer, scheduler=scheduler, sampler=sampler, preprocessing=preprocessing,
-                   runtime=runtime, class_weights=weights)
+                   runtime=runtime, class_weights=weights, features=features)
+
+
+def _features(fabric: Any, model: ConvRecurrentClassifier, config: Config, data: DataInfo,
+              preprocessing: Preprocessing, runtime: Runtime) -> FeatureCache:
+    """The backbone's feature cache: rank 0 computes what is missing while the others wait, then all open it."""
+    def build() -> FeatureCache:
+        return build_features(data, model.backbone, config.model.backbone, preprocessing, runtime, fabric.device,
+                              config.train.batch_size)
+
+    if fabric.is_global_zero:
+        build()
+    fabric.barrier()
+    return build()
 
 
 def _fault(message: str, run: RunFolder, state: RunState) -> TrainingFault:
@@ -134,27 +175,36 @@ def resume_from_last(session: Session) -> None:
     log.info("resuming %s after epoch %d (step %d)", session.run.root, session.state.epoch, session.state.step)
 
 
-def select(session: Session) -> dict[str, float]:
+def select(session: Session, epoch: int) -> dict[str, float]:
     """The selection metrics of the model as it is now (the same on every process)."""
-    predicted = evaluate_split(session.fabric, session.raw_model, session.select_set, session.preprocessing,
+    select_set = session.split("select", epoch)
+    predicted = evaluate_split(session.fabric, session.raw_model, select_set, session.preprocessing,
                                session.runtime, session.config.train.batch_size)
-    return selection_metrics(session.select_set, predicted)
+    return selection_metrics(select_set, predicted)
 
 
 def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> FitResult:
     """Train until the configured epochs, early stopping, Ctrl-C or `should_stop(epoch)`; saves every epoch."""
     fabric, train_cfg, state = session.fabric, session.config.train, session.state
-    loader = make_loader(session.train_set, session.sampler, train_cfg.workers, pin=fabric.device.type == "cuda")
+    loaders: dict[bool, Any] = {}  # one per phase (frozen, fine-tuning), made when first needed
     interrupted = stopped_early = False
     try:
         while state.epoch < train_cfg.epochs:
+            frozen = session.frozen(state.epoch)
+            if frozen not in loaders:
+                if not frozen and session.features is not None:
+                    log.info("epoch %d: unfreezing the backbone; fine-tuning from the images", state.epoch + 1)
+                session.set_backbone_trainable(not frozen)
+                loaders[frozen] = make_loader(session.split("train", state.epoch), session.sampler,
+                                              train_cfg.workers, pin=fabric.device.type == "cuda")
             session.sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
             started = time.perf_counter()
             steps_before = state.step
-            epoch_losses = train_epoch(session, loader, len(session.sampler))
+            epoch_losses = train_epoch(session, loaders[frozen], len(session.sampler))
             seconds = time.perf_counter() - started
             images = (state.step - steps_before) * train_cfg.batch_size * fabric.world_size
-            metrics = select(session) if len(session.select_set) else {"score": -epoch_losses["train_loss"]}
+            metrics = (select(session, state.epoch) if len(session.select_set)
+                       else {"score": -epoch_losses["train_loss"]})
             state.epoch += 1
             state.batch_in_epoch = 0
             row = {"epoch": state.epoch, "step": state.step, **epoch_losses, **metrics,
@@ -194,6 +244,7 @@ def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Te
                 total: int) -> dict[str, float]:
     """One pass over `batches` of (uint8 images, labels, rows); returns the mean losses."""
     fabric, state, tasks, train_cfg = session.fabric, session.state, session.tasks, session.config.train
+    from_features = session.frozen(state.epoch)
     session.model.train()
     step_losses: list[torch.Tensor] = []  # kept on the device: checking them every step would stall the GPU
     task_sums = {t: torch.zeros((), device=fabric.device) for t in tasks}
@@ -220,11 +271,14 @@ def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Te
         for images, labels, _rows in batches:
             images = images.to(fabric.device, non_blocking=True)
             labels = labels.to(fabric.device, non_blocking=True)
-            # One seed per (run, step): a resumed run draws the same crops as an uninterrupted one.
-            generator.manual_seed(train_cfg.seed * 1_000_003 + state.step)
-            inputs = session.preprocessing.train_view(images, generator, train_cfg.min_crop_scale, train_cfg.hflip,
-                                                      session.runtime.channels_last)
-            logits = session.model(inputs)["logits"]
+            if from_features:  # the frozen backbone's maps of the evaluation view: no augmentation
+                inputs = images.float()
+            else:
+                # One seed per (run, step): a resumed run draws the same crops as an uninterrupted one.
+                generator.manual_seed(train_cfg.seed * 1_000_003 + state.step)
+                inputs = session.preprocessing.train_view(images, generator, train_cfg.min_crop_scale,
+                                                          train_cfg.hflip, session.runtime.channels_last)
+            logits = session.model(inputs, from_features=from_features)["logits"]
             loss, per_task = masked_multitask_loss(logits, labels, tasks, session.class_weights,
                                                    train_cfg.label_smoothing)
             session.optimizer.zero_grad(set_to_none=True)

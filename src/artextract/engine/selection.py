@@ -39,9 +39,9 @@ def evaluate_split(fabric: Any, model: nn.Module, dataset: CachedSplit, preproce
             yield batch
 
     outputs: dict[str, list[torch.Tensor]] = {"row": [], "loss": []} | {f"pred_{t}": [] for t in tasks}
-    for out in forward_batches(model, images(), preprocessing, runtime, fabric.device):
+    for out in forward_batches(model, images(), preprocessing, runtime, fabric.device, dataset.from_features):
         labels, picked = read.pop()  # the loop takes one batch, then yields its outputs
-        logits = out["logits"]
+        logits = {t: v.float() for t, v in out["logits"].items()}
         for task in tasks:
             outputs[f"pred_{task}"].append(logits[task].argmax(dim=1))
         outputs["loss"].append(torch.stack([

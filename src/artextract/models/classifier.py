@@ -26,9 +26,12 @@ class ConvRecurrentClassifier(nn.Module):
     def tasks(self) -> list[str]:
         return list(self.heads)
 
-    def forward(self, images: torch.Tensor) -> dict[str, object]:
-        """`{"logits": {task: N x C}, "embedding": N x D}`, plus `"attention"` (N x H*W) for attention readers."""
-        feature_map = self.backbone(images)
+    def forward(self, inputs: torch.Tensor, from_features: bool = False) -> dict[str, object]:
+        """`{"logits": {task: N x C}, "embedding": N x D}`, plus `"attention"` (N x H*W) for attention readers.
+
+        `inputs` are images, or with `from_features` the backbone's feature maps (a frozen backbone's cache).
+        """
+        feature_map = inputs if from_features else self.backbone(inputs)
         embedding, attention = self.reader(feature_map)
         pooled = self.dropout(embedding)
         out: dict[str, object] = {"logits": {task: head(pooled) for task, head in self.heads.items()},
@@ -52,6 +55,7 @@ def build_model(model_config: ModelConfig, classes: Mapping[str, Sequence[str]])
     else:
         reader = SequenceReader(backbone.num_features, cell=model_config.reader, scan=model_config.scan,
                                 hidden_size=model_config.hidden_size, layers=model_config.layers,
-                                bidirectional=model_config.bidirectional, pooling=model_config.pooling)
+                                bidirectional=model_config.bidirectional, pooling=model_config.pooling,
+                                reduce_channels=model_config.reduce_channels)
     num_classes = {task: len(classes[task]) for task in model_config.tasks}
     return ConvRecurrentClassifier(backbone, reader, num_classes, model_config.dropout)

@@ -48,7 +48,7 @@ class _Attention(nn.Module):
 
 class SequenceReader(nn.Module):
     def __init__(self, in_channels: int, cell: str = "gru", scan: str = "rows", hidden_size: int = 256,
-                 layers: int = 1, bidirectional: bool = True, pooling: str = "mean") -> None:
+                 layers: int = 1, bidirectional: bool = True, pooling: str = "mean", reduce_channels: int = 0) -> None:
         super().__init__()
         if cell not in ("gru", "lstm"):
             raise ValueError(f"unknown recurrent cell {cell!r}")
@@ -58,6 +58,10 @@ class SequenceReader(nn.Module):
             raise ValueError(f"unknown scan order {scan!r}")
         rnn = nn.GRU if cell == "gru" else nn.LSTM
         self.scan, self.pooling = scan, pooling
+        # A learned 1x1 projection: the RNN's input-to-hidden cost scales with the channels it reads.
+        self.reduce = (nn.Sequential(nn.Conv2d(in_channels, reduce_channels, 1), nn.ReLU())
+                       if reduce_channels else nn.Identity())
+        in_channels = reduce_channels or in_channels
         # ReNet reads in both directions along each axis, whatever `bidirectional` says.
         self.bidirectional = bidirectional or scan == "2d"
         directions = 2 if self.bidirectional else 1
@@ -79,6 +83,7 @@ class SequenceReader(nn.Module):
 
     def forward(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(N x D embedding, N x (H*W) attention weights in row-major grid order, or None)."""
+        feature_map = self.reduce(feature_map)
         n, c, h, w = feature_map.shape
         if self.scan != "2d":
             # cuDNN wants a contiguous N x L x C input; the scans return views.

@@ -70,10 +70,24 @@ def resolve_data(run: RunFolder, data: Path | None) -> Path:
     return trained_on
 
 
+def choose_split(manifest: pd.DataFrame, split: str, data: Path) -> str:
+    """`split`, or the selection split when the official val images (split eval) are all absent from DATA, as
+    with an archive that holds only train images: said loudly, since those figures are no val result."""
+    usable = manifest["status"] == "ok"
+    if (usable & (manifest["split"] == split)).any():
+        return split
+    if split == "eval" and (usable & (manifest["split"] == "select")).any():
+        log.warning("evaluate: %s has no image of the official val splits (prepare_report.md lists the CSV rows "
+                    "that matched no file); evaluating the selection split instead, which early stopping and "
+                    "temperature scaling also used", data)
+        return "select"
+    raise ArtExtractError(f"split {split!r} of {data} has no usable images")
+
+
 def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch_size: int,
-                  device_name: str) -> tuple[Any, Any]:
-    """Score `split` and the selection split with the run's model into predictions.parquet; returns the loaded
-    (model, model info) for the explanations that follow."""
+                  device_name: str) -> tuple[Any, Any, str]:
+    """Score `split` (see `choose_split`) and the selection split with the run's model into predictions.parquet;
+    returns the loaded (model, model info) for the explanations that follow, and the split scored."""
     import torch
 
     from artextract.data.cache import open_cache
@@ -87,6 +101,7 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     _check_classes(meta.classes, info.classes, data)
     meta.preprocessing.check_cache(info.cache_size, data)
     manifest = info.manifest
+    split = choose_split(manifest, split, data)
     wanted = manifest[manifest["split"].isin([split, "select"])]
     unusable = int((wanted["status"] != "ok").sum())
     if unusable:
@@ -94,8 +109,6 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
                     unusable, split)
     rows = wanted[wanted["status"] == "ok"].copy()
     rows["split"] = rows["split"].astype(str)
-    if not (rows["split"] == split).any():
-        raise ArtExtractError(f"split {split!r} of {data} has no usable images")
     images = open_cache(info.folder.cache)
     rows = rows.sort_values("cache_index", kind="stable").reset_index(drop=True)  # read the cache in file order
     cache_rows = rows["cache_index"].to_numpy()
@@ -118,8 +131,8 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     write_json(out.classes, meta.classes)
     write_json(out.inputs, {"model": str(run.model.resolve()), "data": str(data.resolve()),
                             "skipped_by_prepare": unusable,
-                            "note": "images are read from the prepare cache; originals are not needed"})
-    return model, meta
+                            "split": split, "note": "images are read from the prepare cache; originals are not needed"})
+    return model, meta, split
 
 
 def explain_examples(model: Any, meta: Any, data: Path, out: EvalFolder, outliers: pd.DataFrame,
@@ -237,11 +250,13 @@ def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", ou
     if from_predictions:
         if data is None:
             data = run_folder.trained_on()
+        if split == "eval" and folder.inputs.is_file():  # predictions made for the fallback (see choose_split)
+            split = json.loads(folder.inputs.read_text(encoding="utf-8")).get("split", split)
     else:
         data = resolve_data(run_folder, data)
         with undo_on_failure(folder.root):
             prepare_output_dir(folder.root, force=force)
-            model, meta = predict_split(run_folder, data, split, folder, batch_size, device)
+            model, meta, split = predict_split(run_folder, data, split, folder, batch_size, device)
     result = analyse(folder, split, inject, seed)
     if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
         explain_examples(model, meta, data, folder, result.outliers, seed)

@@ -96,7 +96,7 @@ class Predictor:
     def logits(self, squares: np.ndarray) -> dict[str, np.ndarray]:
         """Logits per task for decoded uint8 N x S x S x 3 squares (S = the model's cache size)."""
         out = next(forward_batches(self.model, [torch.from_numpy(squares)], self.preprocessing, self.runtime))
-        return {task: logits.cpu().numpy() for task, logits in out["logits"].items()}
+        return {task: logits.float().cpu().numpy() for task, logits in out["logits"].items()}
 
     def iter_predict(self, items: Sequence[ImageInput], top: int = 5, batch_size: int = 64, workers: int = 0,
                      progress: bool = False) -> Iterator[tuple[Prediction, np.ndarray | None]]:

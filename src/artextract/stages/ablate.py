@@ -1,0 +1,218 @@
+"""`artextract ablate`: does the recurrent reader beat global average pooling? Every reader trained on the same
+frozen-backbone feature cache, with several seeds, scored on the selection set beside a linear probe.
+
+OUT/runs/<variant>-s<seed>/   one ordinary RUN folder per training (a finished one is reused on a rerun)
+OUT/ablation.json, ablation.md the table: per variant and task, accuracy and macro-F1 averaged over the seeds,
+                               with 95 % bootstrap intervals over the selection images
+
+Every run trains for the configured epochs with early stopping off and is scored at its last epoch, so the
+selection set chooses nothing inside a run: it only measures. The linear probe is logistic regression on the
+pooled (global-average) feature maps, its regularisation chosen by cross-validation on the training split.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from artextract.config import Config
+from artextract.core.atomic import write_json, write_text
+from artextract.core.outdir import prepare_output_dir
+from artextract.core.progress import log
+from artextract.errors import ConfigError
+
+# name -> model settings over the configured ones
+VARIANTS: dict[str, dict[str, Any]] = {
+    "gap": {"reader": "none"},
+    "gru-rows": {"reader": "gru", "scan": "rows", "pooling": "mean"},
+    "gru-cols": {"reader": "gru", "scan": "cols", "pooling": "mean"},
+    "gru-snake": {"reader": "gru", "scan": "snake", "pooling": "mean"},
+    "gru-2d": {"reader": "gru", "scan": "2d", "pooling": "mean"},
+    "lstm-rows": {"reader": "lstm", "scan": "rows", "pooling": "mean"},
+    "gru-rows-attention": {"reader": "gru", "scan": "rows", "pooling": "attention"},
+    "gru-rows-last": {"reader": "gru", "scan": "rows", "pooling": "last"},
+}
+LINEAR_PROBE = "linear-probe"
+PROBE_C_GRID = (0.01, 0.1, 1.0)  # inverse regularisation strengths tried by 3-fold cross-validation on train
+
+
+@dataclass
+class AblationResult:
+    out: Path
+    table: dict[str, dict[str, dict[str, Any]]]  # variant -> task -> figures
+    markdown: str
+
+
+def parse_variants(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown or not names:
+        raise ConfigError(f"unknown variants {', '.join(unknown) or '(none given)'}; choose among "
+                          f"{', '.join(VARIANTS)}")
+    return names
+
+
+def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int],
+           force: bool = False) -> AblationResult:
+    from artextract.analysis.metrics import seed_mean_metrics
+    from artextract.engine.data import load_data_folder
+
+    out = prepare_output_dir(out, force=force, resumable_marker="runs")
+    info = load_data_folder(data)
+    tasks = list(config.model.tasks)
+    table: dict[str, dict[str, dict[str, Any]]] = {}
+    selection = None
+    for name in variants:
+        predictions: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
+        seconds = []
+        for seed in seeds:
+            run, took = _train_variant(data, out / "runs" / f"{name}-s{seed}", _variant_config(config, name, seed))
+            seconds.append(took)
+            labels, predicted, parameters = _last_epoch_predictions(run, info, config)
+            selection = labels
+            for task in tasks:
+                predictions[task].append(predicted[task])
+        table[name] = {task: seed_mean_metrics(selection[task], np.stack(predictions[task]),
+                                               len(info.classes[task]))
+                       | {"trainable_parameters": parameters, "seconds_per_run": float(np.mean(seconds))}
+                       for task in tasks}
+        log.info("ablate: %s done (%s)", name, _headline(table[name]))
+    assert selection is not None
+    table[LINEAR_PROBE] = _linear_probe(out / "runs" / f"{variants[0]}-s{seeds[0]}", info, config)
+    markdown = render_markdown(table, tasks, seeds, config)
+    write_json(out / "ablation.json", {"seeds": seeds, "epochs": config.train.epochs, "tasks": tasks,
+                                       "table": table})
+    write_text(out / "ablation.md", markdown)
+    return AblationResult(out, table, markdown)
+
+
+def _variant_config(config: Config, name: str, seed: int) -> Config:
+    variant = copy.deepcopy(config)
+    for key, value in VARIANTS[name].items():
+        setattr(variant.model, key, value)
+    variant.train.seed, variant.train.patience, variant.train.freeze_backbone = seed, 0, True
+    return variant
+
+
+def _train_variant(data: Path, run: Path, config: Config) -> tuple[Path, float]:
+    """Train one variant, or reuse a run that already finished all its epochs; returns (RUN, seconds)."""
+    import pandas as pd
+
+    from artextract.layout import RunFolder
+    from artextract.stages.train import train
+
+    folder = RunFolder(run)
+    if folder.metrics.is_file() and folder.model.is_file():
+        history = pd.read_csv(folder.metrics)
+        if len(history) == config.train.epochs:
+            return run, float(history["epoch_seconds"].sum())
+    started = time.perf_counter()
+    train(data, run, config, force=True)
+    return run, time.perf_counter() - started
+
+
+def _features_and_model(run: Path, info: Any, config: Config, final: bool = True) -> tuple[Any, Any, Any, Any]:
+    """The run's model (its last epoch's weights when `final`) placed by the runtime, its preprocessing, the
+    runtime, and the feature cache it trained on."""
+    from artextract.engine.checkpoint import load_checkpoint, load_model_file
+    from artextract.engine.features import build_features
+    from artextract.engine.runtime import Runtime
+    from artextract.layout import RunFolder
+
+    folder = RunFolder(run)
+    model, meta = load_model_file(folder.model)
+    if final:
+        model.load_state_dict(load_checkpoint(folder.last)["model"])
+    runtime = Runtime.resolve(config.train.accelerator, config.train.precision, config.train.channels_last)
+    model = runtime.place(model)
+    features = build_features(info, model.backbone, meta.model_config["backbone"], meta.preprocessing, runtime,
+                              runtime.device, config.train.batch_size)  # all rows are there: nothing is computed
+    return model, meta.preprocessing, runtime, features
+
+
+def _last_epoch_predictions(run: Path, info: Any, config: Config) -> tuple[dict[str, np.ndarray],
+                                                                           dict[str, np.ndarray], int]:
+    import torch
+
+    from artextract.engine.data import CachedSplit
+    from artextract.engine.inference import forward_batches
+
+    model, preprocessing, runtime, features = _features_and_model(run, info, config)
+    tasks = list(config.model.tasks)
+    split = CachedSplit(info, "select", tasks, features)
+    batch = config.train.batch_size
+    chunks = [np.arange(len(split))[i: i + batch] for i in range(0, len(split), batch)]
+    predicted: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
+    maps = (torch.from_numpy(np.ascontiguousarray(features.maps[split.cache_rows[rows]])) for rows in chunks)
+    for out in forward_batches(model, maps, preprocessing, runtime, from_features=True):
+        for task in tasks:
+            predicted[task].append(out["logits"][task].float().argmax(dim=1).cpu().numpy())
+    trainable = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("backbone."))
+    return ({t: split.labels[:, c] for c, t in enumerate(tasks)},
+            {t: np.concatenate(v) for t, v in predicted.items()}, trainable)
+
+
+def _pooled(features: Any, split: Any) -> np.ndarray:
+    rows = split.cache_rows
+    return np.concatenate([features.maps[rows[i: i + 512]].astype(np.float32).mean(axis=(2, 3))
+                           for i in range(0, len(rows), 512)])
+
+
+def _linear_probe(run: Path, info: Any, config: Config) -> dict[str, dict[str, Any]]:
+    """Logistic regression on the pooled maps of the training split, scored on the selection split."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from artextract.analysis.metrics import seed_mean_metrics
+    from artextract.engine.data import CachedSplit
+
+    features = _features_and_model(run, info, config, final=False)[3]
+    tasks = list(config.model.tasks)
+    train, select = CachedSplit(info, "train", tasks, features), CachedSplit(info, "select", tasks, features)
+    x_train, x_select = _pooled(features, train), _pooled(features, select)
+    result = {}
+    for column, task in enumerate(tasks):
+        labelled = train.labels[:, column] >= 0
+        started = time.perf_counter()
+        search = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                              {"logisticregression__C": list(PROBE_C_GRID)}, cv=3, n_jobs=1)
+        search.fit(x_train[labelled], train.labels[labelled, column])
+        predicted = search.predict(x_select)
+        result[task] = seed_mean_metrics(select.labels[:, column], predicted[None], len(info.classes[task])) | {
+            "C": float(search.best_params_["logisticregression__C"]),
+            "trainable_parameters": int(x_train.shape[1] + 1) * len(info.classes[task]),
+            "seconds_per_run": time.perf_counter() - started}
+    return result
+
+
+def _headline(figures: dict[str, dict[str, Any]]) -> str:
+    return "; ".join(f"{task} acc {f['accuracy']:.3f} macro-F1 {f['macro_f1']:.3f}" for task, f in figures.items())
+
+
+def render_markdown(table: dict[str, dict[str, dict[str, Any]]], tasks: list[str], seeds: list[int],
+                    config: Config) -> str:
+    model = config.model
+    lines = [f"# Reader ablation on frozen {model.backbone} features ({model.weights} weights)", "",
+             f"Selection set; {len(seeds)} seeds ({', '.join(map(str, seeds))}), {config.train.epochs} epochs each, "
+             f"scored at the last epoch; hidden size {model.hidden_size}, channel reduction "
+             f"{model.reduce_channels or 'none'}. Brackets: 95 % bootstrap intervals over the selection images of "
+             "the seed-averaged figure.", ""]
+    for task in tasks:
+        lines += [f"## {task}", "", "| reader | accuracy [95 % CI] | macro-F1 [95 % CI] | accuracy per seed | "
+                  "trainable parameters | seconds per run |", "|---|---|---|---|---|---|"]
+        for name, tasks_figures in table.items():
+            f = tasks_figures[task]
+            acc, f1 = f["accuracy_interval_95"], f["macro_f1_interval_95"]
+            per_seed = ", ".join(f"{a:.3f}" for a in f["accuracy_per_run"])
+            lines.append(f"| {name} | {f['accuracy']:.3f} [{acc[0]:.3f}, {acc[1]:.3f}] | {f['macro_f1']:.3f} "
+                         f"[{f1[0]:.3f}, {f1[1]:.3f}] | {per_seed} | {f['trainable_parameters']:,} | "
+                         f"{f['seconds_per_run']:.0f} |")
+        lines.append("")
+    return "\n".join(lines)
