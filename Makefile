@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO := demo
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow test-real lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(MAKE) test PYTEST_ARGS="-m slow"
+
+test-real: $(STAMP)
+	@# real paintings and ImageNet weights; skipped with the reason when ../shared/data/wikiart-real is absent
+	$(MAKE) test PYTEST_ARGS="-m real"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

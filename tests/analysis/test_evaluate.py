@@ -154,3 +154,22 @@ def test_noise_injection_flips_exactly_the_fraction():
     noisy, flipped = inject_noise(labels, 0.2, 3, seed=1)
     assert flipped.sum() == 15 and (noisy[flipped] != labels[flipped]).all()
     assert (noisy[~flipped] == labels[~flipped]).all() and (noisy[labels < 0] == -1).all()
+
+
+def test_a_data_folder_without_val_images_is_evaluated_on_its_selection_split(run_cli, prepared_small, evaluated,
+                                                                               tmp_path):
+    """Like the real train-only sample: the official val images are absent, so the selection split is scored,
+    and the output says so."""
+    data = tmp_path / "train-only"
+    shutil.copytree(prepared_small, data)
+    manifest = pd.read_parquet(data / "manifest.parquet")
+    manifest.loc[manifest["split"] == "eval", "status"] = "skipped"
+    manifest.to_parquet(data / "manifest.parquet", index=False)
+    result = run_cli("evaluate", "--run", evaluated.parent, "--data", data, "--out", tmp_path / "e")
+    assert result.code == 0, result.stderr
+    assert "no image of the official val splits" in result.stderr and "select split" in result.stdout
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["split"] == "select" and metrics["images"] == int((manifest["split"] == "select").sum())
+    again = run_cli("evaluate", "--run", evaluated.parent, "--data", data, "--out", tmp_path / "e",
+                    "--from-predictions")
+    assert again.code == 0 and json.loads((tmp_path / "e" / "metrics.json").read_text())["split"] == "select"
