@@ -20,17 +20,13 @@ import torch
 
 from artextract.config import ModelConfig
 from artextract.models import build_model
+from artextract.stages.ablate import VARIANTS
 
 CLASSES = {"artist": [str(i) for i in range(23)], "style": [str(i) for i in range(27)],
            "genre": [str(i) for i in range(10)]}
-READERS = {
-    "none (GAP baseline)": {"reader": "none"},
-    "bigru256 rows mean": {"reader": "gru", "scan": "rows", "pooling": "mean"},
-    "bigru256 rows last": {"reader": "gru", "scan": "rows", "pooling": "last"},
-    "bilstm256 rows mean": {"reader": "lstm", "scan": "rows", "pooling": "mean"},
-    "bigru256 snake attention": {"reader": "gru", "scan": "snake", "pooling": "attention"},
-    "bigru256 2d mean": {"reader": "gru", "scan": "2d", "pooling": "mean"},
-}
+# The readers of `artextract ablate` (one table of variants); `gap` is the baseline the others are measured against.
+READERS = {name: VARIANTS[name] for name in ("gap", "gru-rows", "gru-rows-last", "lstm-rows", "gru-snake", "gru-2d",
+                                             "gru-rows-attention")}
 
 
 def _throughput(overrides: dict, args: argparse.Namespace, device: torch.device, compile_: bool) -> float:

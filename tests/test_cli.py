@@ -85,3 +85,13 @@ def test_the_smoke_preset_file_matches_the_demo_settings():
     preset = load_config(Path(__file__).resolve().parents[1] / "configs" / "cpu-smoke.yaml")
     assert preset.model == smoke_config().model
     assert preset.train == smoke_config().train
+
+
+def test_help_shows_config_defaults_and_print_config_resolves(run_cli, tmp_path):
+    import yaml
+
+    help_text = run_cli("train", "--help").stdout
+    assert "train.epochs; default: 30" in " ".join(help_text.replace("│", " ").split())
+    result = run_cli("train", "--data", tmp_path, "--out", tmp_path / "run", "--epochs", "7", "--print-config")
+    assert result.code == 0 and not (tmp_path / "run").exists()
+    assert yaml.safe_load(result.stdout)["train"]["epochs"] == 7

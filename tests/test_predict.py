@@ -142,7 +142,7 @@ def test_python_api_takes_paths_pil_images_and_arrays(evaluated_run, odd_images)
     probabilities = [e["probability"] for e in results[0]["predictions"]["artist"]]
     assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0 + 1e-6
     frame = model.predict(good[0], top_k=2, as_frame=True)
-    assert list(frame.columns) == ["source", "status", "task", "rank", "class", "probability"]
+    assert list(frame.columns) == ["source", "status", "task", "rank", "class", "probability", "warning"]
     assert len(frame) == 6
 
 
@@ -179,3 +179,55 @@ def test_older_model_files_load_and_incompatible_ones_are_named(evaluated_run, t
     with pytest.raises(ArtExtractError, match="not an ArtExtract model of format 1 \\(found 2\\)"):
         artextract.load_model(_rewrite_metadata(source, tmp_path / "v2.safetensors",
                                                 lambda m: m.update(artextract_format="2")))
+
+
+def test_output_format_from_the_extension_whole_ranks_and_run_folders(run_cli, evaluated_run, odd_images, tmp_path):
+    folder, good = odd_images
+    out = tmp_path / "p.csv"
+    result = run_cli("predict", "--model", evaluated_run, good[0], folder / "empty.jpg", "--output", out)
+    assert result.code == 0, result.stderr
+    text = out.read_text()
+    assert text.startswith("source,status,task,rank,class,probability")
+    table = pd.read_csv(out)
+    assert table["rank"].dropna().tolist()[:3] == [1, 2, 3] and ",1.000000," not in text
+    assert table.loc[table["source"].str.endswith("empty.jpg"), "status"].tolist() == ["empty file"]
+    again = run_cli("predict", "--model", evaluated_run, good[0], "--output", out)
+    assert again.code == 2 and "--force" in again.stderr
+    assert run_cli("predict", "--model", evaluated_run, good[0], "--output", out, "--force").code == 0
+    (tmp_path / "cams").mkdir()
+    (tmp_path / "cams" / "old.png").write_bytes(b"")
+    busy = run_cli("predict", "--model", evaluated_run, good[0], "--cam", tmp_path / "cams")
+    assert busy.code == 2 and "not empty" in busy.stderr
+
+
+def test_the_table_says_why_when_every_image_failed(run_cli, evaluated_run, tmp_path):
+    (tmp_path / "a.jpg").write_bytes(b"")
+    result = run_cli("predict", "--model", evaluated_run, tmp_path / "a.jpg")
+    assert result.code == 2 and "empty file" in result.stdout
+
+
+def test_python_api_expands_folders_and_reads_float_arrays(evaluated_run, odd_images):
+    folder, good = odd_images
+    model = artextract.load_model(evaluated_run, device="cpu")
+    from_folder = model.predict(str(folder / "sub"), top_k=1)
+    assert {Path(r["source"]).name for r in from_folder} == {"palette.gif", "photo.webp", "scan.tiff", "rotated.jpg"}
+    pixels = np.asarray(Image.open(good[5]).convert("RGB"))
+    as_float = model.predict(pixels.astype(np.float32) / 255, top_k=2)[0]
+    as_uint8 = model.predict(pixels, top_k=2)[0]
+    assert as_float["status"] == "ok" and as_float["predictions"]["artist"][0]["class"] == \
+        as_uint8["predictions"]["artist"][0]["class"]
+    assert model.predict(np.zeros((4, 4, 7)), top_k=1)[0]["status"].startswith("an array of shape")
+    assert [r for r, _ in model.iter_predict([good[0]], top_k=1)][0].predictions["genre"][0]["probability"] > 0
+
+
+def test_images_the_model_cannot_judge_are_predicted_with_a_warning(run_cli, evaluated_run, tmp_path):
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "tiny.png")
+    Image.fromarray(rng.integers(0, 255, (30, 1000, 3), dtype=np.uint8)).save(tmp_path / "strip.png")
+    Image.fromarray(rng.integers(0, 255, (60, 70, 3), dtype=np.uint8)).save(tmp_path / "fine.png")
+    out = tmp_path / "p.json"
+    result = run_cli("predict", "--model", evaluated_run, tmp_path, "--output", out)
+    assert result.code == 0, result.stderr
+    warnings = {Path(r["source"]).name: r["warning"] for r in json.loads(out.read_text())}
+    assert "only 8x8 pixels" in warnings["tiny.png"] and "keeps 3% of it" in warnings["strip.png"]
+    assert warnings["fine.png"] == "" and "warning: " in result.stderr

@@ -132,3 +132,25 @@ def test_paintings_are_learnable_from_pixels(tmp_path, make_synth):
         accuracy = LogisticRegression(max_iter=2000).fit(x_train, y_train).score(x_val, y_val)
         chance = np.bincount(y_val).max() / len(y_val)
         assert accuracy > max(2.0 / classes, chance + 0.15), (task, accuracy, chance)
+
+
+def test_force_replaces_an_earlier_tree_and_a_failed_run_leaves_no_folder(run_cli, tmp_path, monkeypatch):
+    out = tmp_path / "s"
+    assert run_cli("synth", out, "--artists", "3", "--per-artist", "4", "--size", "32").code == 0
+    (out / "notes.txt").write_text("mine")
+    again = run_cli("synth", out, "--artists", "2", "--per-artist", "3", "--size", "32", "--force")
+    assert again.code == 0, again.stderr
+    assert len([p for p in (out / "wikiart").rglob("*") if p.is_file()]) == 6  # none of the first run's 12
+    assert (out / "notes.txt").read_text() == "mine"  # only synth's own tree is replaced
+    assert "next: artextract prepare --csv-dir" in again.stdout
+
+    from artextract.data.synth import generate as generate_module
+
+    def broken(job):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(generate_module, "_render", broken)
+    failed = tmp_path / "failed"
+    with pytest.raises(OSError):
+        run_cli("synth", failed, "--artists", "2", "--per-artist", "2", "--size", "32", "--workers", "1")
+    assert not failed.exists()

@@ -31,6 +31,7 @@ SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a c
                                                                     "(repeatable).")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Allow writing into a non-empty output folder.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")]
+PrintConfigOption = Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")]
 
 
 def _version_callback(value: bool) -> None:
@@ -57,6 +58,27 @@ def _record(out: Path, cfg: Any, section: str) -> None:
     write_environment(out)
 
 
+def _h(key: str, text: str) -> str:
+    """Help text of a flag that sets config key `key`, with the key and its default (flags left unset keep the
+    config file's value, so Typer itself shows no default)."""
+    from artextract.config import default_value
+
+    return f"{text} (config {key}; default: {default_value(key)})"
+
+
+def _print_config_and_exit(cfg: Any, sections: tuple[str, ...], wanted: bool) -> None:
+    if wanted:
+        from artextract.config import config_yaml
+
+        typer.echo(config_yaml(cfg, sections), nl=False)
+        raise typer.Exit(0)
+
+
+def _next(command: str) -> None:
+    """The command a user would run next, so that each stage leads to the following one."""
+    typer.echo(f"next: {command}")
+
+
 def _overrides(section: str, overrides: list[str] | None, **flags: Any) -> list[str]:
     """`--set` values, then the shorthand flags that were given (flags win)."""
     given = [f"{section}.{key}={value}" for key, value in flags.items() if value is not None]
@@ -66,37 +88,45 @@ def _overrides(section: str, overrides: list[str] | None, **flags: Any) -> list[
 @app.command()
 def synth(
     out: Annotated[Path, typer.Argument(help="Folder to create: OUT/wikiart/ images and OUT/csv/ split files.")],
-    artists: Annotated[int | None, typer.Option(help="How many of the 23 artist classes (the first N).")] = None,
-    per_artist: Annotated[int | None, typer.Option(help="Paintings per artist.")] = None,
-    size: Annotated[int | None, typer.Option(help="Short side of the paintings in pixels.")] = None,
-    val_fraction: Annotated[float | None, typer.Option(help="Share of each artist's paintings in val.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed; the same seed gives identical files.")] = None,
-    quirks: Annotated[bool | None, typer.Option("--quirks/--no-quirks", help="Inject the real data's quirks.")]
+    artists: Annotated[int | None, typer.Option(
+        help=_h("synth.artists", "How many of the 23 artist classes (the first N)."))] = None,
+    per_artist: Annotated[int | None, typer.Option(help=_h("synth.per_artist", "Paintings per artist."))] = None,
+    size: Annotated[int | None, typer.Option(help=_h("synth.size", "Short side of the paintings in pixels."))] = None,
+    val_fraction: Annotated[float | None, typer.Option(
+        help=_h("synth.val_fraction", "Share of each artist's paintings in val."))] = None,
+    seed: Annotated[int | None, typer.Option(
+        help=_h("synth.seed", "Random seed; the same seed gives identical files."))] = None,
+    quirks: Annotated[bool | None, typer.Option("--quirks/--no-quirks",
+        help=_h("synth.quirks", "Inject the real data's quirks."))]
     = None,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (0 = all cores).")] = None,
+    workers: Annotated[int | None, typer.Option(help=_h("synth.workers", "Worker processes (0 = all cores)."))] = None,
     config: ConfigOption = None,
     set_: SetOption = None,
     force: ForceOption = False,
+    print_config: PrintConfigOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Generate an ArtGAN-shaped WikiArt stand-in: learnable paintings and CSVs in the published formats."""
     from artextract.config import load_config
-    from artextract.core.outdir import prepare_output_dir
+    from artextract.core.outdir import prepare_output_dir, undo_on_failure
     from artextract.core.progress import setup_logging
     from artextract.data.synth import generate_dataset
 
     setup_logging(verbose)
     cfg = load_config(config, _overrides("synth", set_, artists=artists, per_artist=per_artist, size=size,
                                          val_fraction=val_fraction, seed=seed, quirks=quirks, workers=workers))
-    out = prepare_output_dir(out, force=force)
-    summary = generate_dataset(out, cfg.synth)
-    _record(out, cfg, "synth")
+    _print_config_and_exit(cfg, ("synth",), print_config)
+    with undo_on_failure(out):
+        prepare_output_dir(out, force=force)
+        summary = generate_dataset(out, cfg.synth)
+        _record(out, cfg, "synth")
     typer.echo(f"{summary.images} paintings by {len(summary.artists)} artists in {out / 'wikiart'}")
     for name, count in summary.rows.items():
         typer.echo(f"  csv/{name}: {count} rows")
     if summary.quirks:
         kinds = sorted({str(q['kind']) for q in summary.quirks})
         typer.echo(f"  quirks injected ({len(summary.quirks)}): {', '.join(kinds)}; details in {out / 'synth.json'}")
+    _next(f"artextract prepare --csv-dir {out / 'csv'} --images {out / 'wikiart'} --out DATA")
 
 
 @app.command()
@@ -104,18 +134,24 @@ def prepare(
     csv_dir: Annotated[Path, typer.Option("--csv-dir", help="Folder with the ArtGAN class and split files.")],
     images: Annotated[Path, typer.Option("--images", help="The image folder, or wikiart.zip itself.")],
     out: Annotated[Path, typer.Option("--out", help="DATA folder to write (rerunning on it resumes).")],
-    image_size: Annotated[int | None, typer.Option(help="Side of the cached square images in pixels.")] = None,
-    protocol: Annotated[str | None, typer.Option(help="leak-free (default) or inner-join.")] = None,
-    select_fraction: Annotated[float | None, typer.Option(help="Share of training images held out for "
-                                                                "early stopping.")] = None,
-    max_pixels: Annotated[int | None, typer.Option(help="Skip images with more pixels than this.")] = None,
-    workers: Annotated[int | None, typer.Option(help="Decoding processes (0 = all cores).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Seed of the selection-set draw.")] = None,
+    image_size: Annotated[int | None, typer.Option(
+        help=_h("prepare.image_size", "Side of the cached square images in pixels."))] = None,
+    protocol: Annotated[str | None, typer.Option(
+        help=_h("prepare.protocol", "leak-free (default) or inner-join."))] = None,
+    select_fraction: Annotated[float | None, typer.Option(
+        help=_h("prepare.select_fraction", "Share of training images held out for "
+                                                                "early stopping."))] = None,
+    max_pixels: Annotated[int | None, typer.Option(
+        help=_h("prepare.max_pixels", "Skip images with more pixels than this."))] = None,
+    workers: Annotated[int | None, typer.Option(
+        help=_h("prepare.workers", "Decoding processes (0 = all cores)."))] = None,
+    seed: Annotated[int | None, typer.Option(help=_h("prepare.seed", "Seed of the selection-set draw."))] = None,
     shard: Annotated[str, typer.Option(help="Build only part i of n of the cache (i/n), e.g. one per machine.")]
     = "0/1",
     config: ConfigOption = None,
     set_: SetOption = None,
     force: ForceOption = False,
+    print_config: PrintConfigOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Build the leak-free manifest, the image cache and the report from the ArtGAN CSVs and images."""
@@ -131,38 +167,49 @@ def prepare(
     cfg = load_config(config, _overrides("prepare", set_, image_size=image_size, protocol=protocol,
                                          select_fraction=select_fraction, max_pixels=max_pixels, workers=workers,
                                          seed=seed))
+    _print_config_and_exit(cfg, ("prepare",), print_config)
     shard_pair = parse_shard(shard)
     out = prepare_output_dir(out, force=force, resumable_marker=f"{DataFolder(out).cache.name}/{LAYOUT_FILE}")
     result = prepare_dataset(csv_dir, images, out, cfg.prepare, shard_pair)
     _record(out, cfg, "prepare")
     for line in summary_lines(result.report):
         typer.echo(line)
-    typer.echo(f"report: {out / 'prepare_report.md'}")
+    typer.echo(f"report: {DataFolder(out).report_md}")
+    _next(f"artextract train --data {out} --out RUN")
 
 
 @app.command()
 def train(
     data: Annotated[Path, typer.Option("--data", help="DATA folder written by `artextract prepare`.")],
     out: Annotated[Path, typer.Option("--out", help="RUN folder to write.")],
-    tasks: Annotated[str | None, typer.Option(help="Comma-separated tasks: artist,style,genre.")] = None,
-    backbone: Annotated[str | None, typer.Option(help="timm model name, e.g. resnet18.")] = None,
-    weights: Annotated[str | None, typer.Option(help="none, imagenet, or a .safetensors/.pth file.")] = None,
-    reader: Annotated[str | None, typer.Option(help="gru, lstm or none (global average pooling).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Number of epochs.")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per device per step.")] = None,
-    image_size: Annotated[int | None, typer.Option(help="Side of the crops fed to the model.")] = None,
-    devices: Annotated[str | None, typer.Option(help="auto, a count, or a list such as 0,1.")] = None,
-    num_nodes: Annotated[int | None, typer.Option(help="Machines taking part (DDP).")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto, 32-true, bf16-mixed or 16-mixed.")] = None,
-    compile_: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")]
+    tasks: Annotated[str | None, typer.Option(
+        help=_h("model.tasks", "Comma-separated tasks: artist,style,genre."))] = None,
+    backbone: Annotated[str | None, typer.Option(help=_h("model.backbone", "timm model name, e.g. resnet18."))] = None,
+    weights: Annotated[str | None, typer.Option(
+        help=_h("model.weights", "none, imagenet, or a .safetensors/.pth file."))] = None,
+    reader: Annotated[str | None, typer.Option(
+        help=_h("model.reader", "gru, lstm or none (global average pooling)."))] = None,
+    epochs: Annotated[int | None, typer.Option(help=_h("train.epochs", "Number of epochs."))] = None,
+    batch_size: Annotated[int | None, typer.Option(help=_h("train.batch_size", "Images per device per step."))] = None,
+    image_size: Annotated[int | None, typer.Option(
+        help=_h("train.image_size", "Side of the crops fed to the model."))] = None,
+    devices: Annotated[str | None, typer.Option(
+        help=_h("train.devices", "auto, a count, or a list such as 0,1."))] = None,
+    num_nodes: Annotated[int | None, typer.Option(help=_h("train.num_nodes", "Machines taking part (DDP)."))] = None,
+    precision: Annotated[str | None, typer.Option(
+        help=_h("train.precision", "auto, 32-true, bf16-mixed or 16-mixed."))] = None,
+    compile_: Annotated[bool | None, typer.Option("--compile/--no-compile",
+        help=_h("train.compile", "torch.compile the model."))]
     = None,
     freeze_backbone: Annotated[bool | None, typer.Option("--freeze-backbone/--no-freeze-backbone",
-                                                         help="Train only the reader and heads, from the backbone's "
-                                                              "feature maps cached in DATA/features/.")] = None,
+
+        help=_h("train.freeze_backbone", "Train only the reader and heads, from the backbone's "
+                                                              "feature maps cached in DATA/features/."))] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")] = False,
     config: ConfigOption = None,
     set_: SetOption = None,
     force: ForceOption = False,
+    print_config: PrintConfigOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Train a convolutional-recurrent classifier on a prepared DATA folder (one GPU, several, or the CPU)."""
@@ -181,6 +228,7 @@ def train(
         raise ArtExtractError(f"{out} holds no run to resume ({saved.name} missing)")
     # On --resume: the run's own config, then any file and --set given now (e.g. more epochs).
     cfg = load_config(config, overrides, base=load_config(saved) if resume else None)
+    _print_config_and_exit(cfg, ("model", "train"), print_config)
     result = run_training(data, out, cfg, resume=resume, force=force)
     state = result.state
     if result.primary:
@@ -188,6 +236,8 @@ def train(
         typer.echo(f"{how} after epoch {state.epoch}; best selection score {state.best_score:.4f} at epoch "
                    f"{state.best_epoch}")
         typer.echo(f"model: {result.run.model}  metrics: {result.run.metrics}")
+        _next(f"artextract evaluate --run {out}" if not result.interrupted
+              else f"artextract train --data {data} --out {out} --resume")
     if result.interrupted:
         raise typer.Exit(130)
 
@@ -203,6 +253,7 @@ def ablate(
     config: ConfigOption = None,
     set_: SetOption = None,
     force: ForceOption = False,
+    print_config: PrintConfigOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Compare the readers (GAP, GRU/LSTM scans, attention) on frozen-backbone features, with a linear probe."""
@@ -213,6 +264,7 @@ def ablate(
 
     setup_logging(verbose)
     cfg = load_config(config, list(set_ or []))
+    _print_config_and_exit(cfg, ("model", "train"), print_config)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
@@ -258,40 +310,51 @@ def evaluate(
                                   device=device, seed=seed, from_predictions=from_predictions, force=force)
     typer.echo(metrics_table(result.metrics), nl=False)
     typer.echo(f"report: {report}")
+    _next(f"artextract predict --model {run} PAINTINGS...")
 
 
 @app.command()
 def predict(
     paths: Annotated[list[str], typer.Argument(help="Images, folders (searched recursively) or globs.")],
-    model: Annotated[Path, typer.Option("--model", help="model.safetensors written by `artextract train`.")],
+    model: Annotated[Path, typer.Option("--model", help="model.safetensors written by `artextract train`, or its "
+                                                        "RUN folder.")],
     top_k: Annotated[int, typer.Option("--top-k", help="Classes to list per task.")] = 5,
-    format_: Annotated[str, typer.Option("--format", help="table, json or csv.")] = "table",
+    format_: Annotated[str | None, typer.Option("--format", help="table, json or csv (default: from the --output "
+                                                                 "extension, else table).")] = None,
     output: Annotated[Path | None, typer.Option("--output", help="Write to this file instead of stdout.")] = None,
-    cam: Annotated[Path | None, typer.Option("--cam", help="Write Grad-CAM overlays of the top class here.")]
-    = None,
+    cam: Annotated[Path | None, typer.Option("--cam", help="Write Grad-CAM overlays of the top class into this "
+                                                            "new or empty folder.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     workers: Annotated[int, typer.Option(help="Decoding processes (0 = in this process).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --output, write into a non-empty --cam.")]
+    = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Top-k artists, styles and genres with probabilities for new paintings."""
     from artextract.core.atomic import write_text
+    from artextract.core.outdir import prepare_output_dir
     from artextract.core.progress import setup_logging
-    from artextract.stages.predict import expand_inputs, format_predictions, load_model
+    from artextract.stages.predict import expand_inputs, format_predictions, load_model, output_format
 
     setup_logging(verbose)
-    if format_ not in ("table", "json", "csv"):
-        raise ArtExtractError(f"--format must be table, json or csv, got {format_!r}")
+    format_ = output_format(format_, output)
     if top_k < 1:
         raise ArtExtractError("--top-k must be at least 1")
+    if output is not None and output.exists() and not force:
+        raise ArtExtractError(f"--output {output} exists: choose another file, or pass --force to overwrite it")
     items = expand_inputs(paths)
     if not items:
         raise ArtExtractError(f"no images found in {' '.join(paths)}")
     predictor = load_model(model, device)
+    if cam is not None:  # checked before the work, not after it
+        prepare_output_dir(cam, force=force)
     results = []
     for result, square in predictor.iter_predict(items, top_k, batch_size, workers, progress=len(items) > 50):
         if result.status != "ok":
             typer.echo(f"artextract: skipped {result.source}: {result.status}", err=True)
+        elif result.warning:
+            typer.echo(f"artextract: warning: {result.source}: {result.warning}", err=True)
         elif cam is not None:
             predictor.write_heatmaps(square, result.source, len(results), cam)
         results.append(result.as_dict())

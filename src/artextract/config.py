@@ -158,6 +158,20 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def default_value(key: str) -> Any:
+    """The default of `section.key` (for help texts)."""
+    section, name = key.split(".", 1)
+    value = getattr(getattr(Config(), section), name)
+    return ",".join(value) if isinstance(value, list) else value
+
+
+def changed_keys(before: Config, after: Config, sections: tuple[str, ...]) -> dict[str, tuple[Any, Any]]:
+    """`section.key` -> (old, new) for every key of `sections` whose value differs."""
+    old, new = config_to_dict(before), config_to_dict(after)
+    return {f"{section}.{key}": (old[section][key], new[section][key]) for section in sections
+            for key in old[section] if old[section][key] != new[section][key]}
+
+
 def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -277,9 +291,14 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
     return apply_overrides(config, overrides or []).validate()
 
 
-def write_config(config: Config, path: str | os.PathLike[str], sections: tuple[str, ...] | None = None) -> None:
-    """Write the resolved config (only `sections`, if given) as YAML, atomically."""
+def config_yaml(config: Config, sections: tuple[str, ...] | None = None) -> str:
+    """The resolved config (only `sections`, if given) as YAML."""
     data = config_to_dict(config)
     if sections is not None:
         data = {name: data[name] for name in sections}
-    write_text(path, yaml.safe_dump(data, sort_keys=False))
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def write_config(config: Config, path: str | os.PathLike[str], sections: tuple[str, ...] | None = None) -> None:
+    """Write the resolved config (only `sections`, if given) as YAML, atomically."""
+    write_text(path, config_yaml(config, sections))

@@ -236,3 +236,34 @@ def test_class_weights_balanced_sampling_and_label_smoothing_train(prepared_smal
     result = train(prepared_small, tmp_path / "run", config)
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
     assert result.state.epoch == 1 and metrics["train_loss"].notna().all()
+
+
+def test_resume_with_more_epochs_says_so_and_records_it(run_cli, prepared_small, tmp_path):
+    import yaml
+
+    args = ["--data", prepared_small, "--out", tmp_path / "run", "--backbone", "test_resnet", "--batch-size", "16",
+            "--image-size", "32", "--set", "train.accelerator=cpu", "--set", "train.workers=0",
+            "--set", "model.hidden_size=8"]
+    first = run_cli("train", *args, "--epochs", "1")
+    assert first.code == 0, first.stderr
+    assert "model: test_resnet (none weights)" in first.stderr and "steps of 16 per epoch" in first.stderr
+    assert "next: artextract evaluate --run" in first.stdout
+    more = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--resume", "--epochs", "2")
+    assert more.code == 0, more.stderr
+    assert "train.epochs=2 (was 1)" in more.stderr and "schedule is recomputed over 2 epochs" in more.stderr
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["train"]["epochs"] == 2
+    changed = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--resume", "--reader", "lstm")
+    assert changed.code == 2 and "cannot resume" in changed.stderr and "model.reader='lstm'" in changed.stderr
+
+
+def test_settings_that_defeat_the_reader_are_warned_about(run_cli, prepared_small, tmp_path):
+    result = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--backbone", "test_resnet",
+                     "--batch-size", "16", "--image-size", "48", "--epochs", "1", "--set", "train.accelerator=cpu",
+                     "--set", "train.workers=0", "--set", "model.hidden_size=8")
+    assert result.code == 0, result.stderr
+    assert "upsampled from a 32 px cache" in result.stderr
+    tiny = run_cli("train", "--data", prepared_small, "--out", tmp_path / "tiny", "--backbone", "resnet18",
+                   "--batch-size", "16", "--image-size", "32", "--epochs", "1", "--set", "train.accelerator=cpu",
+                   "--set", "train.workers=0", "--set", "model.hidden_size=8")
+    assert tiny.code == 0, tiny.stderr
+    assert "1x1 feature grid at 32 px" in tiny.stderr

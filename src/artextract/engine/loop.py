@@ -95,8 +95,7 @@ class Session:
         return split.with_features(self.features if self.frozen(epoch) else None)
 
     def set_backbone_trainable(self, trainable: bool) -> None:
-        for parameter in self.raw_model.backbone.parameters():
-            parameter.requires_grad_(trainable)
+        self.raw_model.backbone.requires_grad_(trainable)
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -135,8 +134,7 @@ def build_session(fabric: Any, runtime: Runtime, data: DataInfo, run: RunFolder,
     groups = [{"params": others}, {"params": backbone, "lr": train_cfg.lr * train_cfg.backbone_lr_scale}]
     optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     if starts_frozen:  # before Fabric wraps the model, so DDP leaves the frozen parameters out
-        for parameter in backbone:
-            parameter.requires_grad_(False)
+        model.backbone.requires_grad_(False)
     warmup = max(1, round(train_cfg.warmup_epochs * steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(train_cfg.epochs * steps, warmup))
     wrapped, optimizer = fabric.setup(torch.compile(model) if train_cfg.compile else model, optimizer)
@@ -144,6 +142,53 @@ def build_session(fabric: Any, runtime: Runtime, data: DataInfo, run: RunFolder,
                    select_set=CachedSplit(data, "select", tasks), model=wrapped, raw_model=model,
                    optimizer=optimizer, scheduler=scheduler, sampler=sampler, preprocessing=preprocessing,
                    runtime=runtime, class_weights=weights, features=features)
+
+
+def describe(session: Session) -> list[str]:
+    """The start-up summary: what is trained, on what, how; plus warnings about settings that defeat the model."""
+    config, fabric, model = session.config, session.fabric, session.raw_model
+    m, t = config.model, config.train
+    total = sum(p.numel() for p in model.parameters())
+    reader_and_heads = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("backbone."))
+    trained = reader_and_heads if t.freeze_backbone else total
+    reader = "global average pooling" if m.reader == "none" else (
+        f"{'bi' if m.bidirectional else ''}{m.reader.upper()}({m.hidden_size}) over {m.scan}, {m.pooling} pooling")
+    plan = ("backbone frozen: reader and heads train from DATA/features/" if t.freeze_backbone else
+            f"{t.frozen_epochs} frozen epochs from DATA/features/, then fine-tuning" if t.frozen_epochs else
+            "whole network trained from the images")
+    lines = [f"model: {m.backbone} ({m.weights} weights) + {reader}; tasks {', '.join(m.tasks)}; "
+             f"{total:,} parameters ({trained:,} trained); {plan}",
+             f"device: {fabric.device} x {fabric.world_size}, precision {session.runtime.precision}, "
+             f"channels_last {session.runtime.channels_last}",
+             f"images: {len(session.train_set):,} train / {len(session.select_set):,} select; "
+             f"{len(session.sampler)} steps of {t.batch_size} per epoch; {t.image_size} px input from a "
+             f"{session.preprocessing.cache_size} px cache"]
+    return lines
+
+
+def warnings_for(session: Session) -> list[str]:
+    """Settings that quietly defeat the model: upsampled crops, a feature grid too small to read as a sequence."""
+    found = []
+    cache, size = session.preprocessing.cache_size, session.preprocessing.image_size
+    if size > cache:
+        found.append(f"the {size} px model input is upsampled from a {cache} px cache: prepare with --image-size "
+                     f"{round(size * 8 / 7)} for sharp crops")
+    grid = session.features.layout.shape[1:] if session.features is not None else _grid(session)
+    if session.config.model.reader != "none" and grid[0] * grid[1] < 16:
+        found.append(f"the backbone leaves a {grid[0]}x{grid[1]} feature grid at {size} px: the recurrent reader "
+                     f"reads a sequence of only {grid[0] * grid[1]} positions; use a larger --image-size")
+    return found
+
+
+def _grid(session: Session) -> tuple[int, int]:
+    size = session.preprocessing.image_size
+    probe = torch.zeros(1, 3, size, size, device=session.fabric.device)
+    model = session.raw_model.backbone
+    was_training = model.training
+    with torch.no_grad():
+        shape = model.eval()(probe).shape
+    model.train(was_training)
+    return int(shape[2]), int(shape[3])
 
 
 def _features(fabric: Any, model: ConvRecurrentClassifier, config: Config, data: DataInfo,
@@ -250,9 +295,9 @@ def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Te
     task_sums = {t: torch.zeros((), device=fabric.device) for t in tasks}
     generator = torch.Generator(device=fabric.device)
     checked = 0
+    # A log line every 10 s off a terminal; the loss is read back from the device every `log_every` steps.
     progress = Progress(total, f"epoch {state.epoch + 1}/{train_cfg.epochs}", unit="step",
-                        every=train_cfg.log_every, enabled=fabric.is_global_zero,
-                        also=(train_cfg.batch_size * fabric.world_size, "img"))
+                        enabled=fabric.is_global_zero, also=(train_cfg.batch_size * fabric.world_size, "img"))
 
     def check_finite() -> None:
         """Stop on a NaN or infinite loss, naming the first bad step (all processes agree)."""

@@ -58,14 +58,16 @@ class Preprocessing:
 
     # ------------------------------------------------------------ decoding (predict's inputs)
 
-    def decode(self, item: ImageInput) -> np.ndarray:
-        """The uint8 `cache_size` square of a file, PIL image or H x W (x 3) array; SkipImage says why not."""
+    def decode(self, item: ImageInput) -> tuple[np.ndarray, int, int]:
+        """(uint8 `cache_size` square, width, height) of a file, PIL image or H x W (x 3) array; SkipImage says
+        why it cannot be used."""
         if isinstance(item, np.ndarray):
             item = _array_image(item)
         if isinstance(item, Image.Image):
+            width, height = item.size
             if item.format == "JPEG" and getattr(item, "fp", None) is not None:
                 item.draft("RGB", (self.cache_size, self.cache_size))  # as the cache decoded it
-            return square_array(ImageOps.exif_transpose(item), self.cache_size)
+            return square_array(ImageOps.exif_transpose(item), self.cache_size), width, height
         path = Path(item)
         if not path.exists():
             raise SkipImage("file not found")
@@ -75,7 +77,18 @@ class Preprocessing:
             data = path.read_bytes()
         except OSError as err:
             raise SkipImage(f"cannot read ({err.strerror})") from None
-        return decode_square(data, self.cache_size, DEFAULT_MAX_PIXELS)[0]
+        return decode_square(data, self.cache_size, DEFAULT_MAX_PIXELS)
+
+    def doubts(self, width: int, height: int) -> str:
+        """Why the model may not be able to judge an image of this size ("" when it can)."""
+        short, long = sorted((width, height))
+        if short * 4 <= self.image_size:
+            return (f"only {width}x{height} pixels: enlarged {self.image_size / short:.0f}x to the model's "
+                    f"{self.image_size} px input, too small to judge")
+        if long > 3 * short:
+            return (f"{width}x{height} is a strip: the square centre crop the model sees keeps {short / long:.0%} "
+                    "of it")
+        return ""
 
     # ------------------------------------------------------------ geometry
 

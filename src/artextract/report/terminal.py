@@ -44,10 +44,13 @@ def predictions_table(results: list[dict[str, Any]]) -> str:
     tasks = [t for t in TASKS if t in seen]
     for task in tasks:
         table.add_column(task)
+    failed = any(r["status"] != "ok" for r in results)
+    if failed:
+        table.add_column("status")
     for r in results:
         cells = ["\n".join(f"{e['class']} {e['probability']:.2f}" for e in r["predictions"].get(task, []))
-                 or r["status"] for task in tasks]
-        table.add_row(r["source"], *cells)
+                 for task in tasks]
+        table.add_row(r["source"], *cells, *([r["status"]] if failed else []))
     console = Console(file=io.StringIO(), width=160)
     console.print(table)
     return console.file.getvalue()

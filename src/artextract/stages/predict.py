@@ -22,7 +22,8 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from artextract.analysis.probabilities import softmax, top_k
+from artextract.analysis.probabilities import softmax
+from artextract.analysis.probabilities import top_k as top_classes
 from artextract.core.progress import Progress
 from artextract.data.decode import SkipImage
 from artextract.engine.checkpoint import load_model_file
@@ -39,9 +40,11 @@ class Prediction:
     source: str
     status: str = "ok"  # "ok", or why the image could not be used
     predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    warning: str = ""  # why the model may not be able to judge this image (too small, a thin strip)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "status": self.status, "predictions": self.predictions}
+        return {"source": self.source, "status": self.status, "warning": self.warning,
+                "predictions": self.predictions}
 
 
 def expand_inputs(arguments: Sequence[str | Path]) -> list[str]:
@@ -65,14 +68,16 @@ class _Decoded(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str]:
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str, str]:
+        """(index, square or None, status, warning)."""
         try:
-            return index, self.preprocessing.decode(self.items[index]), "ok"
+            square, width, height = self.preprocessing.decode(self.items[index])
         except SkipImage as err:
-            return index, None, str(err)
+            return index, None, str(err), ""
+        return index, square, "ok", self.preprocessing.doubts(width, height)
 
 
-def _collate(batch: list[tuple[int, np.ndarray | None, str]]) -> list[tuple[int, np.ndarray | None, str]]:
+def _collate(batch: list[Any]) -> list[Any]:
     return batch
 
 
@@ -98,19 +103,19 @@ class Predictor:
         out = next(forward_batches(self.model, [torch.from_numpy(squares)], self.preprocessing, self.runtime))
         return {task: logits.float().cpu().numpy() for task, logits in out["logits"].items()}
 
-    def iter_predict(self, items: Sequence[ImageInput], top: int = 5, batch_size: int = 64, workers: int = 0,
+    def iter_predict(self, items: Sequence[ImageInput], top_k: int = 5, batch_size: int = 64, workers: int = 0,
                      progress: bool = False) -> Iterator[tuple[Prediction, np.ndarray | None]]:
         """(prediction, decoded square or None) per input, in input order, decoding in `workers` processes."""
         loader = torch.utils.data.DataLoader(_Decoded(list(items), self.preprocessing),
                                              batch_size=batch_size, num_workers=workers, collate_fn=_collate)
         with Progress(len(items), "predict", enabled=progress) as bar:
             for batch in loader:
-                good = [array for _, array, _ in batch if array is not None]
-                ranked = {task: top_k(softmax(values), top)
+                good = [array for _, array, _, _ in batch if array is not None]
+                ranked = {task: top_classes(softmax(values), top_k)
                           for task, values in (self.logits(np.stack(good)) if good else {}).items()}
                 row = 0
-                for index, array, status in batch:
-                    result = Prediction(_describe(items[index]), status)
+                for index, array, status, warning in batch:
+                    result = Prediction(_describe(items[index]), status, warning=warning)
                     if array is not None:
                         for task, (ids, probabilities) in ranked.items():
                             result.predictions[task] = [{"class": self.classes[task][c], "probability": float(p)}
@@ -121,13 +126,15 @@ class Predictor:
 
     def predict(self, images: ImageInput | Sequence[ImageInput], top_k: int = 5, as_frame: bool = False,
                 batch_size: int = 64) -> list[dict[str, Any]] | pd.DataFrame:
-        """Top-k classes with probabilities per task for each image (paths, PIL images or HxWx3 arrays).
+        """Top-k classes with probabilities per task for each image (paths, folders, globs, PIL images or H x W x 3
+        arrays; folders and globs are expanded as on the command line).
 
         Returns a list of plain dicts, or with `as_frame=True` a DataFrame with one row per image, task and rank.
         Unusable images are not dropped: their `status` says why.
         """
         single = isinstance(images, str | Path | Image.Image | np.ndarray)
-        items = [images] if single else list(images)
+        items = [found for item in ([images] if single else list(images))
+                 for found in (expand_inputs([item]) if isinstance(item, str | Path) else [item])]
         results = [r.as_dict() for r, _ in self.iter_predict(items, top_k, batch_size)]
         return to_frame(results) if as_frame else results
 
@@ -176,17 +183,33 @@ def to_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
     for result in results:
         if not result["predictions"]:
             rows.append({"source": result["source"], "status": result["status"], "task": None, "rank": None,
-                         "class": None, "probability": None})
+                         "class": None, "probability": None, "warning": result.get("warning", "")})
         for task, ranked in result["predictions"].items():
             rows += [{"source": result["source"], "status": result["status"], "task": task, "rank": rank,
-                      "class": entry["class"], "probability": entry["probability"]}
-                     for rank, entry in enumerate(ranked, start=1)]
-    return pd.DataFrame(rows, columns=["source", "status", "task", "rank", "class", "probability"])
+                      "class": entry["class"], "probability": entry["probability"],
+                      "warning": result.get("warning", "")} for rank, entry in enumerate(ranked, start=1)]
+    frame = pd.DataFrame(rows, columns=["source", "status", "task", "rank", "class", "probability", "warning"])
+    return frame.astype({"rank": "Int64"})  # a whole number, blank where an image failed
 
 
 def load_model(path: str | Path, device: str = "auto") -> Predictor:
-    """Load a `model.safetensors` written by `artextract train`; everything it needs is in the file."""
+    """Load a `model.safetensors` written by `artextract train` (or the RUN folder holding it); everything it
+    needs is in the file."""
+    if Path(path).is_dir():
+        from artextract.layout import RunFolder
+
+        path = RunFolder(Path(path)).require_model()
     return Predictor(path, device)
+
+
+def output_format(format_: str | None, output: Path | None) -> str:
+    """The format asked for, else the one the output file's extension names, else the terminal table."""
+    if format_ is None:
+        suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+        format_ = suffix if suffix in ("json", "csv") else "table"
+    if format_ not in ("table", "json", "csv"):
+        raise ArtExtractError(f"--format must be table, json or csv, got {format_!r}")
+    return format_
 
 
 def format_predictions(results: list[dict[str, Any]], format_: str) -> str:

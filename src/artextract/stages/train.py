@@ -10,12 +10,13 @@ from pathlib import Path
 
 import torch
 
-from artextract.config import Config, write_config
+from artextract.config import Config, changed_keys, load_config, write_config
 from artextract.core.atomic import write_json
 from artextract.core.environment import write_environment
 from artextract.core.outdir import prepare_output_dir, undo_on_failure
+from artextract.core.progress import log
 from artextract.engine.data import DataInfo, load_data_folder
-from artextract.engine.loop import RunState, build_session, fit, resume_from_last
+from artextract.engine.loop import RunState, build_session, describe, fit, resume_from_last, warnings_for
 from artextract.engine.runtime import Runtime, make_fabric
 from artextract.errors import ArtExtractError, DataError
 from artextract.layout import RunFolder
@@ -48,6 +49,7 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
     run = RunFolder(Path(out))
     if resume and not (run.last.is_file() and run.config.is_file()):
         raise ArtExtractError(f"{run.root} holds no run to resume ({run.last.name} or {run.config.name} missing)")
+    changed = _resume_changes(run, config) if resume else {}
     check_tasks(data, list(config.model.tasks))
     train_cfg = config.train
     runtime = Runtime.resolve(train_cfg.accelerator, train_cfg.precision, train_cfg.channels_last)
@@ -57,6 +59,8 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
         # Only rank 0 creates, records and (after a failure) cleans the folder; the others wait for it.
         primary = fabric.is_global_zero
         with undo_on_failure(run.root, keep=lambda: resume or run.last.exists() or not primary):
+            if primary and changed:
+                write_config(config, run.config, sections=("model", "train"))  # what the run now is
             if primary and not resume:
                 prepare_output_dir(run.root, force=force)
                 write_config(config, run.config, sections=("model", "train"))
@@ -64,6 +68,11 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
                 write_json(run.run_info, {"data": str(data.folder.root.resolve()), "tasks": list(config.model.tasks)})
             fabric.barrier()
             session = build_session(fabric, runtime, data, run, config)
+            if primary:
+                for line in describe(session):
+                    log.info("%s", line)
+                for line in warnings_for(session):
+                    log.warning("%s", line)
             if resume:
                 resume_from_last(session)
             result = fit(session, should_stop)
@@ -72,3 +81,19 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # Without this a fraction of multi-process runs abort at interpreter exit.
             torch.distributed.destroy_process_group()
+
+
+def _resume_changes(run: RunFolder, config: Config) -> dict[str, tuple[object, object]]:
+    """What `config` changes in the run being resumed; the model cannot change, the training settings can."""
+    changed = changed_keys(load_config(run.config), config, ("model", "train"))
+    model = {k: v for k, v in changed.items() if k.startswith("model.")}
+    if model:
+        key, (old, new) = next(iter(model.items()))
+        raise ArtExtractError(f"cannot resume {run.root} with {key}={new!r}: the run was trained with {old!r}, and "
+                              "its checkpoint holds that model. Start a new run (another --out) to change the model")
+    for key, (old, new) in changed.items():
+        log.warning("resuming with %s=%r (was %r); config.yaml now says so", key, new, old)
+    if "train.epochs" in changed:
+        log.warning("the cosine learning-rate schedule is recomputed over %d epochs and continues from the step "
+                    "reached, so the learning rate moves to where the new schedule has it", config.train.epochs)
+    return changed

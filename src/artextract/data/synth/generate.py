@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterator
@@ -197,9 +198,16 @@ def _split_rows(images: list[PlannedImage], quirks: list[dict[str, object]],
 
 
 def generate_dataset(out: Path, config: SynthConfig) -> SynthSummary:
-    """Render the planned images in parallel, then write the CSVs (last, so complete CSVs mean a complete tree)."""
+    """Render the planned images in parallel, then write the CSVs (last, so complete CSVs mean a complete tree).
+
+    A tree an earlier synth run left in `out` (it wrote synth.json) is replaced, never mixed with this one; other
+    files are never deleted.
+    """
     images, artists, quirks = plan_dataset(config)
     root = out / "wikiart"
+    if (out / "synth.json").is_file():
+        for stale in (root, out / "csv"):
+            shutil.rmtree(stale, ignore_errors=True)
     workers = config.workers or os.cpu_count() or 1
     with Progress(len(images), "synth") as progress:
         if workers == 1:
