@@ -217,7 +217,7 @@ def test_python_api_expands_folders_and_reads_float_arrays(evaluated_run, odd_im
     assert as_float["status"] == "ok" and as_float["predictions"]["artist"][0]["class"] == \
         as_uint8["predictions"]["artist"][0]["class"]
     assert model.predict(np.zeros((4, 4, 7)), top_k=1)[0]["status"].startswith("an array of shape")
-    assert [r for r, _ in model.iter_predict([good[0]], top_k=1)][0].predictions["genre"][0]["probability"] > 0
+    assert next(r for r, _ in model.iter_predict([good[0]], top_k=1)).predictions["genre"][0]["probability"] > 0
 
 
 def test_images_the_model_cannot_judge_are_predicted_with_a_warning(run_cli, evaluated_run, tmp_path):
