@@ -131,7 +131,8 @@ def build_session(fabric: Any, runtime: Runtime, data: DataInfo, run: RunFolder,
     backbone = list(model.backbone.parameters())
     in_backbone = {id(p) for p in backbone}
     others = [p for p in model.parameters() if id(p) not in in_backbone]
-    groups = [{"params": others}, {"params": backbone, "lr": train_cfg.lr * train_cfg.backbone_lr_scale}]
+    # Backbone first: the order of model.parameters(), which gradient clipping sums the norm in.
+    groups = [{"params": backbone, "lr": train_cfg.lr * train_cfg.backbone_lr_scale}, {"params": others}]
     optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     if starts_frozen:  # before Fabric wraps the model, so DDP leaves the frozen parameters out
         model.backbone.requires_grad_(False)
