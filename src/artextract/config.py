@@ -103,7 +103,7 @@ class TrainConfig:
     devices: str = "auto"  # "auto", a count, or a list such as "0,1"
     num_nodes: int = field(default=1, metadata=_limits(1))
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
-    channels_last: bool = True  # on GPU
+    channels_last: bool = True  # faster on GPUs and, for the models measured, on CPUs too
     compile: bool = False
     workers: int = field(default=4, metadata=_limits(0))  # data-reading processes per device
     log_every: int = field(default=50, metadata=_limits(1))  # steps between log lines when not on a terminal

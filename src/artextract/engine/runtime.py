@@ -1,7 +1,9 @@
 """The one device and precision policy: which device, which autocast, which memory format.
 
 `train` hands the resolved policy to Lightning Fabric; `evaluate` and `predict` use it directly. The defaults:
-CUDA when visible, bf16 autocast and channels_last there, fp32 and contiguous on the CPU.
+CUDA when visible, bf16 autocast there and fp32 on the CPU; channels_last on both (on 2 CPU cores it was faster
+for every model measured: ResNet18 training +12 % at 64 px and +34 % at 128 px, EfficientNet-Lite0 inference at
+224 px 58 -> 92 img/s).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class Runtime:
             raise ConfigError(f"unknown device {accelerator!r}: use auto, cpu or cuda")
         if precision == "auto":
             precision = "bf16-mixed" if accelerator == "cuda" else "32-true"
-        return cls(accelerator, precision, channels_last and accelerator == "cuda")
+        return cls(accelerator, precision, channels_last)
 
     @property
     def device(self) -> torch.device:
