@@ -95,3 +95,46 @@ def test_help_shows_config_defaults_and_print_config_resolves(run_cli, tmp_path)
     result = run_cli("train", "--data", tmp_path, "--out", tmp_path / "run", "--epochs", "7", "--print-config")
     assert result.code == 0 and not (tmp_path / "run").exists()
     assert yaml.safe_load(result.stdout)["train"]["epochs"] == 7
+
+
+def test_ablate_compares_readers_on_cached_features(run_cli, prepared_small, tmp_path):
+    import json
+
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  backbone: test_resnet\n  hidden_size: 8\n  tasks: [artist]\n"
+                      "train:\n  epochs: 2\n  batch_size: 16\n  image_size: 32\n  workers: 0\n  accelerator: cpu\n")
+    args = ["ablate", "--data", prepared_small, "--out", tmp_path / "ab", "--config", config,
+            "--variants", "gap,gru-rows", "--seeds", "0,1"]
+    result = run_cli(*args)
+    assert result.code == 0, result.stderr
+    table = json.loads((tmp_path / "ab" / "ablation.json").read_text())["table"]
+    assert set(table) == {"gap", "gru-rows", "linear-probe"}
+    assert len(table["gru-rows"]["artist"]["accuracy_per_run"]) == 2
+    assert "| gru-rows |" in result.stdout and (tmp_path / "ab" / "ablation.md").is_file()
+    stamp = (tmp_path / "ab" / "runs" / "gap-s0" / "model.safetensors").stat().st_mtime_ns
+    again = run_cli(*args)  # finished runs are reused, not trained again
+    assert again.code == 0
+    assert (tmp_path / "ab" / "runs" / "gap-s0" / "model.safetensors").stat().st_mtime_ns == stamp
+    rerun = json.loads((tmp_path / "ab" / "ablation.json").read_text())["table"]
+    assert rerun["gru-rows"]["artist"]["accuracy_per_run"] == table["gru-rows"]["artist"]["accuracy_per_run"]
+    assert run_cli("ablate", "--data", prepared_small, "--out", tmp_path / "x", "--variants", "tcn").code == 2
+
+
+def test_the_python_api_page_runs(evaluated_run, tmp_path, monkeypatch):
+    """docs/python-api.md's example, with its model and image names pointed at a small trained run."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    from PIL import Image
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text()
+    code = re.search(r"```python\n(.*?)```", page, re.S).group(1)
+    code = code.replace("runs/wikiart-all/model.safetensors", str(evaluated_run / "model.safetensors"))
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (60, 40), (200, 120, 40)).save("monet.jpg")
+    (tmp_path / "paintings").mkdir()
+    shutil.copy("monet.jpg", tmp_path / "paintings" / "a.jpg")
+    exec(compile(code, "python-api.md", "exec"), {})
+    assert sorted(p.name for p in (tmp_path / "cams").iterdir()) == ["a.cam.png"]
+    assert not list((tmp_path / "paintings").glob("*.png"))  # nothing written beside the inputs

@@ -384,6 +384,7 @@ def demo(
     result = run_demo(out)
     typer.echo(result.headline, nl=False)
     typer.echo(f"report: {result.report}")
+    _next(f"artextract predict --model {out / 'run'} {out / 'synth' / 'wikiart'}")
 
 
 def main() -> None:

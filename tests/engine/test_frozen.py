@@ -102,3 +102,20 @@ def test_an_interrupted_feature_build_resumes(prepared_small, tmp_path, monkeypa
     rows = data.manifest["cache_index"].to_numpy()
     np.testing.assert_allclose(resumed.maps[rows].astype(np.float32), straight.maps[rows].astype(np.float32),
                                atol=1e-3)
+
+
+def test_a_cut_short_feature_file_is_computed_again(prepared_small):
+    data = load_data_folder(prepared_small)
+    torch.manual_seed(2)
+    model = build_model(tiny_train_config().model, data.classes).eval()
+    from artextract.engine.preprocessing import Preprocessing
+
+    preprocessing = Preprocessing(data.cache_size, 32, model.backbone.mean, model.backbone.std)
+    args = (data, model.backbone, "cut", preprocessing, Runtime.resolve("cpu"), torch.device("cpu"), 32)
+    first = build_features(*args)
+    rows = data.manifest["cache_index"].to_numpy()
+    expected = first.maps[rows].astype(np.float32)
+    with open(first.folder / "features.f16", "r+b") as handle:
+        handle.truncate(100)
+    again = build_features(*args)
+    np.testing.assert_array_equal(again.maps[rows].astype(np.float32), expected)

@@ -9,6 +9,7 @@ backbone, weights, image size, normalisation or cache contents gives another key
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -100,10 +101,14 @@ def build_features(data: DataInfo, backbone: nn.Module, backbone_name: str, prep
         for stale in (folder / FEATURES_FILE, folder / DONE_FILE):
             stale.unlink(missing_ok=True)
         write_json(folder / LAYOUT_FILE, {**asdict(layout), "preprocessing": asdict(preprocessing)})
-    with open(folder / FEATURES_FILE, "ab") as handle:  # sparse; rows are filled in place
+    done = _load_done(folder, layout.count)
+    maps_file = folder / FEATURES_FILE
+    if done.any() and (not maps_file.is_file() or maps_file.stat().st_size < layout.count * layout.row_bytes):
+        log.warning("features: %s was deleted or cut short; computing every map again", maps_file)
+        done[:] = False
+    with open(maps_file, "ab") as handle:  # sparse; rows are filled in place
         if handle.tell() < layout.count * layout.row_bytes:
             handle.truncate(layout.count * layout.row_bytes)
-    done = _load_done(folder, layout.count)
     usable = data.manifest.loc[data.manifest["status"] == "ok", "cache_index"].to_numpy(np.int64)
     todo = np.sort(usable[~done[usable]])
     if len(todo):
@@ -116,7 +121,8 @@ def build_features(data: DataInfo, backbone: nn.Module, backbone_name: str, prep
 def _map_shape(backbone: nn.Module, preprocessing: Preprocessing, runtime: Runtime,
                device: torch.device) -> tuple[int, int, int]:
     probe = torch.zeros(1, preprocessing.cache_size, preprocessing.cache_size, 3, dtype=torch.uint8)
-    out = next(forward_batches(backbone, [probe], preprocessing, runtime, device))
+    with contextlib.closing(forward_batches(backbone, [probe], preprocessing, runtime, device)) as outputs:
+        out = next(outputs)
     return tuple(int(d) for d in out.shape[1:])  # type: ignore[return-value]
 
 

@@ -11,6 +11,7 @@ evaluation view) and the shared inference loop, so a painting gets the same pred
 
 from __future__ import annotations
 
+import contextlib
 import glob
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -100,7 +101,9 @@ class Predictor:
 
     def logits(self, squares: np.ndarray) -> dict[str, np.ndarray]:
         """Logits per task for decoded uint8 N x S x S x 3 squares (S = the model's cache size)."""
-        out = next(forward_batches(self.model, [torch.from_numpy(squares)], self.preprocessing, self.runtime))
+        batches = [torch.from_numpy(squares)]
+        with contextlib.closing(forward_batches(self.model, batches, self.preprocessing, self.runtime)) as outputs:
+            out = next(outputs)
         return {task: logits.float().cpu().numpy() for task, logits in out["logits"].items()}
 
     def iter_predict(self, items: Sequence[ImageInput], top_k: int = 5, batch_size: int = 64, workers: int = 0,
