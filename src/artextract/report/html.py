@@ -95,7 +95,7 @@ def _data_summary(data: Path | None) -> tuple[dict[str, Any] | None, dict[str, A
 
 def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metrics: dict[str, Any],
                  outliers: pd.DataFrame) -> Path:
-    from jinja2 import Environment, PackageLoader, select_autoescape
+    from jinja2 import Environment, PackageLoader
 
     from artextract.report import plots
 
@@ -120,7 +120,9 @@ def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metr
             "cards": _cards(out, frame[frame["flagged"]].head(GALLERY_SIZE), task),
             "correct_cards": _cards(out, correct.head(6), task),
         })
-    env = Environment(loader=PackageLoader("artextract.report", "templates"), autoescape=select_autoescape())
+    # Escape everything: class names and paths come from CSVs and archives (a template named *.j2 is not
+    # escaped by select_autoescape).
+    env = Environment(loader=PackageLoader("artextract.report", "templates"), autoescape=True)
     html = env.get_template("report.html.j2").render(
         run_name=run.root.name if run else out.root.name, split=metrics["split"], images=metrics["images"],
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), version=__version__, protocol=protocol,
