@@ -80,3 +80,16 @@ def test_class_weights_are_inverse_frequency():
 def test_task_metrics_skip_unlabelled():
     metrics = task_metrics(np.array([0, 1, -1, 1]), np.array([0, 0, 1, 1]))
     assert metrics["acc"] == 2 / 3
+
+
+def test_class_weighted_loss_is_pytorchs_weighted_mean():
+    torch.manual_seed(1)
+    logits = {"style": torch.randn(6, 4)}
+    labels = torch.tensor([[0], [1], [1], [3], [-1], [1]])
+    weights = {"style": torch.tensor([2.0, 0.5, 1.0, 4.0])}
+    for smoothing in (0.0, 0.1):
+        total, _ = masked_multitask_loss(logits, labels, ["style"], weights, label_smoothing=smoothing)
+        keep = labels[:, 0] >= 0
+        expected = F.cross_entropy(logits["style"][keep], labels[keep, 0], weight=weights["style"],
+                                   label_smoothing=smoothing)
+        torch.testing.assert_close(total, expected)

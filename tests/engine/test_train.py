@@ -226,12 +226,17 @@ def test_class_weights_balanced_sampling_and_label_smoothing_train(prepared_smal
 
     from artextract.engine.sampler import balanced_weights, batch_indices
 
-    split = CachedSplit(load_data_folder(prepared_small), "train", ["artist", "style", "genre"])
-    weights = balanced_weights(split)
-    drawn = np.concatenate([np.concatenate(batch_indices(len(split), 8, epoch=e, seed=0, weights=weights))
+    artist_only = CachedSplit(load_data_folder(prepared_small), "train", ["artist"])
+    weights = balanced_weights(artist_only)
+    drawn = np.concatenate([np.concatenate(batch_indices(len(artist_only), 8, epoch=e, seed=0, weights=weights))
                             for e in range(40)])
-    shares = np.bincount(split.labels[drawn, 0]) / len(drawn)
-    assert np.allclose(shares, 1 / len(shares), atol=0.03)  # artists drawn evenly
+    shares = np.bincount(artist_only.labels[drawn, 0]) / len(drawn)
+    assert np.allclose(shares, 1 / len(shares), atol=0.03)  # one task: its classes drawn evenly
+    split = CachedSplit(load_data_folder(prepared_small), "train", ["artist", "style", "genre"])
+    split.labels = split.labels.copy()
+    split.labels[::3, 0] = -1  # a third of the images have no artist label
+    weights = balanced_weights(split)
+    assert (weights > 0).all()  # every image labelled for some task can be drawn (not only the artist-labelled)
     config = tiny_train_config(epochs=1, class_weights=True, balanced_sampling=True, label_smoothing=0.1)
     result = train(prepared_small, tmp_path / "run", config)
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")

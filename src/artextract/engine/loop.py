@@ -257,7 +257,8 @@ def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> F
                    "lr": session.scheduler.get_last_lr()[0], "images_per_s": images / seconds,
                    "epoch_seconds": seconds}
             state.history.append(row)
-            improved = state.best_epoch == 0 or row["score"] > state.best_score  # NaN never improves
+            # A NaN score is never the best epoch, not even the first one.
+            improved = not math.isnan(row["score"]) and (state.best_epoch == 0 or row["score"] > state.best_score)
             if improved:
                 state.best_score, state.best_epoch, state.bad_epochs = row["score"], state.epoch, 0
             else:

@@ -25,7 +25,8 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
 def masked_multitask_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor, tasks: list[str],
                           weights: dict[str, torch.Tensor] | None = None,
                           label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Sum over tasks of the mean cross-entropy over the images labelled for that task.
+    """Sum over tasks of the mean cross-entropy over the images labelled for that task (the weighted mean with
+    class weights).
 
     A task with no label in the batch contributes an exact zero that is still part of the graph, so every head
     takes part in the backward pass (distributed training requires it).
@@ -35,10 +36,12 @@ def masked_multitask_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor,
     for column, task in enumerate(tasks):
         target = labels[:, column]
         mask = target >= 0
-        losses = F.cross_entropy(logits[task].float(), target.clamp(min=0), reduction="none",
-                                 weight=None if weights is None else weights[task].to(labels.device),
+        weight = None if weights is None else weights[task].to(labels.device)
+        losses = F.cross_entropy(logits[task].float(), target.clamp(min=0), reduction="none", weight=weight,
                                  label_smoothing=label_smoothing)
-        task_loss = (losses * mask).sum() / mask.sum().clamp(min=1)
+        # The weighted mean, as F.cross_entropy(weight=...) defines it: divided by the labelled images' weights.
+        norm = mask.sum().float() if weight is None else (weight[target.clamp(min=0)] * mask).sum()
+        task_loss = (losses * mask).sum() / norm.clamp(min=1e-12)
         per_task[task] = task_loss.detach()
         total = total + task_loss
     return total, per_task

@@ -36,10 +36,17 @@ def batch_indices(size: int, batch_size: int, epoch: int, seed: int, rank: int =
 
 
 def balanced_weights(dataset: CachedSplit) -> np.ndarray:
-    """Per image, a draw probability that makes every class of the first task equally likely."""
-    labels = dataset.labels[:, 0]
-    per_class = inverse_frequency(labels, int(labels.max(initial=-1)) + 1)
-    weights = np.where(labels >= 0, per_class[np.maximum(labels, 0)], 0.0)
+    """Per image, a draw probability under which every task has the same total weight and, within a task, every
+    class is equally likely; an image counts for each task it is labelled for, so none is left out (an image
+    without an artist label is still drawn for its style and genre)."""
+    weights = np.zeros(len(dataset))
+    for column in range(dataset.labels.shape[1]):
+        labels = dataset.labels[:, column]
+        if not (labels >= 0).any():
+            continue
+        per_class = inverse_frequency(labels, int(labels.max()) + 1)
+        task_weights = np.where(labels >= 0, per_class[np.maximum(labels, 0)], 0.0)
+        weights += task_weights / task_weights.sum()
     return weights / weights.sum()
 
 
