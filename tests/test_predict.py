@@ -23,16 +23,35 @@ def test_cli_predictions_equal_evaluate(run_cli, evaluated_run, prepared_small, 
     files = [str(_images_root(prepared_small) / p) for p in sample["path"]]
     out = tmp_path / "p.json"
     result = run_cli("predict", "--model", evaluated_run / "model.safetensors", *files, "--format", "json",
-                     "--output", out, "--batch-size", "5")
+                     "--output", out, "--batch-size", "5", "--uncalibrated")
     assert result.code == 0, result.stderr
     got = json.loads(out.read_text())
-    assert [g["source"] for g in got] == files
+    assert [g["source"] for g in got] == files and not got[0]["calibrated"]
     for (_, row), answer in zip(sample.iterrows(), got, strict=True):
         for task in ("artist", "style", "genre"):
             names = [e["class"] for e in answer["predictions"][task]]
             probabilities = [e["probability"] for e in answer["predictions"][task]]
             assert names == list(row[f"top5_{task}"])
             np.testing.assert_allclose(probabilities, row[f"top5_prob_{task}"], rtol=1e-4, atol=1e-6)
+
+
+def test_predictions_are_calibrated_by_the_temperatures_in_the_model_file(evaluated_run, prepared_small):
+    from artextract.analysis.probabilities import softmax
+    from artextract.engine.checkpoint import read_model_metadata
+
+    temperature = read_model_metadata(evaluated_run / "model.safetensors").temperature
+    fitted = json.loads((evaluated_run / "eval" / "metrics.json").read_text())["tasks"]
+    for task, value in temperature.items():  # the selection set's fit, as evaluate finds it (or 1: it hurt ECE)
+        assert value == 1.0 or value == pytest.approx(fitted[task]["calibration"]["temperature"], rel=1e-2)
+    predictions = pd.read_parquet(evaluated_run / "eval" / "predictions.parquet")
+    row = predictions[predictions["split"] == "eval"].iloc[0]
+    model = artextract.load_model(evaluated_run, device="cpu")
+    answer = model.predict(str(_images_root(prepared_small) / row["path"]), top_k=3)[0]
+    assert answer["calibrated"]
+    for task in temperature:
+        expected = np.sort(softmax(row[f"logits_{task}"][None], temperature[task])[0])[::-1][:3]
+        got = [e["probability"] for e in answer["predictions"][task]]
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
 
 def _save(image: Image.Image, path: Path, fmt: str, **kwargs) -> Path:

@@ -329,6 +329,9 @@ def predict(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output, write into a non-empty --cam.")]
     = False,
+    uncalibrated: Annotated[bool, typer.Option("--uncalibrated", help="Plain softmax probabilities, without the "
+                                                                      "temperatures fitted on the selection set.")]
+    = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Top-k artists, styles and genres with probabilities for new paintings."""
@@ -346,7 +349,11 @@ def predict(
     items = expand_inputs(paths)
     if not items:
         raise ArtExtractError(f"no images found in {' '.join(paths)}")
-    predictor = load_model(model, device)
+    predictor = load_model(model, device, calibrated=not uncalibrated)
+    if not uncalibrated:
+        temperatures = ", ".join(f"{task} {t:.2f}" for task, t in predictor.temperature.items())
+        typer.echo(f"artextract: probabilities calibrated by the selection set's temperatures ({temperatures}); "
+                   "--uncalibrated for the plain softmax", err=True)
     if cam is not None:  # checked before the work, not after it
         prepare_output_dir(cam, force=force)
     results = []

@@ -63,5 +63,10 @@ def calibration_report(eval_labels: np.ndarray, eval_logits: np.ndarray, select_
     temperature = fit_temperature(select_logits[fit_rows], select_labels[fit_rows])
     before = reliability(eval_labels[labelled], softmax(eval_logits[labelled]))
     after = reliability(eval_labels[labelled], softmax(eval_logits[labelled], temperature))
+    fitted_y, fitted_logits = select_labels[fit_rows], select_logits[fit_rows]
+    # On the images it was fitted on, a temperature that raises the calibration error is a fit not to trust.
+    select_ece = [reliability(fitted_y, softmax(fitted_logits, t))["ece"] if len(fitted_y) else float("nan")
+                  for t in (1.0, temperature)]
     return {"temperature": temperature, "fitted_on_images": int(fit_rows.sum()), "before": before,
-            "after": after}
+            "after": after, "select_ece_before": select_ece[0], "select_ece_after": select_ece[1],
+            "worsened_on_select": bool(select_ece[1] > select_ece[0])}

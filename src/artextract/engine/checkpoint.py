@@ -4,12 +4,14 @@
 `torch.load(weights_only=True)`: a planted pickle cannot run code on `--resume`.
 
 `model.safetensors` metadata (strings): `artextract_format`, `artextract_version`, `classes` (JSON: task -> names),
-`model_config` (JSON: the model section), and the preprocessing (`cache_size`, `image_size`, `mean`, `std`).
+`model_config` (JSON: the model section), the preprocessing (`cache_size`, `image_size`, `mean`, `std`) and
+`temperature` (JSON: task -> the temperature fitted on the selection set; 1 in files written before it was).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import random
 import warnings
@@ -77,16 +79,17 @@ class ModelInfo:
     model_config: dict[str, Any]
     preprocessing: Preprocessing
     version: str | None
+    temperature: dict[str, float]  # per task: divide the logits by it for calibrated probabilities
 
 
 def save_model_file(path: Path, model: nn.Module, classes: dict[str, list[str]], model_config: ModelConfig,
-                    preprocessing: Preprocessing) -> None:
+                    preprocessing: Preprocessing, temperature: dict[str, float] | None = None) -> None:
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     metadata = {"artextract_format": MODEL_FORMAT, "artextract_version": __version__,
                 "classes": json.dumps(classes, ensure_ascii=False), "model_config": json.dumps(asdict(model_config)),
-                **preprocessing.to_metadata()}
+                "temperature": json.dumps(temperature or dict.fromkeys(classes, 1.0)), **preprocessing.to_metadata()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 
@@ -113,8 +116,12 @@ def read_model_metadata(path: Path) -> ModelInfo:
         if newer:
             raise ArtExtractError(f"{path} was written by a newer ArtExtract ({raw.get('artextract_version')}) with "
                                   f"model options this version lacks ({', '.join(newer)}); upgrade artextract")
-        return ModelInfo(json.loads(raw["classes"]), config, Preprocessing.from_metadata(raw),
-                         raw.get("artextract_version"))
+        classes = json.loads(raw["classes"])
+        temperature = {task: 1.0 for task in classes} | json.loads(raw.get("temperature", "{}"))
+        if not all(isinstance(t, int | float) and math.isfinite(t) and t > 0 for t in temperature.values()):
+            raise ValueError(f"temperatures must be positive numbers, got {temperature}")
+        return ModelInfo(classes, config, Preprocessing.from_metadata(raw), raw.get("artextract_version"),
+                         {task: float(t) for task, t in temperature.items()})
     except (KeyError, ValueError, TypeError) as err:
         raise ArtExtractError(f"{path}: damaged model metadata ({err!r})") from None
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -29,7 +30,7 @@ from artextract.engine.loss import class_weights, masked_multitask_loss
 from artextract.engine.preprocessing import Preprocessing
 from artextract.engine.runtime import Runtime
 from artextract.engine.sampler import EpochSampler, balanced_weights, make_loader
-from artextract.engine.selection import evaluate_split, selection_metrics
+from artextract.engine.selection import evaluate_split, fit_temperatures, selection_metrics
 from artextract.errors import ArtExtractError, ConfigError
 from artextract.layout import RunFolder
 from artextract.models import ConvRecurrentClassifier, build_model
@@ -221,12 +222,12 @@ def resume_from_last(session: Session) -> None:
     log.info("resuming %s after epoch %d (step %d)", session.run.root, session.state.epoch, session.state.step)
 
 
-def select(session: Session, epoch: int) -> dict[str, float]:
-    """The selection metrics of the model as it is now (the same on every process)."""
+def select(session: Session, epoch: int) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The selection metrics of the model as it is now (the same on every process), and the predictions."""
     select_set = session.split("select", epoch)
     predicted = evaluate_split(session.fabric, session.raw_model, select_set, session.preprocessing,
                                session.runtime, session.config.train.batch_size)
-    return selection_metrics(select_set, predicted)
+    return selection_metrics(select_set, predicted), predicted
 
 
 def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> FitResult:
@@ -249,8 +250,8 @@ def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> F
             epoch_losses = train_epoch(session, loaders[frozen], len(session.sampler))
             seconds = time.perf_counter() - started
             images = (state.step - steps_before) * train_cfg.batch_size * fabric.world_size
-            metrics = (select(session, state.epoch) if len(session.select_set)
-                       else {"score": -epoch_losses["train_loss"]})
+            metrics, predicted = (select(session, state.epoch) if len(session.select_set)
+                                  else ({"score": -epoch_losses["train_loss"]}, None))
             state.epoch += 1
             state.batch_in_epoch = 0
             row = {"epoch": state.epoch, "step": state.step, **epoch_losses, **metrics,
@@ -263,7 +264,9 @@ def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> F
                 state.best_score, state.best_epoch, state.bad_epochs = row["score"], state.epoch, 0
             else:
                 state.bad_epochs += 1
-            _save(session, improved)
+            temperatures = (fit_temperatures(session.select_set, predicted) if improved and predicted is not None
+                            else None)
+            _save(session, improved, temperatures)
             log.info("epoch %d/%d: train loss %.4f, selection score %.4f%s, %.0f img/s", state.epoch,
                      train_cfg.epochs, epoch_losses["train_loss"], row["score"], " (best)" if improved else "",
                      row["images_per_s"])
@@ -387,13 +390,14 @@ def _checkpoint(session: Session) -> dict[str, Any]:
             "state": asdict(session.state), "rng": rng_state()}
 
 
-def _save(session: Session, improved: bool) -> None:
-    """Rank 0 writes last.pt and metrics.csv every epoch, model.safetensors when the selection score improved."""
+def _save(session: Session, improved: bool, temperatures: dict[str, float] | None) -> None:
+    """Rank 0 writes last.pt and metrics.csv every epoch, model.safetensors (with the temperatures fitted on the
+    selection set) when the selection score improved."""
     fabric, run, state = session.fabric, session.run, session.state
     if fabric.is_global_zero:
         if improved:
             save_model_file(run.model, session.raw_model, {t: session.data.classes[t] for t in session.tasks},
-                            session.config.model, session.preprocessing)
+                            session.config.model, session.preprocessing, temperatures)
         save_checkpoint(run.last, _checkpoint(session))
         history = pd.DataFrame(state.history)
         write_with(run.metrics, lambda tmp: history.to_csv(tmp, index=False, float_format="%.6g"))

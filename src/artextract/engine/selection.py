@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
+from artextract.core.progress import log
 from artextract.engine.data import CachedSplit
 from artextract.engine.inference import forward_batches
 from artextract.engine.preprocessing import Preprocessing
@@ -26,7 +27,8 @@ from artextract.engine.runtime import Runtime
 @torch.no_grad()
 def evaluate_split(fabric: Any, model: nn.Module, dataset: CachedSplit, preprocessing: Preprocessing,
                    runtime: Runtime, batch_size: int) -> dict[str, np.ndarray]:
-    """`row`, `loss` (N x tasks, 0 where unlabelled) and `pred_<task>` for every image of `dataset`."""
+    """`row`, `loss` (N x tasks, 0 where unlabelled), `pred_<task>` and `logits_<task>` for every image of
+    `dataset`."""
     rows = np.arange(len(dataset))[fabric.global_rank::fabric.world_size]
     per_rank = math.ceil(len(dataset) / fabric.world_size)
     tasks = dataset.tasks
@@ -38,20 +40,23 @@ def evaluate_split(fabric: Any, model: nn.Module, dataset: CachedSplit, preproce
             read.append((labels.to(fabric.device), picked.to(fabric.device)))
             yield batch
 
-    outputs: dict[str, list[torch.Tensor]] = {"row": [], "loss": []} | {f"pred_{t}": [] for t in tasks}
+    outputs: dict[str, list[torch.Tensor]] = ({"row": [], "loss": []} | {f"pred_{t}": [] for t in tasks}
+                                              | {f"logits_{t}": [] for t in tasks})
     for out in forward_batches(model, images(), preprocessing, runtime, fabric.device, dataset.from_features):
         labels, picked = read.pop()  # the loop takes one batch, then yields its outputs
         logits = {t: v.float() for t, v in out["logits"].items()}
         for task in tasks:
             outputs[f"pred_{task}"].append(logits[task].argmax(dim=1))
+            outputs[f"logits_{task}"].append(logits[task])
         outputs["loss"].append(torch.stack([
             F.cross_entropy(logits[t], labels[:, c].clamp(min=0), reduction="none") * (labels[:, c] >= 0)
             for c, t in enumerate(tasks)], dim=1))
         outputs["row"].append(picked)
     gathered = {}
+    widths = {"loss": len(tasks)} | {f"logits_{t}": model.heads[t].out_features for t in tasks}
     for key, parts in outputs.items():
-        width = (len(tasks),) if key == "loss" else ()
-        dtype = torch.float32 if key == "loss" else torch.int64
+        width = (widths[key],) if key in widths else ()
+        dtype = torch.float32 if key in widths else torch.int64
         local = torch.cat(parts) if parts else torch.empty((0, *width), dtype=dtype, device=fabric.device)
         padded = torch.full((per_rank, *width), -1, dtype=local.dtype, device=fabric.device)
         padded[: len(local)] = local
@@ -88,3 +93,23 @@ def selection_metrics(dataset: CachedSplit, predicted: dict[str, np.ndarray]) ->
     f1s = [metrics[f"select_macro_f1_{t}"] for t in dataset.tasks if not math.isnan(metrics[f"select_macro_f1_{t}"])]
     metrics["score"] = float(np.mean(f1s)) if f1s else float("nan")
     return metrics
+
+
+def fit_temperatures(dataset: CachedSplit, predicted: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per task, the temperature that calibrates the selection logits, or 1.0 where fitting one made the
+    selection set's calibration error worse (a fit on a handful of images can)."""
+    from artextract.analysis.calibration import fit_temperature, reliability
+    from artextract.analysis.probabilities import softmax
+
+    labels = dataset.labels[predicted["row"]]
+    temperatures = {}
+    for column, task in enumerate(dataset.tasks):
+        labelled = labels[:, column] >= 0
+        y, logits = labels[labelled, column], predicted[f"logits_{task}"][labelled]
+        temperature = fit_temperature(logits, y)
+        before, after = reliability(y, softmax(logits))["ece"], reliability(y, softmax(logits, temperature))["ece"]
+        temperatures[task] = temperature if after <= before else 1.0
+        if after > before:
+            log.warning("%s: temperature %.3f would raise the selection set's calibration error (%.3f -> %.3f, "
+                        "%d images); the model keeps temperature 1", task, temperature, before, after, len(y))
+    return temperatures

@@ -200,7 +200,11 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
             continue
         select_logits = stack(select[f"logits_{task}"]) if len(select) else np.zeros((0, len(names)))
         select_labels = select[f"label_{task}"].to_numpy() if len(select) else np.zeros(0, np.int64)
-        task_metrics["calibration"] = calibration_report(labels, logits, select_labels, select_logits)
+        task_metrics["calibration"] = calibration = calibration_report(labels, logits, select_labels, select_logits)
+        if calibration["worsened_on_select"]:
+            log.warning("%s: temperature scaling raised the selection set's calibration error (%.3f -> %.3f on %d "
+                        "images): its ECE-after figures are not to be trusted", task, calibration["select_ece_before"],
+                        calibration["select_ece_after"], calibration["fitted_on_images"])
         noisy, flipped = (inject_noise(labels, inject, len(names), seed) if inject > 0
                           else (labels, np.zeros(len(labels), bool)))
         frame = score_task(task, scored["path"].to_numpy(), noisy, logits, embeddings, names)

@@ -42,10 +42,11 @@ class Prediction:
     status: str = "ok"  # "ok", or why the image could not be used
     predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     warning: str = ""  # why the model may not be able to judge this image (too small, a thin strip)
+    calibrated: bool = True  # probabilities through the model's fitted temperatures
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "status": self.status, "warning": self.warning,
-                "predictions": self.predictions}
+                "calibrated": self.calibrated, "predictions": self.predictions}
 
 
 def expand_inputs(arguments: Sequence[str | Path]) -> list[str]:
@@ -85,7 +86,9 @@ def _collate(batch: list[Any]) -> list[Any]:
 class Predictor:
     """A trained model ready to classify images; create it with `artextract.load_model(path)`."""
 
-    def __init__(self, path: str | Path, device: str = "auto") -> None:
+    def __init__(self, path: str | Path, device: str = "auto", calibrated: bool = True) -> None:
+        """`calibrated`: probabilities through the temperatures fitted on the selection set (stored in the model
+        file); False gives the plain softmax of the logits."""
         self.path = Path(path)
         if self.path.suffix.lower() in {".pt", ".pth", ".ckpt", ".pkl"}:
             _refuse_pickle(self.path)
@@ -94,6 +97,8 @@ class Predictor:
         self.model = self.runtime.place(model)
         self.preprocessing = self.info.preprocessing
         self.classes: dict[str, list[str]] = self.info.classes
+        self.calibrated = calibrated
+        self.temperature = self.info.temperature if calibrated else dict.fromkeys(self.classes, 1.0)
 
     @property
     def tasks(self) -> list[str]:
@@ -114,11 +119,11 @@ class Predictor:
         with Progress(len(items), "predict", enabled=progress) as bar:
             for batch in loader:
                 good = [array for _, array, _, _ in batch if array is not None]
-                ranked = {task: top_classes(softmax(values), top_k)
+                ranked = {task: top_classes(softmax(values, self.temperature[task]), top_k)
                           for task, values in (self.logits(np.stack(good)) if good else {}).items()}
                 row = 0
                 for index, array, status, warning in batch:
-                    result = Prediction(_describe(items[index]), status, warning=warning)
+                    result = Prediction(_describe(items[index]), status, warning=warning, calibrated=self.calibrated)
                     if array is not None:
                         for task, (ids, probabilities) in ranked.items():
                             result.predictions[task] = [{"class": self.classes[task][c], "probability": float(p)}
@@ -195,14 +200,15 @@ def to_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return frame.astype({"rank": "Int64"})  # a whole number, blank where an image failed
 
 
-def load_model(path: str | Path, device: str = "auto") -> Predictor:
+def load_model(path: str | Path, device: str = "auto", calibrated: bool = True) -> Predictor:
     """Load a `model.safetensors` written by `artextract train` (or the RUN folder holding it); everything it
-    needs is in the file."""
+    needs is in the file. Probabilities are calibrated by the temperatures fitted on the selection set unless
+    `calibrated=False`."""
     if Path(path).is_dir():
         from artextract.layout import RunFolder
 
         path = RunFolder(Path(path)).require_model()
-    return Predictor(path, device)
+    return Predictor(path, device, calibrated)
 
 
 def output_format(format_: str | None, output: Path | None) -> str:
