@@ -163,7 +163,7 @@ def test_two_process_ddp_on_cpu(prepared_small, tmp_path):
     session = build_session(Fabric(accelerator="cpu", devices=1), Runtime.resolve("cpu"), info,
                             RunFolder(tmp_path / "unused"), cfg)
     session.raw_model.load_state_dict(load_file(tmp_path / "run" / "model.safetensors"))
-    scores = select(session)
+    scores, _ = select(session, epoch=0)
     best = metrics.loc[metrics["score"].idxmax()]
     assert scores["score"] == pytest.approx(best["score"], abs=1e-6)
     assert json.loads(Path(tmp_path / "run" / "env.json").read_text())["command"][-2:] == ["--devices", "2"]
