@@ -9,7 +9,13 @@ Per labelled image of a task, four scores (higher = more suspicious) and their c
 - `knn_disagreement`: share of the k nearest paintings (cosine, excluding itself) labelled otherwise;
 - `combined`: the mean of the four scores' percentile ranks.
 Each image names the class it resembles (the most probable class other than its label) and, when flagged, its
-nearest paintings of that class. `inject_noise` flips a known share of labels to validate the scores.
+nearest paintings of that class.
+
+Validation: `inject_noise` flips a known share of labels, in two modes: `uniform` (to a random other class) and
+`confusion` (to the class the true one is most often mistaken for on the selection set: the hard case, where a
+wrong label looks plausible). Beside every score stand two baselines that never look at the image:
+`label_prior` (-log of the given label's frequency: uniform flips often land on rare classes) and `random`.
+The headline is `combined`, named here before any run, never the best of several.
 """
 
 from __future__ import annotations
@@ -24,22 +30,51 @@ from sklearn.metrics import roc_auc_score
 from artextract.analysis.probabilities import softmax
 
 SCORES = ("low_confidence", "disagreement", "centre_distance", "knn_disagreement", "combined")
+BASELINES = ("label_prior", "random")
+HEADLINE = "combined"
+NOISE_MODES = ("uniform", "confusion")
 KNN_K = 10
 NEAREST_SHOWN = 3
 MIN_FLAGGED = 12
 _CHUNK = 2048
 
 
-def inject_noise(labels: np.ndarray, fraction: float, num_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Labels with `fraction` of the labelled ones moved to another random class, and which were moved."""
+def most_confused(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per true class, the other class it is most often predicted as (on the selection set); a class never
+    mistaken there gets the other class predicted most often overall."""
+    labelled = labels >= 0
+    confusion = np.zeros((num_classes, num_classes))
+    np.add.at(confusion, (labels[labelled], predicted[labelled]), 1)
+    np.fill_diagonal(confusion, 0)
+    overall = confusion.sum(axis=0)
+    targets = np.empty(num_classes, dtype=np.int64)
+    for c in range(num_classes):
+        row = confusion[c] if confusion[c].any() else overall.copy()
+        row[c] = -1
+        targets[c] = int(np.argmax(row)) if row.max() > 0 else (c + 1) % num_classes
+    return targets
+
+
+def inject_noise(labels: np.ndarray, fraction: float, num_classes: int, seed: int,
+                 confused_with: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels with `fraction` of the labelled ones moved to another class, and which were moved: a random other
+    class, or with `confused_with` (from `most_confused`) the class the true one is most often mistaken for."""
     rng = np.random.default_rng(seed)
     labelled = np.flatnonzero(labels >= 0)
     flipped = rng.choice(labelled, size=round(fraction * len(labelled)), replace=False)
     noisy = labels.copy()
-    noisy[flipped] = (labels[flipped] + rng.integers(1, num_classes, size=len(flipped))) % num_classes
+    others = (labels[flipped] + rng.integers(1, num_classes, size=len(flipped))) % num_classes
+    noisy[flipped] = others if confused_with is None else confused_with[labels[flipped]]
     mask = np.zeros(len(labels), dtype=bool)
     mask[flipped] = True
     return noisy, mask
+
+
+def baseline_scores(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """Scores that never look at the image: the given label's rarity, and chance."""
+    frequency = np.bincount(labels) / len(labels)
+    return {"label_prior": -np.log(frequency[labels]),
+            "random": np.random.default_rng([seed, 7]).random(len(labels))}
 
 
 def _normalise(embeddings: np.ndarray) -> np.ndarray:
@@ -91,7 +126,7 @@ def _percentile_rank(values: np.ndarray) -> np.ndarray:
 
 
 def score_task(task: str, paths: np.ndarray, labels: np.ndarray, logits: np.ndarray, embeddings: np.ndarray,
-               class_names: list[str], flag_fraction: float = 0.02) -> pd.DataFrame:
+               class_names: list[str], flag_fraction: float = 0.02, seed: int = 0) -> pd.DataFrame:
     """One row per labelled image, most suspicious first."""
     keep = labels >= 0
     paths, labels, logits = paths[keep], labels[keep], logits[keep]
@@ -117,6 +152,8 @@ def score_task(task: str, paths: np.ndarray, labels: np.ndarray, logits: np.ndar
     })
     parts = [f"score_{name}" for name in SCORES[:-1]]
     frame["score_combined"] = np.mean([_percentile_rank(frame[c].to_numpy()) for c in parts], axis=0)
+    for name, values in baseline_scores(labels, seed).items():
+        frame[f"baseline_{name}"] = values
     frame = frame.sort_values("score_combined", ascending=False, kind="stable").reset_index(drop=True)
     # The top `flag_fraction`, and never fewer than a gallery's worth on small sets.
     flagged = max(math.ceil(flag_fraction * len(frame)), min(MIN_FLAGGED, len(frame)))
@@ -135,18 +172,20 @@ def score_task(task: str, paths: np.ndarray, labels: np.ndarray, logits: np.ndar
 
 
 def noise_detection(frame: pd.DataFrame, flipped: dict[str, bool]) -> dict[str, dict[str, float]]:
-    """AUROC and precision@k of each score at finding the flipped labels, with k = the number flipped (so
-    recall@k would be the same number)."""
+    """AUROC and precision@k of each score and baseline at finding the flipped labels, with k = the number
+    flipped (so recall@k would be the same number)."""
     truth = frame["path"].map(flipped).fillna(False).to_numpy(bool)
     k = int(truth.sum())
     result: dict[str, dict[str, float]] = {}
     if k == 0 or k == len(truth):
         return result
-    for name in SCORES:
-        values = frame[f"score_{name}"].to_numpy()
+    columns = {name: f"score_{name}" for name in SCORES} | {f"baseline {name}": f"baseline_{name}"
+                                                            for name in BASELINES}
+    for name, column in columns.items():
+        values = frame[column].to_numpy()
         top = np.argsort(-values, kind="stable")[:k]
-        hits = int(truth[top].sum())
-        result[name] = {"auroc": float(roc_auc_score(truth, values)), "precision_at_k": hits / k, "k": k}
+        result[name] = {"auroc": float(roc_auc_score(truth, values)), "precision_at_k": int(truth[top].sum()) / k,
+                        "k": k}
     return result
 
 

@@ -6,6 +6,16 @@ import io
 from typing import Any
 
 
+def noise_headline(detection: dict[str, Any] | None) -> str:
+    """The pre-named headline score's AUROC per noise mode, beside the label-prior baseline's."""
+    if not detection:
+        return ""
+    headline = detection["headline"]
+    parts = [f"{mode} {r['scores'][headline]['auroc']:.2f} (prior {r['scores']['baseline label_prior']['auroc']:.2f})"
+             for mode, r in detection["modes"].items() if headline in r["scores"]]
+    return f"; {headline} AUROC " + ", ".join(parts) if parts else ""
+
+
 def metrics_table(metrics: dict[str, Any]) -> str:
     """The headline figures of an evaluation, one row per task."""
     from rich.console import Console
@@ -18,10 +28,8 @@ def metrics_table(metrics: dict[str, Any]) -> str:
         if not m.get("images"):
             continue
         ci, cal = m["intervals_95"], m["calibration"]
-        noise = m.get("noise_detection", {}).get("scores", {})
-        best = max(noise.items(), key=lambda kv: kv[1]["auroc"]) if noise else None
         flagged = metrics["outliers"][task]["flagged"]
-        outlier_text = f"{flagged} flagged" + (f"; noise AUROC {best[1]['auroc']:.3f} ({best[0]})" if best else "")
+        outlier_text = f"{flagged} flagged" + noise_headline(m.get("noise_detection"))
         table.add_row(task, f"{m['accuracy']:.3f} [{ci['accuracy'][0]:.3f}, {ci['accuracy'][1]:.3f}]",
                       f"{m['top5_accuracy']:.3f}",
                       f"{m['macro_f1']:.3f} [{ci['macro_f1'][0]:.3f}, {ci['macro_f1'][1]:.3f}]",

@@ -23,7 +23,15 @@ import pandas as pd
 
 from artextract.analysis.calibration import calibration_report
 from artextract.analysis.metrics import classification_metrics
-from artextract.analysis.outliers import inject_noise, noise_detection, score_task, summarise
+from artextract.analysis.outliers import (
+    HEADLINE,
+    NOISE_MODES,
+    inject_noise,
+    most_confused,
+    noise_detection,
+    score_task,
+    summarise,
+)
 from artextract.analysis.probabilities import softmax, top_k
 from artextract.core.atomic import write_bytes, write_json, write_with
 from artextract.core.progress import log
@@ -205,16 +213,25 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
             log.warning("%s: temperature scaling raised the selection set's calibration error (%.3f -> %.3f on %d "
                         "images): its ECE-after figures are not to be trusted", task, calibration["select_ece_before"],
                         calibration["select_ece_after"], calibration["fitted_on_images"])
-        noisy, flipped = (inject_noise(labels, inject, len(names), seed) if inject > 0
-                          else (labels, np.zeros(len(labels), bool)))
-        frame = score_task(task, scored["path"].to_numpy(), noisy, logits, embeddings, names)
-        frame["cache_index"] = frame["path"].map(cache_index)
+        paths = scored["path"].to_numpy()
         if inject > 0:
-            flipped_paths = dict(zip(scored["path"], flipped, strict=True))
-            frame["injected_noise"] = frame["path"].map(flipped_paths)
-            frame["original_label"] = frame["path"].map(dict(zip(scored["path"], labels, strict=True)))
-            task_metrics["noise_detection"] = {"fraction": inject, "flipped": int(flipped.sum()),
-                                               "scores": noise_detection(frame, flipped_paths)}
+            # The gallery shows the uniform mode's outliers; both modes are scored (see analysis/outliers.py).
+            confused_with = most_confused(select_labels, select_logits.argmax(axis=1), len(names))
+            modes = {}
+            for mode in NOISE_MODES:
+                noisy, flipped = inject_noise(labels, inject, len(names), seed,
+                                              confused_with if mode == "confusion" else None)
+                scored_frame = score_task(task, paths, noisy, logits, embeddings, names, seed=seed)
+                flipped_paths = dict(zip(paths, flipped, strict=True))
+                modes[mode] = {"flipped": int(flipped.sum()), "scores": noise_detection(scored_frame, flipped_paths)}
+                if mode == "uniform":
+                    frame = scored_frame.assign(injected_noise=scored_frame["path"].map(flipped_paths),
+                                                original_label=scored_frame["path"].map(dict(zip(paths, labels,
+                                                                                                 strict=True))))
+            task_metrics["noise_detection"] = {"fraction": inject, "headline": HEADLINE, "modes": modes}
+        else:
+            frame = score_task(task, paths, labels, logits, embeddings, names, seed=seed)
+        frame["cache_index"] = frame["path"].map(cache_index)
         outlier_frames[task] = frame
         metrics["tasks"][task] = task_metrics
         _figures(out, task, names, task_metrics, plots)
