@@ -314,6 +314,30 @@ def evaluate(
 
 
 @app.command()
+def compare(
+    paths: Annotated[list[Path], typer.Argument(help="Evaluated RUN folders (their eval/) or EVAL folders.")],
+    output: Annotated[Path | None, typer.Option("--output", help="Also write the comparison here (.md or .json).")]
+    = None,
+    seed: Annotated[int, typer.Option(help="Seed of the paired bootstrap.")] = 0,
+    verbose: VerboseOption = False,
+) -> None:
+    """One table across runs, and paired tests (bootstrap interval, McNemar) for runs scored on the same images."""
+    import json
+
+    from artextract.core.atomic import write_text
+    from artextract.core.progress import setup_logging
+    from artextract.stages.compare import compare as run_comparison
+    from artextract.stages.compare import render_markdown
+
+    setup_logging(verbose)
+    result = run_comparison(paths, seed=seed)
+    text = render_markdown(result)
+    typer.echo(text, nl=False)
+    if output is not None:
+        write_text(output, json.dumps(result, indent=2) + "\n" if output.suffix == ".json" else text)
+
+
+@app.command()
 def predict(
     paths: Annotated[list[str], typer.Argument(help="Images, folders (searched recursively) or globs.")],
     model: Annotated[Path, typer.Option("--model", help="model.safetensors written by `artextract train`, or its "

@@ -38,6 +38,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gru-rows-last": {"reader": "gru", "scan": "rows", "pooling": "last"},
 }
 LINEAR_PROBE = "linear-probe"
+BASELINE = "gap"  # every other reader is also tested against it, paired
 PROBE_C_GRID = (0.01, 0.1, 1.0)  # inverse regularisation strengths tried by 3-fold cross-validation on train
 
 
@@ -59,6 +60,7 @@ def parse_variants(text: str) -> list[str]:
 
 def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int],
            force: bool = False) -> AblationResult:
+    from artextract.analysis.compare import mcnemar_exact, paired_difference
     from artextract.analysis.metrics import seed_mean_metrics
     from artextract.engine.data import load_data_folder
 
@@ -67,6 +69,7 @@ def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: li
     tasks = list(config.model.tasks)
     table: dict[str, dict[str, dict[str, Any]]] = {}
     selection = None
+    first_seed: dict[str, dict[str, np.ndarray]] = {}  # variant -> task -> the first seed's predictions
     for name in variants:
         predictions: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
         seconds = []
@@ -81,8 +84,17 @@ def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: li
                                                len(info.classes[task]))
                        | {"trainable_parameters": parameters, "seconds_per_run": float(np.mean(seconds))}
                        for task in tasks}
+        first_seed[name] = {task: runs[0] for task, runs in predictions.items()}
         log.info("ablate: %s done (%s)", name, _headline(table[name]))
     assert selection is not None
+    if BASELINE in first_seed:  # each reader against GAP on the same images: the paired test of `compare`
+        for name in first_seed.keys() - {BASELINE}:
+            for task in tasks:
+                labelled = selection[task] >= 0
+                correct = {n: first_seed[n][task][labelled] == selection[task][labelled] for n in (BASELINE, name)}
+                table[name][task]["vs_gap_first_seed"] = (paired_difference(correct[BASELINE], correct[name])
+                                                          | {"mcnemar": mcnemar_exact(correct[BASELINE],
+                                                                                      correct[name])})
     table[LINEAR_PROBE] = _linear_probe(out / "runs" / f"{variants[0]}-s{seeds[0]}", info, config)
     markdown = render_markdown(table, tasks, seeds, config)
     write_json(out / "ablation.json", {"seeds": seeds, "epochs": config.train.epochs, "tasks": tasks,
@@ -206,13 +218,17 @@ def render_markdown(table: dict[str, dict[str, dict[str, Any]]], tasks: list[str
              "the seed-averaged figure.", ""]
     for task in tasks:
         lines += [f"## {task}", "", "| reader | accuracy [95 % CI] | macro-F1 [95 % CI] | accuracy per seed | "
-                  "trainable parameters | seconds per run |", "|---|---|---|---|---|---|"]
+                  "vs gap, first seed: difference [95 % CI], McNemar p | trainable parameters | seconds per run |",
+                  "|---|---|---|---|---|---|---|"]
         for name, tasks_figures in table.items():
             f = tasks_figures[task]
             acc, f1 = f["accuracy_interval_95"], f["macro_f1_interval_95"]
             per_seed = ", ".join(f"{a:.3f}" for a in f["accuracy_per_run"])
+            paired = f.get("vs_gap_first_seed")
+            versus = (f"{paired['difference']:+.3f} [{paired['interval_95'][0]:+.3f}, {paired['interval_95'][1]:+.3f}]"
+                      f", p {paired['mcnemar']['p_value']:.2f}" if paired else "")
             lines.append(f"| {name} | {f['accuracy']:.3f} [{acc[0]:.3f}, {acc[1]:.3f}] | {f['macro_f1']:.3f} "
-                         f"[{f1[0]:.3f}, {f1[1]:.3f}] | {per_seed} | {f['trainable_parameters']:,} | "
+                         f"[{f1[0]:.3f}, {f1[1]:.3f}] | {per_seed} | {versus} | {f['trainable_parameters']:,} | "
                          f"{f['seconds_per_run']:.0f} |")
         lines.append("")
     return "\n".join(lines)
