@@ -1,7 +1,7 @@
 """The `artextract` command line: parses arguments and calls library functions, nothing more.
 
 `synth`, `prepare`, `train` and `ablate` take `--config FILE.yaml` and repeated `--set section.key=value` (their
-config sections); all but `predict` take `--force` to write into a non-empty folder;
+config sections); every command takes `--force` to write into a non-empty output folder or over an output file;
 `evaluate` and `predict` take plain flags only. Every command: exit code 0 on success, 2 with a one-line reason
 on stderr for bad usage or bad input.
 """
@@ -319,6 +319,7 @@ def compare(
     output: Annotated[Path | None, typer.Option("--output", help="Also write the comparison here (.md or .json).")]
     = None,
     seed: Annotated[int, typer.Option(help="Seed of the paired bootstrap.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
     verbose: VerboseOption = False,
 ) -> None:
     """One table across runs, and paired tests (bootstrap interval, McNemar) for runs scored on the same images."""
@@ -330,6 +331,8 @@ def compare(
     from artextract.stages.compare import render_markdown
 
     setup_logging(verbose)
+    if output is not None and output.exists() and not force:
+        raise ArtExtractError(f"--output {output} exists: choose another file, or pass --force to overwrite it")
     result = run_comparison(paths, seed=seed)
     text = render_markdown(result)
     typer.echo(text, nl=False)
