@@ -66,12 +66,19 @@ def _h(key: str, text: str) -> str:
     return f"{text} (config {key}; default: {default_value(key)})"
 
 
-def _print_config_and_exit(cfg: Any, sections: tuple[str, ...], wanted: bool) -> None:
-    if wanted:
-        from artextract.config import config_yaml
+def _resolve_config(verbose: bool, path: Path | None, overrides: list[str], sections: tuple[str, ...],
+                    print_config: bool, base: Any = None) -> Any:
+    """Logging set up, then the config: `base` (defaults if None), the file, the overrides; range-checked.
+    With `print_config` the resolved `sections` are printed and the command ends there."""
+    from artextract.config import config_yaml, load_config
+    from artextract.core.progress import setup_logging
 
+    setup_logging(verbose)
+    cfg = load_config(path, overrides, base=base)
+    if print_config:
         typer.echo(config_yaml(cfg, sections), nl=False)
         raise typer.Exit(0)
+    return cfg
 
 
 def _next(command: str) -> None:
@@ -107,15 +114,12 @@ def synth(
     verbose: VerboseOption = False,
 ) -> None:
     """Generate an ArtGAN-shaped WikiArt stand-in: learnable paintings and CSVs in the published formats."""
-    from artextract.config import load_config
     from artextract.core.outdir import prepare_output_dir, undo_on_failure
-    from artextract.core.progress import setup_logging
     from artextract.data.synth import generate_dataset
 
-    setup_logging(verbose)
-    cfg = load_config(config, _overrides("synth", set_, artists=artists, per_artist=per_artist, size=size,
-                                         val_fraction=val_fraction, seed=seed, quirks=quirks, workers=workers))
-    _print_config_and_exit(cfg, ("synth",), print_config)
+    overrides = _overrides("synth", set_, artists=artists, per_artist=per_artist, size=size,
+                           val_fraction=val_fraction, seed=seed, quirks=quirks, workers=workers)
+    cfg = _resolve_config(verbose, config, overrides, ("synth",), print_config)
     with undo_on_failure(out):
         prepare_output_dir(out, force=force)
         summary = generate_dataset(out, cfg.synth)
@@ -155,19 +159,15 @@ def prepare(
     verbose: VerboseOption = False,
 ) -> None:
     """Build the leak-free manifest, the image cache and the report from the ArtGAN CSVs and images."""
-    from artextract.config import load_config
     from artextract.core.outdir import prepare_output_dir
-    from artextract.core.progress import setup_logging
     from artextract.data.cache import LAYOUT_FILE
     from artextract.data.prepare_report import summary_lines
     from artextract.layout import DataFolder
     from artextract.stages.prepare import parse_shard, prepare_dataset
 
-    setup_logging(verbose)
-    cfg = load_config(config, _overrides("prepare", set_, image_size=image_size, protocol=protocol,
-                                         select_fraction=select_fraction, max_pixels=max_pixels, workers=workers,
-                                         seed=seed))
-    _print_config_and_exit(cfg, ("prepare",), print_config)
+    overrides = _overrides("prepare", set_, image_size=image_size, protocol=protocol,
+                           select_fraction=select_fraction, max_pixels=max_pixels, workers=workers, seed=seed)
+    cfg = _resolve_config(verbose, config, overrides, ("prepare",), print_config)
     shard_pair = parse_shard(shard)
     out = prepare_output_dir(out, force=force, resumable_marker=f"{DataFolder(out).cache.name}/{LAYOUT_FILE}")
     result = prepare_dataset(csv_dir, images, out, cfg.prepare, shard_pair)
@@ -214,11 +214,9 @@ def train(
 ) -> None:
     """Train a convolutional-recurrent classifier on a prepared DATA folder (one GPU, several, or the CPU)."""
     from artextract.config import load_config
-    from artextract.core.progress import setup_logging
     from artextract.layout import RunFolder
     from artextract.stages.train import train as run_training
 
-    setup_logging(verbose)
     overrides = _overrides("model", None, tasks=tasks, backbone=backbone, weights=weights, reader=reader)
     overrides += _overrides("train", set_, epochs=epochs, batch_size=batch_size, image_size=image_size,
                             devices=devices, num_nodes=num_nodes, precision=precision, compile=compile_,
@@ -227,8 +225,8 @@ def train(
     if resume and not saved.is_file():
         raise ArtExtractError(f"{out} holds no run to resume ({saved.name} missing)")
     # On --resume: the run's own config, then any file and --set given now (e.g. more epochs).
-    cfg = load_config(config, overrides, base=load_config(saved) if resume else None)
-    _print_config_and_exit(cfg, ("model", "train"), print_config)
+    cfg = _resolve_config(verbose, config, overrides, ("model", "train"), print_config,
+                          base=load_config(saved) if resume else None)
     result = run_training(data, out, cfg, resume=resume, force=force)
     state = result.state
     if result.primary:
@@ -257,14 +255,10 @@ def ablate(
     verbose: VerboseOption = False,
 ) -> None:
     """Compare the readers (GAP, GRU/LSTM scans, attention) on frozen-backbone features, with a linear probe."""
-    from artextract.config import load_config
-    from artextract.core.progress import setup_logging
     from artextract.stages.ablate import ablate as run_ablation
     from artextract.stages.ablate import parse_variants
 
-    setup_logging(verbose)
-    cfg = load_config(config, list(set_ or []))
-    _print_config_and_exit(cfg, ("model", "train"), print_config)
+    cfg = _resolve_config(verbose, config, list(set_ or []), ("model", "train"), print_config)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
