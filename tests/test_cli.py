@@ -76,6 +76,20 @@ def test_config_file_and_flags_are_resolved_into_config_yaml(run_cli, tmp_path):
     assert "8 paintings" in result.stdout
 
 
+def test_the_demo_gives_its_recurrent_reader_a_grid_of_at_least_4x4():
+    import torch
+
+    from artextract.models import build_model
+    from artextract.stages.demo import smoke_config
+
+    config = smoke_config()
+    assert config.prepare.image_size >= config.train.image_size  # crops are never upsampled
+    backbone = build_model(config.model, {t: ["a", "b"] for t in config.model.tasks}).backbone.eval()
+    with torch.no_grad():
+        grid = backbone(torch.zeros(1, 3, config.train.image_size, config.train.image_size)).shape[2:]
+    assert grid[0] * grid[1] >= 16, grid
+
+
 def test_the_smoke_preset_file_matches_the_demo_settings():
     from pathlib import Path
 

@@ -185,6 +185,7 @@ def test_a_data_folder_without_val_images_is_evaluated_on_its_selection_split(ru
     result = run_cli("evaluate", "--run", evaluated.parent, "--data", data, "--out", tmp_path / "e")
     assert result.code == 0, result.stderr
     assert "no image of the official val splits" in result.stderr and "select split" in result.stdout
+    assert f"next: artextract predict --model {evaluated.parent}" in result.stdout
     metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
     assert metrics["split"] == "select" and metrics["images"] == int((manifest["split"] == "select").sum())
     again = run_cli("evaluate", "--run", evaluated.parent, "--data", data, "--out", tmp_path / "e",

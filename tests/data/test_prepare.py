@@ -190,3 +190,10 @@ def test_a_deleted_cache_file_is_rebuilt(synth_quirky, prepared, tmp_path):
     result = prepare_dataset(synth_quirky / "csv", synth_quirky / "wikiart", tmp_path / "d", _config())
     assert result.report["cache"]["already_cached"] == 0
     assert (tmp_path / "d" / "cache" / "images.u8").read_bytes() == (prepared.out / "cache" / "images.u8").read_bytes()
+
+
+def test_the_cli_points_at_the_next_command(run_cli, synth_quirky, tmp_path):
+    result = run_cli("prepare", "--csv-dir", synth_quirky / "csv", "--images", synth_quirky / "wikiart", "--out",
+                     tmp_path / "data", "--image-size", "32", "--workers", "1")
+    assert result.code == 0, result.stderr
+    assert f"next: artextract train --data {tmp_path / 'data'} --out RUN" in result.stdout
