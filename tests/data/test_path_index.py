@@ -52,6 +52,9 @@ def test_a_wrapper_folder_is_detected_and_dropped():
     assert index.member("Baroque/a.jpg") == "wikiart/Baroque/a.jpg"
     # A lone style folder is not a wrapper when the CSVs name it.
     assert PathIndex(["Baroque/a.jpg"], {"Baroque"}).resolve("Baroque/a.jpg") is not None
+    # Strays beside the wrapper (a top-level README, macOS resource forks) do not hide it.
+    strays = PathIndex(["README.txt", "__MACOSX/wikiart/Baroque/._a.jpg", "wikiart/Baroque/a.jpg"], {"Baroque"})
+    assert strays.member("Baroque/a.jpg") == "wikiart/Baroque/a.jpg"
 
 
 def test_name_key_is_one_key_per_spelling():

@@ -40,7 +40,8 @@ class PathIndex:
     def __init__(self, files: Iterable[str], csv_top_folders: set[str] | None = None) -> None:
         files = list(files)
         self.prefix = _common_wrapper(files, csv_top_folders or set())
-        self.files = {f[len(self.prefix):]: f for f in files}  # path below the wrapper -> real member path
+        # path below the wrapper -> real member path (strays outside the wrapper keep their own names)
+        self.files = {f.removeprefix(self.prefix): f for f in files}
         self._by_key: dict[str, list[str]] = defaultdict(list)
         self._by_loose_key: dict[str, list[str]] = defaultdict(list)
         self._by_folder: dict[str, list[str]] = defaultdict(list)
@@ -73,10 +74,17 @@ class PathIndex:
         return names[best[0]] if best else None
 
 
+MACOS_FORKS = "__MACOSX"
+
+
 def _common_wrapper(files: list[str], csv_top_folders: set[str]) -> str:
-    """`wikiart/` when every file sits under that one folder and the CSVs do not name it."""
-    tops = {f.split("/", 1)[0] for f in files if "/" in f}
-    if len(tops) != 1 or any("/" not in f for f in files):
+    """`wikiart/` when the image files sit under that one folder and the CSVs do not name it.
+
+    Archives often carry strays beside it: files at the top level (README.txt) and macOS's `__MACOSX/` resource
+    forks. Neither is an image folder, so neither stops the wrapper from being recognised.
+    """
+    tops = {f.split("/", 1)[0] for f in files if "/" in f} - {MACOS_FORKS}
+    if len(tops) != 1:
         return ""
     (top,) = tops
     return "" if top in csv_top_folders else top + "/"
