@@ -96,8 +96,9 @@ def selection_metrics(dataset: CachedSplit, predicted: dict[str, np.ndarray]) ->
 
 
 def fit_temperatures(dataset: CachedSplit, predicted: dict[str, np.ndarray]) -> dict[str, float]:
-    """Per task, the temperature that calibrates the selection logits, or 1.0 where fitting one made the
-    selection set's calibration error worse (a fit on a handful of images can)."""
+    """Per task, the temperature that minimises the selection logits' negative log-likelihood (the file's
+    calibration); says so when it raises the selection set's binned calibration error (a fit on a handful of
+    images can)."""
     from artextract.analysis.calibration import fit_temperature, reliability
     from artextract.analysis.probabilities import softmax
 
@@ -106,10 +107,9 @@ def fit_temperatures(dataset: CachedSplit, predicted: dict[str, np.ndarray]) -> 
     for column, task in enumerate(dataset.tasks):
         labelled = labels[:, column] >= 0
         y, logits = labels[labelled, column], predicted[f"logits_{task}"][labelled]
-        temperature = fit_temperature(logits, y)
+        temperatures[task] = temperature = fit_temperature(logits, y)
         before, after = reliability(y, softmax(logits))["ece"], reliability(y, softmax(logits, temperature))["ece"]
-        temperatures[task] = temperature if after <= before else 1.0
         if after > before:
-            log.warning("%s: temperature %.3f would raise the selection set's calibration error (%.3f -> %.3f, "
-                        "%d images); the model keeps temperature 1", task, temperature, before, after, len(y))
+            log.info("%s: temperature %.3f raises the selection set's calibration error (%.3f -> %.3f, %d images)",
+                     task, temperature, before, after, len(y))
     return temperatures
