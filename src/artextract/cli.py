@@ -2,8 +2,8 @@
 
 `synth`, `prepare`, `train` and `ablate` take `--config FILE.yaml` and repeated `--set section.key=value` (their
 config sections); every command takes `--force` to write into a non-empty output folder or over an output file;
-`evaluate` and `predict` take plain flags only. Every command: exit code 0 on success, 2 with a one-line reason
-on stderr for bad usage or bad input.
+`evaluate`, `compare` and `predict` take plain flags only. Every command: exit code 0 on success, 2 with a one-line
+reason on stderr for bad usage or bad input.
 """
 
 from __future__ import annotations
