@@ -12,7 +12,7 @@ from pathlib import Path
 
 from artextract.errors import ArtExtractError
 
-CONFIG, ENVIRONMENT = "config.yaml", "env.json"  # written beside every stage's outputs
+CONFIG, ENVIRONMENT = "config.yaml", "env.json"  # written beside every stage's outputs (env.json by core.environment)
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,6 @@ class DataFolder:
     report_json = property(lambda self: self.root / "prepare_report.json")
     report_md = property(lambda self: self.root / "prepare_report.md")
     labels_csv = property(lambda self: self.root / "labels.csv")  # for users of the original notebook
-    config = property(lambda self: self.root / CONFIG)
-    environment = property(lambda self: self.root / ENVIRONMENT)
 
     def read_classes(self) -> dict[str, list[str]]:
         return json.loads(self.classes.read_text(encoding="utf-8"))
@@ -42,10 +40,8 @@ class RunFolder:
     root: Path
 
     config = property(lambda self: self.root / CONFIG)
-    environment = property(lambda self: self.root / ENVIRONMENT)
     run_info = property(lambda self: self.root / "run.json")  # which DATA folder and tasks the run trained on
     metrics = property(lambda self: self.root / "metrics.csv")
-    checkpoints = property(lambda self: self.root / "checkpoints")
     last = property(lambda self: self.root / "checkpoints" / "last.pt")
     model = property(lambda self: self.root / "model.safetensors")
     default_eval = property(lambda self: self.root / "eval")
@@ -77,7 +73,6 @@ class EvalFolder:
     explain = property(lambda self: self.root / "explain")
     report_html = property(lambda self: self.root / "report.html")
     report_md = property(lambda self: self.root / "report.md")
-    environment = property(lambda self: self.root / ENVIRONMENT)
 
     def thumbnail(self, cache_index: int) -> Path:
         return self.explain / f"{cache_index}.png"

@@ -14,6 +14,7 @@ from typing import Any
 
 from artextract import __version__
 from artextract.core.atomic import write_json
+from artextract.layout import ENVIRONMENT
 
 _PACKAGES = ("torch", "torchvision", "timm", "lightning", "numpy", "pillow", "pandas", "pyarrow", "scikit-learn")
 
@@ -64,6 +65,6 @@ def environment_record() -> dict[str, Any]:
 
 
 def write_environment(folder: str | os.PathLike[str]) -> Path:
-    path = Path(folder) / "env.json"
+    path = Path(folder) / ENVIRONMENT
     write_json(path, environment_record())
     return path

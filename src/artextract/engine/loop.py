@@ -87,8 +87,7 @@ class Session:
 
     def frozen(self, epoch: int) -> bool:
         """Whether epoch `epoch` (0-based) trains the reader and heads alone, from the feature cache."""
-        train = self.config.train
-        return train.freeze_backbone or epoch < train.frozen_epochs
+        return frozen_at(self.config, epoch)
 
     def split(self, name: str, epoch: int) -> CachedSplit:
         """The train or select split as epoch `epoch` reads it: feature maps when frozen, images otherwise."""
@@ -97,6 +96,11 @@ class Session:
 
     def set_backbone_trainable(self, trainable: bool) -> None:
         self.raw_model.backbone.requires_grad_(trainable)
+
+
+def frozen_at(config: Config, epoch: int) -> bool:
+    """Whether epoch `epoch` (0-based) of a run with `config` keeps the backbone frozen."""
+    return config.train.freeze_backbone or epoch < config.train.frozen_epochs
 
 
 def _lr_lambda(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -118,7 +122,7 @@ def build_session(fabric: Any, runtime: Runtime, data: DataInfo, run: RunFolder,
                           f"{train_cfg.batch_size} per device; lower --batch-size")
     model = runtime.place(build_model(config.model, data.classes), fabric.device)
     preprocessing = Preprocessing(data.cache_size, train_cfg.image_size, model.backbone.mean, model.backbone.std)
-    starts_frozen = train_cfg.freeze_backbone or train_cfg.frozen_epochs > 0
+    starts_frozen = frozen_at(config, 0)
     if train_cfg.frozen_epochs and not train_cfg.freeze_backbone and fabric.world_size > 1:
         raise ConfigError("train.frozen_epochs (frozen, then fine-tuned) runs on one device only: DDP cannot start "
                           "synchronising the backbone mid-run. Use train.freeze_backbone, or one device")
@@ -200,10 +204,9 @@ def _features(fabric: Any, model: ConvRecurrentClassifier, config: Config, data:
         return build_features(data, model.backbone, config.model.backbone, preprocessing, runtime, fabric.device,
                               config.train.batch_size)
 
-    if fabric.is_global_zero:
-        build()
+    built = build() if fabric.is_global_zero else None
     fabric.barrier()
-    return build()
+    return built if built is not None else build()  # the others find every map there and only open it
 
 
 def _fault(message: str, run: RunFolder, state: RunState) -> TrainingFault:
