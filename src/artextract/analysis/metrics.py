@@ -19,6 +19,7 @@ from sklearn.metrics import (
 )
 
 BOOTSTRAP_SAMPLES = 1000
+CONFUSED_PAIRS = 6  # the report shows the most confused pairs of classes, largest first
 
 
 def _f1_from_confusion(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,9 +119,40 @@ def classification_metrics(y_true: np.ndarray, logits: np.ndarray, class_names: 
         p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=present, average=average,
                                                      zero_division=0)
         result |= {f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)}
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None, zero_division=0)
-    result["per_class"] = [{"class": name, "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                            "support": int(s[i])} for i, name in enumerate(class_names)]
-    result["confusion"] = confusion_matrix(y_true, y_pred, labels=labels).tolist()
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    result["per_class"] = per_class_report(y_true, y_pred, class_names)
+    result["confusion"] = matrix.tolist()
+    result["most_confused"] = confused_pairs(matrix, class_names)
     result["intervals_95"] = bootstrap_intervals(y_true, y_pred, in_top5, num_classes, seed=seed)
     return result
+
+
+def per_class_report(y_true: np.ndarray, y_pred: np.ndarray, class_names: list[str]) -> list[dict[str, Any]]:
+    """scikit-learn's per-class precision, recall and F1, with None (n/a) where a figure is undefined: recall
+    and F1 of a class without evaluation images, precision of a class never predicted. A class that is absent
+    from the evaluation images has no F1; drawing it as 0 would read as a failure."""
+    labels = np.arange(len(class_names))
+    p, r, f, support = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None,
+                                                       zero_division=0)
+    predicted = np.bincount(y_pred, minlength=len(class_names))
+    return [{"class": name, "precision": float(p[i]) if predicted[i] else None,
+             "recall": float(r[i]) if support[i] else None, "f1": float(f[i]) if support[i] else None,
+             "support": int(support[i]), "predicted": int(predicted[i])} for i, name in enumerate(class_names)]
+
+
+def confused_pairs(matrix: np.ndarray, class_names: list[str], count: int = CONFUSED_PAIRS) -> list[dict[str, Any]]:
+    """The `count` largest off-diagonal cells of a confusion matrix (rows true, columns predicted), largest
+    first, each with its share of the true class's images."""
+    off = np.array(matrix, dtype=np.int64)
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:count]
+    support = np.asarray(matrix).sum(axis=1)
+    pairs = []
+    for flat in order:
+        true, predicted = np.unravel_index(flat, off.shape)
+        if off[true, predicted] == 0:
+            break
+        pairs.append({"true": int(true), "predicted": int(predicted), "true_name": class_names[true],
+                      "predicted_name": class_names[predicted], "count": int(off[true, predicted]),
+                      "share_of_true": float(off[true, predicted] / support[true])})
+    return pairs
