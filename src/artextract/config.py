@@ -79,6 +79,13 @@ class ModelConfig:
     reduce_channels: int = field(default=0, metadata=_limits(0, 4096))
     dropout: float = field(default=0.0, metadata=_limits(0.0, 1.0, below=True))  # before each head
 
+    def reader_description(self) -> str:
+        """The reader in words, as the start-up summary and the report say it."""
+        if self.reader == "none":
+            return "global average pooling"
+        return (f"{'bi' if self.bidirectional else ''}{self.reader.upper()}({self.hidden_size}) over {self.scan}, "
+                f"{self.pooling} pooling")
+
 
 @dataclass
 class TrainConfig:

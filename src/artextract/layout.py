@@ -75,11 +75,12 @@ class EvalFolder:
     report_md = property(lambda self: self.root / "report.md")
 
     def thumbnail(self, cache_index: int) -> Path:
-        return self.explain / f"{cache_index}.png"
+        """The painting as the model saw it (JPEG, see report/images.py)."""
+        return self.explain / f"{cache_index}.jpg"
 
     def heatmap(self, cache_index: int, task: str, kind: str) -> Path:
         """`kind` is "cam" or "attention"."""
-        return self.explain / f"{cache_index}-{task}-{kind}.png"
+        return self.explain / f"{cache_index}-{task}-{kind}.jpg"
 
     def confusion(self, task: str, suffix: str, extension: str) -> Path:
         return self.root / f"confusion_{task}{suffix}.{extension}"

@@ -1,6 +1,5 @@
 import json
 import shutil
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -16,8 +15,6 @@ from sklearn.metrics import (
 from artextract.analysis.calibration import fit_temperature, reliability
 from artextract.analysis.outliers import inject_noise
 from artextract.analysis.probabilities import softmax
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +85,8 @@ def test_outliers_find_injected_noise_and_name_what_they_resemble(evaluated):
         assert flagged["nearest_of_resembled"].fillna("").str.len().gt(0).all()
     assert {"score_low_confidence", "score_disagreement", "score_centre_distance", "score_knn_disagreement",
             "score_combined", "notebook_flag", "injected_noise"} <= set(outliers.columns)
-    explained = list((evaluated / "explain").glob("*-cam.png"))
-    assert explained and list((evaluated / "explain").glob("*-attention.png"))
+    explained = list((evaluated / "explain").glob("*-cam.jpg"))
+    assert explained and list((evaluated / "explain").glob("*-attention.jpg"))
 
 
 def test_report_is_self_contained(evaluated):
@@ -98,24 +95,6 @@ def test_report_is_self_contained(evaluated):
     assert html.count("data:image/png;base64,") >= 10
     assert "Outliers" in html and "Protocol and data" in html and "injected noise" in html.lower()
     assert "| artist |" in (evaluated / "report.md").read_text()
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed (.ci/run installs it)")
-def test_report_renders_in_headless_chromium(evaluated, tmp_path):
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom",
-               (evaluated / "report.html").as_uri()]
-    dom = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False).stdout
-    import re
-
-    found = re.search(r'data-images="(\d+)" data-images-ok="(\d+)"', dom)
-    assert found, dom[:500]
-    assert int(found.group(1)) >= 10 and found.group(1) == found.group(2)
-    shot = tmp_path / "report.png"
-    subprocess.run([*command[:-2], f"--screenshot={shot}", "--window-size=1200,2400",
-                    (evaluated / "report.html").as_uri()], capture_output=True, timeout=120, check=False)
-    assert shot.is_file() and shot.stat().st_size > 20_000
 
 
 def test_bad_inputs(run_cli, prepared_small, evaluated, tmp_path):

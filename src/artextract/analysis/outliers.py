@@ -171,6 +171,13 @@ def score_task(task: str, paths: np.ndarray, labels: np.ndarray, logits: np.ndar
     return frame
 
 
+def nearest_rows(frame: pd.DataFrame, row: Any) -> list[tuple[str, int]]:
+    """(path, cache index) of the nearest paintings of the class an outlier resembles, from its task's frame."""
+    paths = [p for p in str(row.get("nearest_of_resembled") or "").split(";") if p]
+    index = dict(zip(frame["path"], frame["cache_index"], strict=True))
+    return [(p, int(index[p])) for p in paths if p in index]
+
+
 def noise_detection(frame: pd.DataFrame, flipped: dict[str, bool]) -> dict[str, dict[str, float]]:
     """AUROC and precision@k of each score and baseline at finding the flipped labels, with k = the number
     flipped (so recall@k would be the same number)."""

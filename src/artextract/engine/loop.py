@@ -157,8 +157,7 @@ def describe(session: Session) -> list[str]:
     total = sum(p.numel() for p in model.parameters())
     reader_and_heads = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("backbone."))
     trained = reader_and_heads if t.freeze_backbone else total
-    reader = "global average pooling" if m.reader == "none" else (
-        f"{'bi' if m.bidirectional else ''}{m.reader.upper()}({m.hidden_size}) over {m.scan}, {m.pooling} pooling")
+    reader = m.reader_description()
     plan = ("backbone frozen: reader and heads train from DATA/features/" if t.freeze_backbone else
             f"{t.frozen_epochs} frozen epochs from DATA/features/, then fine-tuning" if t.frozen_epochs else
             "whole network trained from the images")

@@ -11,16 +11,18 @@ from typing import Any
 import pandas as pd
 
 from artextract import __version__
+from artextract.analysis.outliers import nearest_rows
 from artextract.core.atomic import write_text
 from artextract.layout import DataFolder, EvalFolder, RunFolder
 
 GALLERY_SIZE = 12
+_MIME = {".png": "image/png", ".jpg": "image/jpeg"}
 
 
 def _data_uri(path: Path) -> str | None:
     if not path.is_file():
         return None
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"data:{_MIME[path.suffix]};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
 def _fmt(value: Any, interval: list[float] | None = None) -> str:
@@ -28,6 +30,11 @@ def _fmt(value: Any, interval: list[float] | None = None) -> str:
         return "n/a"
     text = f"{value:.3f}"
     return f"{text} [{interval[0]:.3f}, {interval[1]:.3f}]" if interval else text
+
+
+def _cell(value: Any, interval: list[float] | None = None) -> dict[str, str | None]:
+    """A figure and, on its own line in the HTML (so tables fit a narrow window), its 95 % interval."""
+    return {"value": _fmt(value), "ci": f"{interval[0]:.3f}-{interval[1]:.3f}" if interval else None}
 
 
 def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -38,13 +45,14 @@ def _metric_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         ci, cal = m["intervals_95"], m.get("calibration", {})
         rows.append({
-            "task": task, "images": m["images"], "accuracy": _fmt(m["accuracy"], ci["accuracy"]),
-            "top5": _fmt(m["top5_accuracy"], ci["top5_accuracy"]),
-            "balanced": _fmt(m["balanced_accuracy"], ci["balanced_accuracy"]),
-            "macro_f1": _fmt(m["macro_f1"], ci["macro_f1"]), "macro_p": _fmt(m["macro_precision"]),
+            "task": task, "images": m["images"], "classes": f"{m['classes_with_images']} of {len(m['per_class'])}",
+            "accuracy": _cell(m["accuracy"], ci["accuracy"]), "top5": _cell(m["top5_accuracy"], ci["top5_accuracy"]),
+            "balanced": _cell(m["balanced_accuracy"], ci["balanced_accuracy"]),
+            "macro_f1": _cell(m["macro_f1"], ci["macro_f1"]), "macro_p": _fmt(m["macro_precision"]),
             "macro_r": _fmt(m["macro_recall"]), "weighted_f1": _fmt(m["weighted_f1"]),
             "ece": _fmt(cal.get("before", {}).get("ece")), "ece_after": _fmt(cal.get("after", {}).get("ece")),
-            "temperature": _fmt(cal.get("temperature")),
+            "temperature": _fmt(cal.get("temperature")), "select_ece": _fmt(cal.get("select_ece_before")),
+            "select_ece_after": _fmt(cal.get("select_ece_after")), "worsened": cal.get("worsened_on_select", False),
         })
     return rows
 
@@ -61,39 +69,78 @@ def _noise_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _pictures(out: EvalFolder, cache_index: int, task: str) -> list[dict[str, str]]:
-    pictures = []
-    for path, alt in ((out.thumbnail(cache_index), "painting"), (out.heatmap(cache_index, task, "cam"), "Grad-CAM"),
-                      (out.heatmap(cache_index, task, "attention"), "attention")):
-        uri = _data_uri(path)
-        if uri:
-            pictures.append({"src": uri, "alt": alt})
-    return pictures
+def _picture(path: Path, caption: str) -> dict[str, str] | None:
+    uri = _data_uri(path)
+    return {"src": uri, "caption": caption} if uri else None
 
 
-def _cards(out: EvalFolder, frame: pd.DataFrame, task: str) -> list[dict[str, Any]]:
+def _pictures(out: EvalFolder, cache_index: int, task: str, explained: str) -> list[dict[str, str]]:
+    found = [_picture(out.thumbnail(cache_index), "painting"),
+             _picture(out.heatmap(cache_index, task, "cam"), f"Grad-CAM for {explained}"),
+             _picture(out.heatmap(cache_index, task, "attention"), "reader attention")]
+    return [p for p in found if p]
+
+
+def _cards(out: EvalFolder, frame: pd.DataFrame, task_frame: pd.DataFrame, task: str,
+           outliers: bool) -> list[dict[str, Any]]:
     cards = []
     for _, row in frame.iterrows():
-        nearest = [p.rsplit("/", 1)[-1] for p in str(row.get("nearest_of_resembled") or "").split(";") if p]
+        nearest = [_picture(out.thumbnail(index), path.rsplit("/", 1)[-1])
+                   for path, index in nearest_rows(task_frame, row)] if outliers else []
         cards.append({"rank": int(row["rank"]), "label": row["label_name"], "p_label": f"{row['p_label']:.2f}",
                       "predicted": row["predicted_name"], "p_predicted": f"{row['p_predicted']:.2f}",
-                      "resembles": row["resembles_name"], "nearest": ", ".join(nearest) or "n/a",
+                      "resembles": row["resembles_name"], "nearest": [p for p in nearest if p],
                       "path": row["path"], "injected": bool(row.get("injected_noise", False)),
-                      "pictures": _pictures(out, int(row["cache_index"]), task)})
+                      "pictures": _pictures(out, int(row["cache_index"]), task,
+                                            row["resembles_name"] if outliers else row["predicted_name"])})
     return cards
 
 
-def _data_summary(data: Path | None) -> tuple[dict[str, Any] | None, dict[str, Any], str]:
+def _per_class_rows(task_metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"name": r["class"], "support": r["support"], "predicted": r.get("predicted", "n/a"),
+             "precision": _fmt(r["precision"]), "recall": _fmt(r["recall"]), "f1": _fmt(r["f1"]),
+             "absent": r["support"] == 0} for r in task_metrics["per_class"]]
+
+
+def _confused(out: EvalFolder, task_metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{**pair, "share": f"{pair['share_of_true']:.0%}",
+             "examples": [p for p in (_picture(out.thumbnail(e["cache_index"]), e["path"].rsplit("/", 1)[-1])
+                                      for e in pair.get("examples", [])) if p]}
+            for pair in task_metrics.get("most_confused", [])]
+
+
+def _data_summary(data: Path | None) -> tuple[dict[str, Any], str]:
     report_path = DataFolder(data).report_json if data else None
     if report_path is None or not report_path.is_file():
-        return None, {}, ""
+        return {}, ""
     report = json.loads(report_path.read_text(encoding="utf-8"))
     counts = {task: {**c, "classes": report["classes"][task]} for task, c in report["counts"].items()}
     notes = (f"{report['images']['in_manifest']:,} images; {report['leakage']['images']} in one task's train and "
              f"another's val ({report['leakage']['action']}); {len(report['duplicates']['conflicting'])} "
              f"conflicting duplicates excluded; {len(report['skipped_images'])} images and "
              f"{len(report['unmatched_rows'])} CSV rows skipped.")
-    return report["protocol"], counts, notes
+    return counts, notes
+
+
+def _task_sections(out: EvalFolder, metrics: dict[str, Any], outliers: pd.DataFrame) -> list[dict[str, Any]]:
+    tasks = []
+    for task, task_metrics in metrics["tasks"].items():
+        frame = outliers[outliers["task"] == task] if len(outliers) else outliers
+        if frame.empty or not task_metrics.get("images"):
+            continue
+        correct = frame[(frame["predicted"] == frame["label"])]
+        correct = correct[[out.heatmap(int(i), task, "cam").is_file() for i in correct["cache_index"]]]
+        absent = [r["class"] for r in task_metrics["per_class"] if r["support"] == 0]
+        tasks.append({
+            "name": task, "scored": len(frame), "flagged": int(frame["flagged"].sum()), "absent": absent,
+            "per_class": _per_class_rows(task_metrics), "confused": _confused(out, task_metrics),
+            "confusion": _data_uri(out.confusion(task, "", "png")),
+            "confusion_normalised": _data_uri(out.confusion(task, "_normalised", "png")),
+            "f1": _data_uri(out.figure("f1", task)), "reliability": _data_uri(out.figure("reliability", task)),
+            "cards": _cards(out, frame[frame["flagged"]].head(GALLERY_SIZE), frame, task, outliers=True),
+            "correct_cards": _cards(out, correct.head(6), frame, task, outliers=False),
+        })
+    return tasks
 
 
 def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metrics: dict[str, Any],
@@ -101,40 +148,31 @@ def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metr
     from jinja2 import Environment, PackageLoader
 
     from artextract.report import plots
+    from artextract.report.summary import best_epoch, header_rows
 
     curves = None
     if run is not None and run.metrics.is_file():
         history = pd.read_csv(run.metrics)
         if len(history):
-            curves = "data:image/png;base64," + base64.b64encode(plots.training_curves_png(history)).decode()
-    protocol, data_counts, data_notes = _data_summary(data)
-    tasks = []
-    for task in metrics["tasks"]:
-        frame = outliers[outliers["task"] == task] if len(outliers) else outliers
-        if frame.empty:
-            continue
-        correct = frame[(frame["predicted"] == frame["label"])]
-        correct = correct[[out.heatmap(int(i), task, "cam").is_file() for i in correct["cache_index"]]]
-        tasks.append({
-            "name": task, "scored": len(frame), "flagged": int(frame["flagged"].sum()),
-            "confusion": _data_uri(out.confusion(task, "", "png")),
-            "confusion_normalised": _data_uri(out.confusion(task, "_normalised", "png")),
-            "f1": _data_uri(out.figure("f1", task)), "reliability": _data_uri(out.figure("reliability", task)),
-            "cards": _cards(out, frame[frame["flagged"]].head(GALLERY_SIZE), task),
-            "correct_cards": _cards(out, correct.head(6), task),
-        })
+            png = plots.training_curves_png(history, best_epoch(history))
+            curves = "data:image/png;base64," + base64.b64encode(png).decode()
+    data_counts, data_notes = _data_summary(data)
     # Escape everything: class names and paths come from CSVs and archives (a template named *.j2 is not
     # escaped by select_autoescape).
     env = Environment(loader=PackageLoader("artextract.report", "templates"), autoescape=True)
     html = env.get_template("report.html.j2").render(
         run_name=run.root.name if run else out.root.name, split=metrics["split"], images=metrics["images"],
-        generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), version=__version__, protocol=protocol,
-        data_counts=data_counts, data_notes=data_notes, metric_rows=_metric_rows(metrics),
-        noise_rows=_noise_rows(metrics), curves=curves, tasks=tasks,
-        skipped=metrics.get("inputs", {}).get("skipped_by_prepare", 0))
+        generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), version=__version__,
+        header=header_rows(out, run, data), data_counts=data_counts, data_notes=data_notes,
+        metric_rows=_metric_rows(metrics), noise_rows=_noise_rows(metrics), curves=curves,
+        tasks=_task_sections(out, metrics, outliers), skipped=metrics.get("inputs", {}).get("skipped_by_prepare", 0))
     write_text(out.report_html, html)
     write_text(out.report_md, render_markdown(metrics, outliers))
     return out.report_html
+
+
+def _md_cell(cell: dict[str, str | None]) -> str:
+    return f"{cell['value']} [{cell['ci']}]" if cell["ci"] else str(cell["value"])
 
 
 def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame) -> str:
@@ -143,8 +181,9 @@ def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame) -> str:
              "ECE after T |", "|---|---|---|---|---|---|---|---|---|"]
     for row in _metric_rows(metrics):
         if row["images"]:
-            lines.append(f"| {row['task']} | {row['images']} | {row['accuracy']} | {row['top5']} | {row['balanced']} "
-                         f"| {row['macro_f1']} | {row['weighted_f1']} | {row['ece']} | {row['ece_after']} |")
+            lines.append(f"| {row['task']} | {row['images']} | {_md_cell(row['accuracy'])} | {_md_cell(row['top5'])} "
+                         f"| {_md_cell(row['balanced'])} | {_md_cell(row['macro_f1'])} | {row['weighted_f1']} | "
+                         f"{row['ece']} | {row['ece_after']} |")
     noise = _noise_rows(metrics)
     if noise:
         lines += ["", "## Outlier scores against injected label noise", "",
@@ -153,7 +192,17 @@ def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame) -> str:
                   "| task | mode | score | flipped (k) | AUROC | precision@k |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['task']} | {r['mode']} | {'**' + r['score'] + '**' if r['headline'] else r['score']} | "
                   f"{r['k']} | {r['auroc']} | {r['precision']} |" for r in noise]
-    for task in metrics["tasks"]:
+    for task, task_metrics in metrics["tasks"].items():
+        if not task_metrics.get("images"):
+            continue
+        lines += ["", f"## {task}: per class", "", "| class | support | predicted | precision | recall | F1 |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {r['name']} | {r['support']} | {r['predicted']} | {r['precision']} | {r['recall']} | "
+                  f"{r['f1']} |" for r in _per_class_rows(task_metrics)]
+        pairs = task_metrics.get("most_confused", [])
+        if pairs:
+            lines += ["", f"Most confused ({task}): " + "; ".join(
+                f"{p['true_name']} -> {p['predicted_name']} {p['count']} ({p['share_of_true']:.0%})" for p in pairs)]
         frame = outliers[(outliers["task"] == task) & outliers["flagged"]] if len(outliers) else outliers
         if frame.empty:
             continue

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 
 
-def _figure(width: float, height: float, columns: int = 1):
+def _figure(width: float, height: float, columns: int = 1, rows: int = 1, **options: Any):
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    return plt.subplots(1, columns, figsize=(width, height), dpi=110)
+    return plt.subplots(rows, columns, figsize=(width, height), dpi=110, **options)
 
 
 def _png(fig: Any) -> bytes:
@@ -29,33 +29,46 @@ def _png(fig: Any) -> bytes:
 
 
 def confusion_png(matrix: np.ndarray, class_names: list[str], title: str, normalised: bool) -> bytes:
-    n = len(class_names)
-    side = max(5.0, 0.38 * n + 2.5)
-    fig, ax = _figure(side + 1.0, side)
-    values = matrix.astype(np.float64)
+    """Rows true, columns predicted. Rows of classes without evaluation images are left out (they are all
+    zero and would read as a class the model never gets right); the figure grows with the class count so that
+    27 names stay readable."""
+    matrix = np.asarray(matrix)
+    rows = np.flatnonzero(matrix.sum(axis=1) > 0)
+    omitted = len(class_names) - len(rows)
+    shown, n_rows, n_cols = matrix[rows], len(rows), len(class_names)
+    width, height = max(5.0, 0.34 * n_cols + 3.0), max(4.0, 0.34 * n_rows + 2.6)
+    fig, ax = _figure(width, height)
+    values = shown.astype(np.float64)
     if normalised:
         values = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
-    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=1 if normalised else max(1.0, values.max()))
-    ax.set_xticks(range(n), labels=class_names, rotation=90, fontsize=7)
-    ax.set_yticks(range(n), labels=class_names, fontsize=7)
+    top = 1.0 if normalised else max(1.0, values.max())
+    image = ax.imshow(values, cmap="Blues", vmin=0, vmax=top, aspect="auto")
+    ax.set_xticks(range(n_cols), labels=class_names, rotation=90, fontsize=7)
+    ax.set_yticks(range(n_rows), labels=[class_names[i] for i in rows], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
-    if n <= 30:
-        for i in range(n):
-            for j in range(n):
-                if matrix[i, j]:
-                    text = f"{values[i, j]:.2f}" if normalised else str(int(matrix[i, j]))
-                    ax.text(j, i, text, ha="center", va="center", fontsize=5 if n > 15 else 7,
-                            color="white" if values[i, j] > (0.5 if normalised else values.max() / 2) else "black")
+    ax.set_title(title + (f"\n({omitted} classes without evaluation images omitted)" if omitted else ""),
+                 fontsize=10)
+    if max(n_rows, n_cols) <= 30:
+        for i in range(n_rows):
+            for j in range(n_cols):
+                if shown[i, j]:
+                    text = f"{values[i, j]:.2f}".lstrip("0") if normalised else str(int(shown[i, j]))
+                    ax.text(j, i, text, ha="center", va="center", fontsize=5.5 if n_cols > 15 else 7,
+                            color="white" if values[i, j] > top / 2 else "black")
     fig.colorbar(image, ax=ax, fraction=0.04)
     return _png(fig)
 
 
 def per_class_f1_png(per_class: list[dict[str, Any]], title: str) -> bytes:
+    """F1 per class; a class without evaluation images gets "n/a", not a bar at 0."""
     names = [row["class"] for row in per_class]
-    fig, ax = _figure(7.0, max(3.0, 0.26 * len(names) + 1.0))
-    ax.barh(range(len(names)), [row["f1"] for row in per_class], color="#4c72b0")
+    fig, ax = _figure(6.0, max(3.0, 0.24 * len(names) + 1.0))
+    scores = [row["f1"] for row in per_class]
+    ax.barh(range(len(names)), [0.0 if f is None else f for f in scores], color="#4c72b0")
+    for i, f in enumerate(scores):
+        if f is None:
+            ax.text(0.01, i, "n/a (no evaluation image)", va="center", fontsize=7, color="#5f6b76")
     ax.set_yticks(range(len(names)), labels=[f"{n} ({row['support']})" for n, row in zip(names, per_class,
                                                                                           strict=True)], fontsize=7)
     ax.invert_yaxis()
@@ -66,33 +79,45 @@ def per_class_f1_png(per_class: list[dict[str, Any]], title: str) -> bytes:
 
 
 def reliability_png(calibration: dict[str, Any], title: str) -> bytes:
-    fig, ax = _figure(5.0, 4.5)
+    """Accuracy against confidence per bin, raw and after temperature scaling, above the images per bin (a
+    point drawn from 3 images says little)."""
+    fig, (ax, counts_ax) = _figure(5.0, 5.6, rows=2, sharex=True, gridspec_kw={"height_ratios": [3, 1.2]})
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1)
-    for key, label in (("before", "raw"), ("after", f"T = {calibration['temperature']:.2f}")):
+    edges = np.linspace(0, 1, len(calibration["before"]["bin_count"]) + 1)
+    centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
+    for offset, (key, label) in zip((-0.22, 0.22), (("before", "raw"),
+                                                    ("after", f"T = {calibration['temperature']:.2f}")), strict=True):
         data = calibration[key]
         conf, acc = np.array(data["bin_confidence"], float), np.array(data["bin_accuracy"], float)
         ok = ~np.isnan(conf)
-        ax.plot(conf[ok], acc[ok], marker="o", label=f"{label} (ECE {data['ece']:.3f})")
-    ax.set_xlabel("confidence")
+        line = ax.plot(conf[ok], acc[ok], marker="o", label=f"{label} (ECE {data['ece']:.3f})")[0]
+        counts = np.array(data["bin_count"], float)
+        counts_ax.bar(centres + offset * width, counts, width=width * 0.44, color=line.get_color(), label=label)
     ax.set_ylabel("accuracy")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title)
+    counts_ax.set_xlabel("confidence")
+    counts_ax.set_ylabel("images per bin", fontsize=8)
     return _png(fig)
 
 
-def training_curves_png(history: pd.DataFrame) -> bytes:
+def training_curves_png(history: pd.DataFrame, best_epoch: int | None = None) -> bytes:
+    """Losses and selection-set figures per epoch; a dashed line at the epoch whose model was kept."""
     fig, (left, right) = _figure(10.0, 3.8, columns=2)
     for column in [c for c in ("train_loss", "select_loss") if c in history]:
         left.plot(history["epoch"], history[column], marker=".", label=column)
     left.set_xlabel("epoch")
     left.set_title("loss")
-    left.legend(fontsize=8)
     for column in [c for c in history if c.startswith("select_acc_") or c.startswith("select_macro_f1_")]:
         right.plot(history["epoch"], history[column], marker=".", label=column.replace("select_", ""))
     right.set_xlabel("epoch")
     right.set_ylim(0, 1)
     right.set_title("selection set")
+    if best_epoch is not None:
+        for ax in (left, right):
+            ax.axvline(best_epoch, color="#9a3b00", linestyle="--", linewidth=1, label=f"kept: epoch {best_epoch}")
+    left.legend(fontsize=8)
     right.legend(fontsize=7)
     return _png(fig)

@@ -28,6 +28,7 @@ from artextract.analysis.outliers import (
     NOISE_MODES,
     inject_noise,
     most_confused,
+    nearest_rows,
     noise_detection,
     score_task,
     summarise,
@@ -40,6 +41,7 @@ from artextract.layout import EvalFolder, RunFolder
 
 TOP_K = 5
 EXPLAIN_OUTLIERS, EXPLAIN_CORRECT = 12, 6  # per task, as many as the report shows
+CONFUSED_EXAMPLES = 3  # thumbnails per confused pair of classes
 
 
 @dataclass
@@ -144,37 +146,76 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
 
 
 def explain_examples(model: Any, meta: Any, data: Path, out: EvalFolder, outliers: pd.DataFrame,
-                     seed: int) -> None:
+                     metrics: dict[str, Any], seed: int) -> None:
     """Thumbnails and heat maps of the flagged outliers (evidence for the class each resembles) and of a sample
-    of correct predictions (evidence for the predicted class), per task, each of the view the model saw."""
+    of correct predictions (evidence for the predicted class), per task, each of the view the model saw; and
+    thumbnails of the other paintings the report shows (nearest paintings, examples of confused pairs)."""
     import torch
 
     from artextract.data.cache import open_cache
     from artextract.engine.explain import attention_maps, grad_cam
     from artextract.layout import DataFolder
-    from artextract.report.images import image_png, overlay_png
+    from artextract.report.images import REPORT_FORMAT, blend, encode
 
     images = open_cache(DataFolder(data).cache)
     preprocessing = meta.preprocessing
+
+    def picture(cache_row: int) -> np.ndarray:
+        return preprocessing.visible(np.ascontiguousarray(images[cache_row]))
+
+    for task, chosen in explained_rows(outliers, seed).items():
+        cache_rows = chosen["cache_index"].to_numpy(np.int64)
+        batch = torch.from_numpy(np.ascontiguousarray(images[cache_rows]))
+        targets = torch.tensor(chosen["target"].to_numpy(np.int64))
+        cams = grad_cam(model, batch, task, targets, preprocessing)
+        attention = attention_maps(model, batch, preprocessing)
+        for i, row in enumerate(cache_rows):
+            seen = preprocessing.visible(batch[i].numpy())
+            write_bytes(out.heatmap(row, task, "cam"), encode(blend(seen, cams[i]), REPORT_FORMAT))
+            if attention is not None:
+                write_bytes(out.heatmap(row, task, "attention"), encode(blend(seen, attention[i]), REPORT_FORMAT))
+    for row in sorted(thumbnail_rows(outliers, metrics, seed)):
+        write_bytes(out.thumbnail(row), encode(picture(row), REPORT_FORMAT))
+
+
+def explained_rows(outliers: pd.DataFrame, seed: int) -> dict[str, pd.DataFrame]:
+    """Per task, the rows that get heat maps, with the class each map explains (`target`): the flagged outliers
+    the gallery shows (for the class they resemble) and a seeded sample of correct predictions."""
     rng = np.random.default_rng(seed)
+    chosen = {}
     for task, frame in outliers.groupby("task", sort=False):
         flagged = frame[frame["flagged"]].head(EXPLAIN_OUTLIERS)
         correct = frame[frame["predicted"] == frame["label"]]
         sample = correct.iloc[np.sort(rng.permutation(len(correct))[:EXPLAIN_CORRECT])]
-        chosen = pd.concat([flagged.assign(target=flagged["resembles"]), sample.assign(target=sample["predicted"])])
-        if chosen.empty:
-            continue
-        cache_rows = chosen["cache_index"].to_numpy(np.int64)
-        batch = torch.from_numpy(np.ascontiguousarray(images[cache_rows]))
-        targets = torch.tensor(chosen["target"].to_numpy(np.int64))
-        cams = grad_cam(model, batch, str(task), targets, preprocessing)
-        attention = attention_maps(model, batch, preprocessing)
-        for i, row in enumerate(cache_rows):
-            picture = preprocessing.visible(batch[i].numpy())
-            write_bytes(out.thumbnail(row), image_png(picture))
-            write_bytes(out.heatmap(row, str(task), "cam"), overlay_png(picture, cams[i]))
-            if attention is not None:
-                write_bytes(out.heatmap(row, str(task), "attention"), overlay_png(picture, attention[i]))
+        rows = pd.concat([flagged.assign(target=flagged["resembles"]), sample.assign(target=sample["predicted"])])
+        if not rows.empty:
+            chosen[str(task)] = rows
+    return chosen
+
+
+def thumbnail_rows(outliers: pd.DataFrame, metrics: dict[str, Any], seed: int) -> set[int]:
+    """Cache indices of every painting report.html shows as a thumbnail."""
+    rows: set[int] = set()
+    for task, chosen in explained_rows(outliers, seed).items():
+        rows.update(chosen["cache_index"].astype(int))
+        frame = outliers[outliers["task"] == task]
+        for _, outlier in chosen[chosen["flagged"]].iterrows():
+            rows.update(index for _, index in nearest_rows(frame, outlier))
+    for task_metrics in metrics["tasks"].values():
+        for pair in task_metrics.get("most_confused", []):
+            rows.update(example["cache_index"] for example in pair.get("examples", []))
+    return rows
+
+
+def confused_examples(pairs: list[dict[str, Any]], labels: np.ndarray, logits: np.ndarray, paths: np.ndarray,
+                      cache_rows: np.ndarray) -> None:
+    """Adds to each confused pair up to CONFUSED_EXAMPLES paintings of its true class predicted as the other
+    class, the most confidently wrong first."""
+    predicted, confidence = logits.argmax(axis=1), softmax(logits).max(axis=1)
+    for pair in pairs:
+        rows = np.flatnonzero((labels == pair["true"]) & (predicted == pair["predicted"]))
+        rows = rows[np.argsort(-confidence[rows], kind="stable")[:CONFUSED_EXAMPLES]]
+        pair["examples"] = [{"path": str(paths[i]), "cache_index": int(cache_rows[i])} for i in rows]
 
 
 # ------------------------------------------------------------------ step 2: everything from predictions.parquet
@@ -214,6 +255,7 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
                         "images): its ECE-after figures are not to be trusted", task, calibration["select_ece_before"],
                         calibration["select_ece_after"], calibration["fitted_on_images"])
         paths = scored["path"].to_numpy()
+        confused_examples(task_metrics["most_confused"], labels, logits, paths, scored["cache_index"].to_numpy())
         if inject > 0:
             # The gallery shows the uniform mode's outliers; both modes are scored (see analysis/outliers.py).
             confused_with = most_confused(select_labels, select_logits.argmax(axis=1), len(names))
@@ -280,6 +322,6 @@ def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", ou
             model, meta, split = predict_split(run_folder, data, split, folder, batch_size, device)
     result = analyse(folder, split, inject, seed)
     if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
-        explain_examples(model, meta, data, folder, result.outliers, seed)
+        explain_examples(model, meta, data, folder, result.outliers, result.metrics, seed)
     write_environment(folder.root)
     return result, write_report(folder, run_folder, data, result.metrics, result.outliers)

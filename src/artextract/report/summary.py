@@ -1,0 +1,104 @@
+"""What was evaluated, in words: the header of report.html, read from the RUN, DATA and EVAL folders' own files.
+
+Every entry is read from a file written when that thing happened (config.yaml and env.json of the run, the model
+file's tensor shapes, metrics.csv, prepare_report.json, inputs.json), never from the code that runs now, so a
+report recomputed later (`--from-predictions`) still describes the model that made the predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from artextract.layout import ENVIRONMENT, DataFolder, EvalFolder, RunFolder
+
+
+def best_epoch(history: pd.DataFrame) -> int | None:
+    """The epoch whose model was kept: the first with the highest selection score (NaN never counts), as the
+    training loop decides it."""
+    if "score" not in history or history["score"].isna().all():
+        return None
+    scores = history["score"].to_numpy(float)
+    best = max(s for s in scores if not math.isnan(s))
+    return int(history["epoch"].iloc[next(i for i, s in enumerate(scores) if s == best)])
+
+
+def parameter_count(model_file: Path) -> tuple[int, int] | None:
+    """(all parameters, those outside the backbone) from the model file's tensor shapes, without loading it."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(model_file), framework="numpy") as handle:
+            sizes = {name: math.prod(handle.get_slice(name).get_shape()) for name in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError):
+        return None
+    # Buffers such as BatchNorm's running statistics are stored too; they are no parameters.
+    kept = {n: size for n, size in sizes.items() if not n.endswith(("running_mean", "running_var",
+                                                                   "num_batches_tracked"))}
+    return sum(kept.values()), sum(size for n, size in kept.items() if not n.startswith("backbone."))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _training(run: RunFolder, epochs_planned: int | None) -> str:
+    if not run.metrics.is_file():
+        return "n/a (no metrics.csv)"
+    history = pd.read_csv(run.metrics)
+    best = best_epoch(history)
+    ran = len(history)
+    planned = f" of {epochs_planned}" if epochs_planned else ""
+    stopped = " (stopped early)" if epochs_planned and ran < epochs_planned else ""
+    return f"{ran}{planned} epochs{stopped}; model kept from epoch {best if best else 'n/a'}"
+
+
+def _model_rows(run: RunFolder) -> list[tuple[str, str]]:
+    from artextract.config import load_config
+    from artextract.errors import ConfigError
+
+    try:
+        config = load_config(run.config)
+    except ConfigError:
+        return [("model", f"n/a ({run.config} is missing or unreadable)")]
+    m, t = config.model, config.train
+    plan = ("backbone frozen" if t.freeze_backbone else
+            f"{t.frozen_epochs} epochs frozen, then fine-tuned" if t.frozen_epochs else "whole network trained")
+    rows = [("backbone", f"{m.backbone}, {m.weights} weights; {plan}"),
+            ("reader", m.reader_description() + (f"; 1x1 reduction to {m.reduce_channels} channels"
+                                                 if m.reduce_channels else "")),
+            ("tasks", ", ".join(m.tasks))]
+    counts = parameter_count(run.model)
+    if counts is not None:
+        total, outside = counts
+        rows.append(("parameters", f"{total:,} ({outside:,} outside the backbone)"))
+    rows += [("image size", f"{t.image_size} px"), ("training", _training(run, t.epochs))]
+    return rows
+
+
+def header_rows(out: EvalFolder, run: RunFolder | None, data: Path | None) -> list[tuple[str, str]]:
+    """(what, value) rows saying what was evaluated, on which data, by which code."""
+    rows: list[tuple[str, str]] = []
+    if run is not None:
+        rows.append(("run", str(run.root.resolve())))
+        rows += _model_rows(run)
+    inputs = _read_json(out.inputs)
+    data_path = inputs.get("data") or (str(data) if data else None)
+    rows.append(("DATA folder", data_path or "n/a"))
+    report = _read_json(DataFolder(Path(data_path)).report_json) if data_path else {}
+    if report.get("protocol"):
+        rows.append(("protocol", f"{report['protocol']['name']}: {report['protocol']['description']}"))
+    evaluated, trained = _read_json(out.root / ENVIRONMENT), _read_json(run.root / ENVIRONMENT) if run else {}
+    for label, record in (("evaluated by", evaluated), ("trained by", trained)):
+        if record:
+            version = (record.get("versions") or {}).get("artextract", "?")
+            rows.append((label, f"artextract {version}, commit {record.get('git_commit') or 'n/a (not a git checkout)'}"
+                                f", {record.get('created', '?')}"))
+    return rows

@@ -1,0 +1,147 @@
+"""The report as a researcher reads it: what was evaluated, per-class tables with n/a where a figure is
+undefined, the most confused pairs with their paintings, outlier cards with thumbnails, and a page that fits an
+800 px window in a real browser."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import precision_recall_fscore_support
+
+from artextract.analysis.metrics import confused_pairs, per_class_report
+from artextract.report.summary import best_epoch
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def evaluated(evaluated_run):
+    return evaluated_run / "eval"
+
+
+def test_per_class_figures_are_scikit_learns_and_undefined_ones_are_none():
+    y_true = np.array([0, 0, 1, 1, 1, 3, 3])  # class 2 has no image; class 3 is never predicted
+    y_pred = np.array([0, 1, 1, 1, 0, 1, 0])
+    rows = per_class_report(y_true, y_pred, ["a", "b", "c", "d"])
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=range(4), average=None, zero_division=0)
+    for i in (0, 1):
+        assert (rows[i]["precision"], rows[i]["recall"], rows[i]["f1"]) == pytest.approx((p[i], r[i], f[i]))
+    assert rows[2] == {"class": "c", "precision": None, "recall": None, "f1": None, "support": 0, "predicted": 0}
+    assert rows[3]["precision"] is None and rows[3]["recall"] == 0.0 and rows[3]["f1"] == 0.0
+    assert [row["support"] for row in rows] == s.tolist() and [row["predicted"] for row in rows] == [3, 4, 0, 0]
+
+
+def test_confused_pairs_are_the_largest_off_diagonal_cells():
+    matrix = np.array([[5, 3, 0], [1, 4, 0], [6, 0, 2]])
+    pairs = confused_pairs(matrix, ["a", "b", "c"], count=5)
+    assert [(p["true_name"], p["predicted_name"], p["count"]) for p in pairs] == [("c", "a", 6), ("a", "b", 3),
+                                                                                   ("b", "a", 1)]
+    assert pairs[0]["share_of_true"] == pytest.approx(6 / 8)
+    assert confused_pairs(np.eye(3, dtype=int), ["a", "b", "c"]) == []
+
+
+def test_best_epoch_is_the_first_highest_score_and_never_nan():
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "score": [float("nan"), 0.5, 0.7, 0.7]})
+    assert best_epoch(history) == 3
+    assert best_epoch(pd.DataFrame({"epoch": [1], "score": [float("nan")]})) is None
+
+
+def _cells(html: str, what: str) -> str:
+    found = re.search(rf"<th class=\"name\">{what}</th><td>(.*?)</td>", html)
+    assert found, what
+    return found.group(1)
+
+
+def test_report_header_says_what_was_evaluated(evaluated_run, evaluated):
+    from artextract.config import load_config
+    from artextract.engine.checkpoint import load_model_file
+
+    html = (evaluated / "report.html").read_text()
+    model, _ = load_model_file(evaluated_run / "model.safetensors")
+    outside = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("backbone."))
+    total = sum(p.numel() for p in model.parameters())
+    assert _cells(html, "parameters") == f"{total:,} ({outside:,} outside the backbone)"
+    config = load_config(evaluated_run / "config.yaml")
+    assert _cells(html, "backbone").startswith(f"{config.model.backbone}, none weights")
+    assert "attention pooling" in _cells(html, "reader")
+    history = pd.read_csv(evaluated_run / "metrics.csv")
+    kept = int(history["epoch"][history["score"].idxmax()])
+    assert _cells(html, "training") == f"{len(history)} of 10 epochs; model kept from epoch {kept}"
+    assert _cells(html, "image size") == f"{config.train.image_size} px"
+    trained_on = json.loads((evaluated_run / "run.json").read_text())["data"]
+    assert _cells(html, "DATA folder") == trained_on
+    assert "leak-free" in _cells(html, "protocol")
+    assert re.search(r"artextract \S+, commit", _cells(html, "evaluated by"))
+    for anchor in ("evaluated", "data", "metrics", "noise", "training", "per-class-1", "confused-1", "figures-1",
+                   "outliers-1"):
+        assert f'id="{anchor}"' in html and f'href="#{anchor}"' in html, anchor
+
+
+def test_report_tables_figures_and_cards(evaluated):
+    html = (evaluated / "report.html").read_text()
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    for task, m in metrics["tasks"].items():
+        for row in m["per_class"]:
+            f1 = "n/a" if row["f1"] is None else f"{row['f1']:.3f}"
+            assert re.search(rf">{re.escape(row['class'])}</td><td>{row['support']}</td>\s*<td>{row['predicted']}"
+                             rf"</td><td>[^<]*</td><td>[^<]*</td><td>{f1}</td>", html), (task, row)
+        for pair in m["most_confused"]:
+            assert f"<b>{pair['true_name']}</b> predicted as <b>{pair['predicted_name']}</b>: {pair['count']}" in html
+            assert pair["examples"] and all((evaluated / "explain" / f"{e['cache_index']}.jpg").is_file()
+                                            for e in pair["examples"])
+    # Outlier cards: painting, heat maps and the nearest paintings of the resembled class, each captioned.
+    assert html.count("<figcaption>painting</figcaption>") >= 12
+    assert html.count('alt="nearest: ') >= 12
+    assert html.count("<figcaption>Grad-CAM for ") >= 12
+    assert "data:image/jpeg;base64," in html and 'id="zoom"' in html
+
+
+def test_classes_without_evaluation_images_are_not_drawn_as_zero(evaluated_run, evaluated, tmp_path):
+    """Drop every eval image of one artist: its row reads n/a, the report says so, the matrix omits its row."""
+    out = tmp_path / "eval"
+    shutil.copytree(evaluated, out)
+    predictions = pd.read_parquet(out / "predictions.parquet")
+    gone = int(predictions.loc[predictions["split"] == "eval", "label_artist"].max())
+    keep = ~((predictions["split"] == "eval") & (predictions["label_artist"] == gone))
+    predictions[keep].to_parquet(out / "predictions.parquet", index=False)
+    from typer.testing import CliRunner
+
+    from artextract.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", "--run", str(evaluated_run), "--out", str(out),
+                                      "--from-predictions"])
+    assert result.exit_code == 0, result.output
+    row = json.loads((out / "metrics.json").read_text())["tasks"]["artist"]["per_class"][gone]
+    assert row["support"] == 0 and row["f1"] is None and row["recall"] is None
+    html = (out / "report.html").read_text()
+    assert f'<tr class="absent"><td class="name">{row["class"]}</td><td>0</td>' in html
+    assert "classes have no evaluation image" in html
+
+
+def _chromium(page, width, profile, *extra):
+    return [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            f"--user-data-dir={profile}", "--virtual-time-budget=5000", f"--window-size={width},2000", *extra,
+            page.as_uri()]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian package chromium not installed (.ci/run installs it)")
+@pytest.mark.parametrize("width", [800, 1400])
+def test_report_fits_narrow_and_wide_windows_in_headless_chromium(evaluated, tmp_path, width):
+    page = evaluated / "report.html"
+    dom = subprocess.run(_chromium(page, width, tmp_path / "profile", "--dump-dom"), capture_output=True,
+                         text=True, timeout=120, check=False).stdout
+    found = re.search(r'data-images="(\d+)" data-images-ok="(\d+)" data-window-width="(\d+)" '
+                      r'data-page-width="(\d+)" data-wide-tables="(\d+)"', dom)
+    assert found, dom[:500]
+    images, ok, window, page_width, wide = map(int, found.groups())
+    assert images >= 30 and ok == images
+    assert page_width <= window and wide == 0, (window, page_width, wide)
+    shot = tmp_path / "report.png"
+    subprocess.run(_chromium(page, width, tmp_path / "profile2", f"--screenshot={shot}"), capture_output=True,
+                   timeout=120, check=False)
+    assert shot.is_file() and shot.stat().st_size > 20_000
