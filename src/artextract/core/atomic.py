@@ -35,6 +35,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, _FILE_MODE)  # mkstemp makes files private (0600); outputs should be as readable as any file
     try:
         yield tmp
+        # Again: some writers (safetensors) recreate the file, which makes it 0600 again.
+        os.chmod(tmp, _FILE_MODE)
         _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:

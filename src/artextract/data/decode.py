@@ -8,13 +8,21 @@ from there on the GPU.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
+import zlib
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Keep decoding and resizing cheap: after `draft` a JPEG is at most twice the target size.
 _RESAMPLE = Image.Resampling.BICUBIC
+
+
+# What Pillow's decoders raise on damaged or unsupported files besides OSError: fuzzed JPEG/PNG/WebP/TIFF bytes
+# reach all of these, and a DDS saved as .jpg opens but raises NotImplementedError on load.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, NotImplementedError, EOFError, IndexError, KeyError, TypeError,
+                  ZeroDivisionError, struct.error, zlib.error, Image.DecompressionBombError)
 
 
 class SkipImage(Exception):
@@ -35,8 +43,8 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
                             "pixels)") from None
         except UnidentifiedImageError:
             raise SkipImage("not an image Pillow can read") from None
-        except (OSError, ValueError, SyntaxError) as err:
-            raise SkipImage(f"unreadable header ({err})") from None
+        except _DECODE_ERRORS as err:
+            raise SkipImage(f"unreadable header ({type(err).__name__}: {err})") from None
     width, height = image.size
     if width * height > max_pixels:
         raise SkipImage(f"over the pixel limit: {width}x{height} = {width * height:,} > {max_pixels:,} pixels")
@@ -75,6 +83,14 @@ def decode_square(data: bytes, size: int, max_pixels: int) -> tuple[np.ndarray, 
 
     Raises SkipImage for anything that is not a usable image: empty, truncated, not an image, over the limit.
     """
+    with warnings.catch_warnings():
+        # Damaged files warn (TIFF: "Tag data larger than file") before they decode or fail; either way the
+        # outcome is reported per file, so the warning would only be noise in the terminal.
+        warnings.simplefilter("ignore")
+        return _decode(data, size, max_pixels)
+
+
+def _decode(data: bytes, size: int, max_pixels: int) -> tuple[np.ndarray, int, int]:
     image = _open(data, max_pixels)
     try:
         width, height = image.size
@@ -84,8 +100,8 @@ def decode_square(data: bytes, size: int, max_pixels: int) -> tuple[np.ndarray, 
         # `draft` works on the stored orientation, so ask for `size` in both dimensions.
         image.draft("RGB", (size, size))
         return square_array(ImageOps.exif_transpose(image), size), width, height
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise SkipImage(f"unreadable ({err})") from None
+    except _DECODE_ERRORS as err:
+        raise SkipImage(f"unreadable ({type(err).__name__}: {err})") from None
 
 
 def square_array(image: Image.Image, size: int) -> np.ndarray:
