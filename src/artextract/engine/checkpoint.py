@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import random
 import warnings
@@ -53,22 +54,34 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def previous_checkpoint(path: Path) -> Path:
+    """Where the state before the latest one is kept: offered when the latest is damaged."""
+    return path.with_name(path.name + ".prev")
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+        if path.is_file():
+            os.replace(path, previous_checkpoint(path))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    previous = previous_checkpoint(path)
+    fallback = (f"; the state saved before it is in {previous.name}: `mv {previous} {path}` and resume again, "
+                "or start the run anew without --resume") if previous.is_file() else (
+        "; start the run again without --resume")
     if not path.is_file():
-        raise ArtExtractError(f"no checkpoint at {path}: nothing to resume (start without --resume)")
+        raise ArtExtractError(f"no checkpoint at {path}: nothing to resume{fallback}")
     try:
         with warnings.catch_warnings():
             # A file not written by torch.save (pickle protocol > 2) makes torch warn before it refuses the file.
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as err:
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+        reason = (str(err).splitlines() or [type(err).__name__ + ", an empty or cut-off file"])[0][:160]
         raise ArtExtractError(f"{path} is damaged or holds more than tensors (refused to unpickle it: "
-                              f"{str(err).splitlines()[0][:160]}); start the run again without --resume") from None
+                              f"{reason}){fallback}") from None
 
 
 @dataclass(frozen=True)
@@ -130,14 +143,26 @@ def load_model_file(path: Path) -> tuple[nn.Module, ModelInfo]:
     """The model (eval mode, CPU) and its metadata from a `model.safetensors` written by `train`."""
     from safetensors.torch import load_file
 
+    from artextract.config import check_ranges
+    from artextract.errors import ConfigError
     from artextract.models import build_model
 
     info = read_model_metadata(path)
     # Weights come from the file: never fetch or read the backbone's original weights again.
     config = ModelConfig(**{**info.model_config, "weights": "none"})
+    try:
+        # The same ranges as a config file: a hand-edited hidden size of 60,000 would allocate tens of GB.
+        check_ranges(config, "model")
+    except (ConfigError, TypeError) as err:
+        raise ArtExtractError(f"{path}: its model metadata is out of range ({err})") from None
+    state = load_file(str(path))
+    broken = [name for name, tensor in state.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
+    if broken:
+        raise ArtExtractError(f"{path}: {len(broken)} weight tensors hold NaN or infinite values (first: "
+                              f"{broken[0]}); the training that wrote it diverged. Use another model file")
     model = build_model(config, info.classes)
     try:
-        model.load_state_dict(load_file(str(path)))
+        model.load_state_dict(state)
     except RuntimeError as err:
         raise ArtExtractError(f"{path}: weights do not match the model its metadata describes "
                               f"({str(err).splitlines()[0]})") from None
