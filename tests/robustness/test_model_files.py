@@ -58,6 +58,9 @@ def test_an_empty_or_damaged_checkpoint_names_the_fix(run_cli, evaluated_run, pr
         assert "last.pt is damaged" in result.stderr and "Traceback" not in result.stderr
         # The state saved before the damaged one is kept and offered, and it loads.
         assert "last.pt.prev" in result.stderr
+    (run / "checkpoints" / "last.pt").unlink()  # killed between keeping the previous state and the rename
+    result = run_cli("train", "--data", prepared_small, "--out", run, "--resume")
+    assert result.code == 2 and "last.pt.prev" in result.stderr, result.stderr
     from artextract.engine.checkpoint import load_checkpoint
 
     assert "model" in load_checkpoint(run / "checkpoints" / "last.pt.prev")

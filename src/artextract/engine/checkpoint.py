@@ -66,11 +66,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             os.replace(path, previous_checkpoint(path))
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def resume_hint(path: Path) -> str:
+    """What to do when the checkpoint at `path` is missing or damaged: the previous state, if one is kept."""
     previous = previous_checkpoint(path)
-    fallback = (f"; the state saved before it is in {previous.name}: `mv {previous} {path}` and resume again, "
-                "or start the run anew without --resume") if previous.is_file() else (
-        "; start the run again without --resume")
+    if previous.is_file():
+        return (f"; the state saved before it is in {previous.name}: `mv {previous} {path}` and resume again, "
+                "or start the run anew without --resume")
+    return "; start the run again without --resume"
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    fallback = resume_hint(path)
     if not path.is_file():
         raise ArtExtractError(f"no checkpoint at {path}: nothing to resume{fallback}")
     try:

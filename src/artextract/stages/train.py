@@ -15,6 +15,7 @@ from artextract.core.atomic import write_json
 from artextract.core.environment import write_environment
 from artextract.core.outdir import prepare_output_dir, undo_on_failure
 from artextract.core.progress import log
+from artextract.engine.checkpoint import resume_hint
 from artextract.engine.data import DataInfo, load_data_folder
 from artextract.engine.loop import RunState, build_session, describe, fit, resume_from_last, warnings_for
 from artextract.engine.runtime import Runtime, make_fabric
@@ -48,7 +49,8 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
     data = load_data_folder(data_dir)
     run = RunFolder(Path(out))
     if resume and not (run.last.is_file() and run.config.is_file()):
-        raise ArtExtractError(f"{run.root} holds no run to resume ({run.last.name} or {run.config.name} missing)")
+        raise ArtExtractError(f"{run.root} holds no run to resume ({run.last.name} or {run.config.name} missing)"
+                              + (resume_hint(run.last) if run.config.is_file() else ""))
     changed = _resume_changes(run, config) if resume else {}
     check_tasks(data, list(config.model.tasks))
     train_cfg = config.train
