@@ -6,7 +6,8 @@ RUN/eval/ (or --out):
                         bootstrap 95 % intervals, confusion matrix, calibration (ECE before/after temperature)
   confusion_<task>.{csv,png}, confusion_<task>_normalised.{csv,png}, f1_<task>.png, reliability_<task>.png
   outliers.csv          the outlier scores of every labelled image, most suspicious first
-  explain/              thumbnails, Grad-CAM and attention overlays of outliers and of a sample of correct ones
+  explain/              JPEG thumbnails of every painting the report shows (outliers, their nearest paintings,
+                        confused pairs, a sample of correct ones) and Grad-CAM / attention overlays
   report.html, report.md
 Everything after predictions.parquet needs no model: `--from-predictions` recomputes it on a CPU.
 """
