@@ -25,6 +25,9 @@ from artextract.errors import ConfigError
 # Images larger than this are refused before decoding (decompression-bomb guard). The largest real
 # WikiArt painting has 107 megapixels, so the default keeps it.
 DEFAULT_MAX_PIXELS = 120_000_000
+# Files larger than this are skipped unread, so that a zip member inflating to gigabytes cannot take the memory.
+# The largest WikiArt files are tens of MB.
+DEFAULT_MAX_FILE_MB = 256
 
 
 def _limits(low: float | None = None, high: float | None = None, *, above: bool = False,
@@ -56,6 +59,7 @@ class PrepareConfig:
     # side of the square cache images (short side resized, then centre-cropped)
     image_size: int = field(default=256, metadata=_limits(8))
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=_limits(1))
+    max_file_mb: int = field(default=DEFAULT_MAX_FILE_MB, metadata=_limits(1))  # larger files are skipped unread
     workers: int = field(default=0, metadata=_limits(0))  # 0 = all cores
     seed: int = 0
 

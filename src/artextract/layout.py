@@ -46,6 +46,11 @@ class RunFolder:
     model = property(lambda self: self.root / "model.safetensors")
     default_eval = property(lambda self: self.root / "eval")
 
+    def outputs(self) -> list[Path]:
+        """Everything `train` (and the default `evaluate`) writes here: what `train --force` removes."""
+        return [self.config, self.root / ENVIRONMENT, self.run_info, self.metrics, self.last.parent, self.model,
+                self.default_eval]
+
     def require_model(self) -> Path:
         if not self.model.is_file():
             raise ArtExtractError(f"{self.root} has no {self.model.name}: train a model first "
@@ -73,6 +78,13 @@ class EvalFolder:
     explain = property(lambda self: self.root / "explain")
     report_html = property(lambda self: self.root / "report.html")
     report_md = property(lambda self: self.root / "report.md")
+
+    def outputs(self) -> list[Path]:
+        """Everything `evaluate` writes here: what `evaluate --force` removes."""
+        named = [self.predictions, self.classes, self.inputs, self.metrics, self.outliers, self.explain,
+                 self.report_html, self.report_md, self.root / ENVIRONMENT]
+        figures = [p for pattern in ("confusion_*", "f1_*.png", "reliability_*.png") for p in self.root.glob(pattern)]
+        return named + sorted(figures)
 
     def thumbnail(self, cache_index: int) -> Path:
         """The painting as the model saw it (JPEG, see report/images.py)."""

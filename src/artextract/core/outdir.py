@@ -1,18 +1,22 @@
-"""Output folders: created on demand, never silently overwritten, checked for writability up front."""
+"""Output folders: created on demand, never silently overwritten, checked for writability up front, and (for the
+stages that own one) locked against a second process for as long as the stage writes them."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from artextract.core.lock import LOCK_NAME, folder_lock
+from artextract.core.progress import log
 from artextract.errors import ArtExtractError
 
 
 def is_empty_dir(path: Path) -> bool:
-    return path.is_dir() and not any(path.iterdir())
+    """No entry but (perhaps) the lock file of a run that stopped before writing anything."""
+    return path.is_dir() and all(entry.name == LOCK_NAME for entry in path.iterdir())
 
 
 def prepare_output_dir(path: str | os.PathLike[str], force: bool = False, resumable_marker: str | None = None) -> Path:
@@ -36,6 +40,48 @@ def prepare_output_dir(path: str | os.PathLike[str], force: bool = False, resuma
         reason = err.strerror or str(err)
         raise ArtExtractError(f"cannot write to {path} ({reason}): choose a folder you can write to") from None
     return path
+
+
+@contextmanager
+def claimed_output_dir(path: str | os.PathLike[str], force: bool = False, resumable_marker: str | None = None,
+                       earlier_outputs: Callable[[], Iterable[Path]] = tuple) -> Iterator[Path]:
+    """`prepare_output_dir`, with the folder locked for the block, so that two runs given the same new folder
+    cannot both pass the emptiness check and then mix their files. With `force`, what `earlier_outputs()` names
+    (the files an earlier run of the stage wrote there) is removed first, so that the run starts clean; anything
+    else in the folder is left alone."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ArtExtractError(f"{path} exists and is not a folder: choose another --out")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ArtExtractError(f"cannot create {path} ({reason}): choose a folder you can write to") from None
+    lock_existed = (path / LOCK_NAME).exists()
+    with folder_lock(path) as lock:
+        try:
+            prepare_output_dir(path, force, resumable_marker)
+        except ArtExtractError:
+            if not lock_existed:  # leave a folder that was refused as it was
+                lock.path.unlink(missing_ok=True)
+            raise
+        if force:
+            remove_outputs(path, earlier_outputs())
+        yield path
+
+
+def remove_outputs(folder: Path, outputs: Iterable[Path]) -> None:
+    removed = []
+    for entry in outputs:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        elif entry.exists() or entry.is_symlink():
+            entry.unlink()
+        else:
+            continue
+        removed.append(entry.name)
+    if removed:
+        log.info("--force: removed the earlier run's %s from %s", ", ".join(sorted(removed)), folder)
 
 
 @contextmanager

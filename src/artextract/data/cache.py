@@ -3,9 +3,15 @@
 Files in `DATA/cache/`:
 - `layout.json`: image size, row count and a fingerprint of the ordered image list;
 - `images.u8`: the raw array (row i is manifest row i), created sparse and filled in any order;
-- `status-<i>of<n>.npy` / `errors-<i>of<n>.json`: per shard, which rows are done (size, bytes) or skipped (why).
-A rerun reads every status file and only decodes what is still pending; `--shard i/n` builds rows i, i+n, ...
-so that several machines sharing a file system can each build a part.
+- `status-<key>-<i>of<n>.npy` / `errors-<key>-<i>of<n>.json`: per shard, which rows are done (size, bytes) or
+  skipped (why). `<key>` starts the layout's fingerprint, so a status file written under another image size or
+  image list (by a killed run, or a run that went on after another reset the cache) is never trusted.
+A rerun reads the status files of its layout and only decodes what is still pending; `--shard i/n` builds rows
+i, i+n, ... so that several machines sharing a file system can each build a part.
+
+Concurrency: the DATA folder's lock (core/lock.py) is taken exclusively to check the layout or reset the cache, then
+shared while decoding, so the shards of one layout build side by side while a run of another layout, or a second
+run of the same shard, is refused at once. `train` and `evaluate` share it too: the cache is never reset under them.
 
 Why raw arrays rather than small JPEGs: reading a row is a memory copy, with no decoding on the training side
 (`bench/bench_cache.py` measures both).
@@ -25,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from artextract.core.atomic import atomic_path, write_json
+from artextract.core.lock import FolderLock
 from artextract.core.progress import Progress, log
 from artextract.data.decode import SkipImage, decode_square
-from artextract.data.image_source import ImageSource
+from artextract.data.image_source import ImageSource, UnreadableFile
 from artextract.errors import DataError
 
 IMAGES_FILE, LAYOUT_FILE = "images.u8", "layout.json"
@@ -83,15 +90,16 @@ def read_layout(cache_dir: Path) -> CacheLayout | None:
         return None
 
 
-def _status_name(shard: tuple[int, int]) -> str:
-    return f"{shard[0]}of{shard[1]}"
+def _status_name(layout: CacheLayout, shard: tuple[int, int]) -> str:
+    return f"{layout.fingerprint[:16]}-{shard[0]}of{shard[1]}"
 
 
 def load_status(cache_dir: Path, layout: CacheLayout) -> tuple[np.ndarray, dict[int, str]]:
-    """Merged status of all shards: a STATUS_DTYPE array of N rows, and the skip reason per skipped row."""
+    """Merged status of the shards of `layout`: a STATUS_DTYPE array of N rows, and the skip reason per skipped
+    row. Status files of other layouts are ignored."""
     merged = np.zeros(layout.count, dtype=STATUS_DTYPE)
     errors: dict[int, str] = {}
-    for path in sorted(cache_dir.glob("status-*.npy")):
+    for path in sorted(cache_dir.glob(f"status-{layout.fingerprint[:16]}-*.npy")):
         try:
             part = np.load(path, allow_pickle=False)
         except (OSError, ValueError):
@@ -110,7 +118,8 @@ def load_status(cache_dir: Path, layout: CacheLayout) -> tuple[np.ndarray, dict[
 
 def _reset(cache_dir: Path, layout: CacheLayout) -> None:
     """Start a cache for `layout`, removing one built for other inputs."""
-    for stale in [*cache_dir.glob("status-*.npy"), *cache_dir.glob("errors-*.json"), cache_dir / IMAGES_FILE]:
+    for stale in [*cache_dir.glob("status-*.npy"), *cache_dir.glob("errors-*.json"), *cache_dir.glob(".shard-*.lock"),
+                  cache_dir / IMAGES_FILE]:
         stale.unlink(missing_ok=True)
     write_json(cache_dir / LAYOUT_FILE, asdict(layout))
 
@@ -131,6 +140,8 @@ def _build_one(job: tuple[int, str]) -> tuple[int, int, int, int, int, str]:
     source: ImageSource = _worker["source"]  # type: ignore[assignment]
     try:
         data = source.read(member)
+    except UnreadableFile as err:
+        return row, SKIPPED, 0, 0, 0, str(err)
     except (OSError, KeyError) as err:
         return row, SKIPPED, 0, 0, 0, f"cannot read the file ({err})"
     try:
@@ -155,27 +166,59 @@ class CacheResult:
 
 def build_cache(source: ImageSource, members: Sequence[str], paths: Sequence[str], cache_dir: Path,
                 image_size: int, max_pixels: int, workers: int = 0,
-                shard: tuple[int, int] = (0, 1)) -> CacheResult:
+                shard: tuple[int, int] = (0, 1), lock: FolderLock | None = None) -> CacheResult:
     """Decode the pending images of this shard into the cache; resumes whatever an earlier run left.
 
     `members` are the names to read from the source, `paths` the manifest paths (the fingerprint uses these,
-    so a folder and its zip share one cache).
+    so a folder and its zip share one cache). `lock` is the DATA folder's lock, open and not yet taken; it is
+    left shared, for the caller to release once the rest of DATA is written.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     layout = CacheLayout(image_size, len(paths), fingerprint(paths, image_size))
-    images_file = cache_dir / IMAGES_FILE
+    if lock is None or lock.try_exclusive():
+        _check_or_reset(cache_dir, layout)
+    if lock is not None:
+        lock.shared()  # let the other shards of this layout in (turning exclusive to shared is not atomic: recheck)
+        if read_layout(cache_dir) != layout or _needs_reset(cache_dir, layout):
+            # Someone else holds DATA (another prepare, or a train reading it) and its cache is of another layout.
+            other = read_layout(cache_dir)
+            built_for = f" for {other.count} images at {other.image_size} px" if other else ""
+            raise lock.busy(f", and its cache is built{built_for}, not {layout.count} at {image_size} px")
+    with FolderLock(cache_dir, f".shard-{_status_name(layout, shard)}.lock") as shard_lock:
+        # The same shard twice would decode everything twice.
+        shard_lock.exclusive(f", building shard {shard[0]}/{shard[1]} of the same cache")
+        return _build_shard(source, members, cache_dir, layout, max_pixels, workers, shard)
+
+
+def _needs_reset(cache_dir: Path, layout: CacheLayout) -> bool:
+    # Rows marked done but no file to hold them: it was deleted or cut short. (A missing file with nothing done
+    # yet is just another shard starting; resetting then would wipe that shard's status.)
+    return not images_complete(cache_dir, layout) and bool(load_status(cache_dir, layout)[0]["state"].any())
+
+
+def _check_or_reset(cache_dir: Path, layout: CacheLayout) -> None:
+    """With DATA held exclusively: start the cache afresh when it was built for other inputs, or lost its images."""
     if read_layout(cache_dir) != layout:
         if (cache_dir / LAYOUT_FILE).exists():
             log.info("cache: inputs or image size changed since the last run; rebuilding the cache")
         _reset(cache_dir, layout)
-    # Rows marked done but no file to hold them: it was deleted or cut short. (A missing file with nothing done
-    # yet is just another shard starting; resetting then would wipe that shard's status.)
-    elif not images_complete(cache_dir, layout) and load_status(cache_dir, layout)[0]["state"].any():
-        log.info("cache: %s is missing or truncated; rebuilding the cache", images_file)
+    elif _needs_reset(cache_dir, layout):
+        log.info("cache: %s is missing or truncated; rebuilding the cache", cache_dir / IMAGES_FILE)
         _reset(cache_dir, layout)
-    with open(images_file, "ab") as handle:  # sparse; never shrinks rows another shard wrote
+    else:  # status files of another layout (left by a killed run, or by an older ArtExtract) only mislead
+        key = layout.fingerprint[:16]
+        for pattern in ("status-*.npy", "errors-*.json", ".shard-*.lock"):
+            for stale in cache_dir.glob(pattern):
+                if f"-{key}-" not in stale.name:
+                    stale.unlink(missing_ok=True)
+    with open(cache_dir / IMAGES_FILE, "ab") as handle:  # sparse; never shrinks rows another shard wrote
         if handle.tell() < layout.count * layout.row_bytes:
             handle.truncate(layout.count * layout.row_bytes)
+
+
+def _build_shard(source: ImageSource, members: Sequence[str], cache_dir: Path, layout: CacheLayout,
+                 max_pixels: int, workers: int, shard: tuple[int, int]) -> CacheResult:
+    images_file = cache_dir / IMAGES_FILE
 
     merged, _ = load_status(cache_dir, layout)
     index, count = shard
@@ -185,8 +228,8 @@ def build_cache(source: ImageSource, members: Sequence[str], paths: Sequence[str
     if reused:
         log.info("cache: %d of %d images of this shard already cached; decoding the other %d", reused, len(rows),
                  len(todo))
-    own_status_path = cache_dir / f"status-{_status_name(shard)}.npy"
-    own_errors_path = cache_dir / f"errors-{_status_name(shard)}.json"
+    own_status_path = cache_dir / f"status-{_status_name(layout, shard)}.npy"
+    own_errors_path = cache_dir / f"errors-{_status_name(layout, shard)}.json"
     own = merged.copy()
     own_errors: dict[int, str] = {}
     if own_errors_path.exists():

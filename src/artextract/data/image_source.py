@@ -1,16 +1,70 @@
-"""Where the images are: a folder or a zip archive (wikiart.zip read in place, never extracted)."""
+"""Where the images are: a folder or a zip archive (wikiart.zip read in place, never extracted).
+
+Reading one file either returns its bytes or raises `UnreadableFile` with the reason the report shows: a member
+with a bad CRC, an encrypted member, an unsupported compression method (deflate64), a file over the size limit
+(checked before inflating, and again while streaming, since a header may lie), a symlink loop, a FIFO or device
+(never opened for blocking reads, so nothing hangs).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Protocol
 
+from artextract.config import DEFAULT_MAX_FILE_MB
 from artextract.errors import DataError
 
-_UTF8_FLAG = 0x800
+_UTF8_FLAG, _ENCRYPTED_FLAG = 0x800, 0x1
+_MB = 1 << 20
+DEFAULT_MAX_BYTES = DEFAULT_MAX_FILE_MB * _MB
+# The methods Python's zipfile inflates; others (deflate64 = 9, PPMd, ...) raise NotImplementedError deep inside.
+_ZIP_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate", zipfile.ZIP_BZIP2: "bzip2",
+                zipfile.ZIP_LZMA: "lzma"}
+_ZIP_METHOD_NAMES = {9: "deflate64", 98: "PPMd", 93: "zstandard", 95: "xz", 12: "bzip2", 14: "lzma"}
+
+
+class UnreadableFile(Exception):
+    """One file cannot be read; the message is the reason (the file is skipped, the run goes on)."""
+
+
+def _too_large(size: int, max_bytes: int) -> UnreadableFile:
+    return UnreadableFile(f"{size / _MB:,.0f} MB, over the {max_bytes / _MB:,.0f} MB limit for one image file "
+                          "(raise it with --set prepare.max_file_mb=N)")
+
+
+def read_regular_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of a regular file of at most `max_bytes`; UnreadableFile for anything else."""
+    try:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as err:
+        raise UnreadableFile(_os_reason(err)) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise UnreadableFile("is a folder")
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFile("not a regular file (a FIFO, socket or device)")
+        if info.st_size > max_bytes:
+            raise _too_large(info.st_size, max_bytes)
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as err:
+            raise UnreadableFile(_os_reason(err)) from None
+    if len(data) > max_bytes:  # it grew while being read
+        raise _too_large(len(data), max_bytes)
+    return data
+
+
+def _os_reason(err: OSError) -> str:
+    if isinstance(err, FileNotFoundError):
+        return "file not found"
+    return f"cannot read the file ({err.strerror or err})"  # ELOOP: "Too many levels of symbolic links"
 
 
 class ImageSource(Protocol):
@@ -24,9 +78,10 @@ class ImageSource(Protocol):
 
 
 class FolderSource:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.root = root.resolve()
         self.location = str(self.root)
+        self.max_bytes = max_bytes
 
     def list_files(self) -> list[str]:
         files = []
@@ -34,13 +89,21 @@ class FolderSource:
             for name in filenames:
                 full = Path(dirpath) / name
                 # A link pointing outside the root would let a listing reach files it must not open.
-                if full.is_symlink() and not full.resolve().is_relative_to(self.root):
+                if full.is_symlink() and not _inside(full, self.root):
                     continue
                 files.append(full.relative_to(self.root).as_posix())
         return sorted(files)
 
     def read(self, path: str) -> bytes:
-        return (self.root / path).read_bytes()
+        return read_regular_file(self.root / path, self.max_bytes)
+
+
+def _inside(link: Path, root: Path) -> bool:
+    """Whether a link resolves inside root; a loop is kept (reading it is reported as one)."""
+    try:
+        return link.resolve().is_relative_to(root)
+    except (RuntimeError, OSError):  # RuntimeError: a symlink loop, before Python 3.13
+        return True
 
 
 def _member_name(info: zipfile.ZipInfo) -> str:
@@ -53,16 +116,18 @@ def _member_name(info: zipfile.ZipInfo) -> str:
 
 
 class ZipSource:
-    def __init__(self, archive: Path) -> None:
+    def __init__(self, archive: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.archive = archive.resolve()
         self.location = str(self.archive)
+        self.max_bytes = max_bytes
         self._zip: zipfile.ZipFile | None = None
         self._members: dict[str, zipfile.ZipInfo] | None = None
         self._pid = 0
 
     def __getstate__(self) -> dict[str, object]:
         # Worker processes open their own handle; a ZipFile cannot be shared across processes.
-        return {"archive": self.archive, "location": self.location, "_zip": None, "_members": None, "_pid": 0}
+        return {"archive": self.archive, "location": self.location, "max_bytes": self.max_bytes, "_zip": None,
+                "_members": None, "_pid": 0}
 
     def _open(self) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
         # A forked worker inherits the parent's handle, whose file offset the processes would share.
@@ -80,14 +145,33 @@ class ZipSource:
 
     def read(self, path: str) -> bytes:
         archive, members = self._open()
-        return archive.read(members[path])
+        info = members[path]
+        if info.flag_bits & _ENCRYPTED_FLAG:
+            raise UnreadableFile("encrypted in the archive (needs a password); store it unencrypted")
+        if info.compress_type not in _ZIP_METHODS:
+            method = _ZIP_METHOD_NAMES.get(info.compress_type, f"method {info.compress_type}")
+            raise UnreadableFile(f"compressed with {method}, which Python's zipfile cannot inflate; re-create the "
+                                 "archive with deflate (zip -r, or Python's shutil.make_archive)")
+        if info.file_size > self.max_bytes:
+            raise _too_large(info.file_size, self.max_bytes)
+        try:
+            with archive.open(info) as member:
+                data = member.read(self.max_bytes + 1)  # streamed: never more than the limit in memory
+        except zipfile.BadZipFile as err:  # "Bad CRC-32 for file ...", a damaged local header
+            raise UnreadableFile(f"damaged in the archive ({err}); the archive may be incomplete, download it "
+                                 "again") from None
+        except (zlib.error, EOFError, OSError, NotImplementedError, RuntimeError) as err:
+            raise UnreadableFile(f"damaged in the archive ({type(err).__name__}: {err})") from None
+        if len(data) > self.max_bytes:
+            raise _too_large(len(data), self.max_bytes)
+        return data
 
 
-def open_source(path: Path) -> ImageSource:
+def open_source(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> ImageSource:
     if path.is_dir():
-        return FolderSource(path)
+        return FolderSource(path, max_bytes)
     if path.is_file():
         if not zipfile.is_zipfile(path):
             raise DataError(f"--images {path} is neither a folder nor a zip archive")
-        return ZipSource(path)
+        return ZipSource(path, max_bytes)
     raise DataError(f"--images {path} does not exist; point it at the image folder or at wikiart.zip")

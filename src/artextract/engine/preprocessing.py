@@ -23,6 +23,7 @@ from PIL import Image, ImageOps
 
 from artextract.config import DEFAULT_MAX_PIXELS
 from artextract.data.decode import SkipImage, decode_square, square_array
+from artextract.data.image_source import UnreadableFile, read_regular_file
 from artextract.errors import ArtExtractError
 
 ImageInput = str | Path | Image.Image | np.ndarray
@@ -68,15 +69,10 @@ class Preprocessing:
             if item.format == "JPEG" and getattr(item, "fp", None) is not None:
                 item.draft("RGB", (self.cache_size, self.cache_size))  # as the cache decoded it
             return square_array(ImageOps.exif_transpose(item), self.cache_size), width, height
-        path = Path(item)
-        if not path.exists():
-            raise SkipImage("file not found")
-        if not path.is_file():
-            raise SkipImage("is a folder" if path.is_dir() else "not a regular file")
         try:
-            data = path.read_bytes()
-        except OSError as err:
-            raise SkipImage(f"cannot read ({err.strerror})") from None
+            data = read_regular_file(Path(item))
+        except UnreadableFile as err:
+            raise SkipImage(str(err)) from None
         return decode_square(data, self.cache_size, DEFAULT_MAX_PIXELS)
 
     def doubts(self, width: int, height: int) -> str:

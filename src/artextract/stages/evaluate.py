@@ -15,6 +15,7 @@ Everything after predictions.parquet needs no model: `--from-predictions` recomp
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -306,23 +307,29 @@ def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", ou
     """The whole of `artextract evaluate`: predictions (unless `from_predictions`), analysis, heat maps, report.
     `out` defaults to RUN/eval."""
     from artextract.core.environment import write_environment
-    from artextract.core.outdir import prepare_output_dir, undo_on_failure
+    from artextract.core.lock import folder_lock
+    from artextract.core.outdir import claimed_output_dir, undo_on_failure
     from artextract.report.html import write_report
 
     run_folder = RunFolder(Path(run))
     folder = EvalFolder(Path(out) if out is not None else run_folder.default_eval)
-    if from_predictions:
-        if data is None:
-            data = run_folder.trained_on()
-        if split == "eval" and folder.inputs.is_file():  # predictions made for the fallback (see choose_split)
-            split = json.loads(folder.inputs.read_text(encoding="utf-8")).get("split", split)
-    else:
-        data = resolve_data(run_folder, data)
-        with undo_on_failure(folder.root):
-            prepare_output_dir(folder.root, force=force)
+    with ExitStack() as held:  # the EVAL folder is locked while it is written, DATA shared while it is read
+        if from_predictions:
+            if data is None:
+                data = run_folder.trained_on()
+            if split == "eval" and folder.inputs.is_file():  # predictions made for the fallback (see choose_split)
+                split = json.loads(folder.inputs.read_text(encoding="utf-8")).get("split", split)
+            if folder.root.is_dir():  # (if not, reading the predictions says what is missing)
+                held.enter_context(folder_lock(folder.root))
+        else:
+            data = resolve_data(run_folder, data)
+            # A failure before the predictions are written leaves nothing; after, they are kept for --from-predictions.
+            held.enter_context(undo_on_failure(folder.root, keep=folder.predictions.is_file))
+            held.enter_context(claimed_output_dir(folder.root, force=force, earlier_outputs=folder.outputs))
+            held.enter_context(folder_lock(data, exclusive=False))
             model, meta, split = predict_split(run_folder, data, split, folder, batch_size, device)
-    result = analyse(folder, split, inject, seed)
-    if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
-        explain_examples(model, meta, data, folder, result.outliers, result.metrics, seed)
-    write_environment(folder.root)
-    return result, write_report(folder, run_folder, data, result.metrics, result.outliers)
+        result = analyse(folder, split, inject, seed)
+        if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
+            explain_examples(model, meta, data, folder, result.outliers, result.metrics, seed)
+        write_environment(folder.root)
+        return result, write_report(folder, run_folder, data, result.metrics, result.outliers)

@@ -18,13 +18,14 @@ import pandas as pd
 
 from artextract.config import PrepareConfig, check_ranges
 from artextract.core.atomic import write_json, write_text, write_with
+from artextract.core.lock import FolderLock
 from artextract.core.progress import log
 from artextract.data.artgan_files import read_csv_folder
-from artextract.data.cache import OK, PENDING, SKIPPED, build_cache
+from artextract.data.cache import OK, PENDING, SKIPPED, CacheResult, build_cache
 from artextract.data.image_source import open_source
 from artextract.data.path_index import PathIndex
 from artextract.data.prepare_report import build_report, render_markdown
-from artextract.data.protocol import assign_splits, collect_images
+from artextract.data.protocol import ImageRecord, assign_splits, collect_images
 from artextract.errors import ConfigError, DataError
 from artextract.layout import DataFolder
 
@@ -56,7 +57,7 @@ def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfi
     csvs = read_csv_folder(csv_dir)
     for problem in csvs.problems[:20]:
         log.warning("skipped %s:%d: %s", problem.file, problem.line, problem.reason)
-    source = open_source(images)
+    source = open_source(images, config.max_file_mb << 20)
     files = source.list_files()
     if not files:
         raise DataError(f"--images {images} contains no files")
@@ -73,31 +74,40 @@ def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfi
     result = assign_splits(collected, config.protocol, config.select_fraction, config.seed)
     paths = [record.path for record in result.images]
     folder = DataFolder(out)
-    cache = build_cache(source, [index.member(p) for p in paths], paths, folder.cache, config.image_size,
-                        config.max_pixels, config.workers, shard)
+    out.mkdir(parents=True, exist_ok=True)
+    with FolderLock(out) as lock:  # build_cache takes it; held until DATA is whole
+        cache = build_cache(source, [index.member(p) for p in paths], paths, folder.cache, config.image_size,
+                            config.max_pixels, config.workers, shard, lock)
+        manifest = _manifest(paths, result.images, list(csvs.classes), cache)
+        report = build_report(csvs, source.location, config, shard, collected, result, manifest, cache, index.prefix)
+        _write_data_files(folder, manifest, csvs.classes, report)
+    return PrepareResult(out, manifest, report)
 
-    tasks = list(csvs.classes)
+
+def _manifest(paths: list[str], images: list[ImageRecord], tasks: list[str], cache: CacheResult) -> pd.DataFrame:
     status = cache.status
     manifest = pd.DataFrame({"path": paths})
     for task in tasks:
-        manifest[f"label_{task}"] = pd.array([r.labels[task] for r in result.images], dtype="int16")
-        manifest[f"official_{task}"] = [r.official[task] for r in result.images]
-    manifest["split"] = pd.Categorical([r.split for r in result.images], categories=["train", "select", "eval"])
+        manifest[f"label_{task}"] = pd.array([r.labels[task] for r in images], dtype="int16")
+        manifest[f"official_{task}"] = [r.official[task] for r in images]
+    manifest["split"] = pd.Categorical([r.split for r in images], categories=["train", "select", "eval"])
     manifest["width"] = status["width"]
     manifest["height"] = status["height"]
     manifest["bytes"] = status["bytes"]
     manifest["cache_index"] = [i if s == OK else -1 for i, s in enumerate(status["state"])]
     manifest["status"] = [STATUS_NAMES[int(s)] for s in status["state"]]
     manifest["skip_reason"] = [cache.errors.get(i, "") for i in range(len(paths))]
+    return manifest
 
-    report = build_report(csvs, source.location, config, shard, collected, result, manifest, cache, index.prefix)
+
+def _write_data_files(folder: DataFolder, manifest: pd.DataFrame, classes: dict[str, list[str]],
+                      report: dict[str, Any]) -> None:
     write_with(folder.manifest, lambda tmp: manifest.to_parquet(tmp, index=False))
-    write_json(folder.classes, csvs.classes)
+    write_json(folder.classes, classes)
     write_json(folder.report_json, report)
     write_text(folder.report_md, render_markdown(report))
-    if "artist" in tasks:
+    if "artist" in classes:
         artist = manifest[(manifest["label_artist"] >= 0) & (manifest["status"] == "ok")]
         labels = pd.DataFrame({"image_path": artist["path"], "label": artist["label_artist"],
                                "split": artist["split"].astype(str)})
         write_with(folder.labels_csv, lambda tmp: labels.to_csv(tmp, index=False))
-    return PrepareResult(out, manifest, report)

@@ -5,6 +5,7 @@ completed leaves nothing behind."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,8 @@ import torch
 from artextract.config import Config, changed_keys, load_config, write_config
 from artextract.core.atomic import write_json
 from artextract.core.environment import write_environment
-from artextract.core.outdir import prepare_output_dir, undo_on_failure
+from artextract.core.lock import folder_lock
+from artextract.core.outdir import claimed_output_dir, undo_on_failure
 from artextract.core.progress import log
 from artextract.engine.checkpoint import resume_hint
 from artextract.engine.data import DataInfo, load_data_folder
@@ -60,11 +62,11 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
     try:
         # Only rank 0 creates, records and (after a failure) cleans the folder; the others wait for it.
         primary = fabric.is_global_zero
-        with undo_on_failure(run.root, keep=lambda: resume or run.last.exists() or not primary):
+        with undo_on_failure(run.root, keep=lambda: resume or run.last.exists() or not primary), \
+                _claim(run, primary, resume, force), _reading(data):
             if primary and changed:
                 write_config(config, run.config, sections=("model", "train"))  # what the run now is
             if primary and not resume:
-                prepare_output_dir(run.root, force=force)
                 write_config(config, run.config, sections=("model", "train"))
                 write_environment(run.root)
                 write_json(run.run_info, {"data": str(data.folder.root.resolve()), "tasks": list(config.model.tasks)})
@@ -83,6 +85,22 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             # Without this a fraction of multi-process runs abort at interpreter exit.
             torch.distributed.destroy_process_group()
+
+
+def _claim(run: RunFolder, primary: bool, resume: bool, force: bool) -> AbstractContextManager[object]:
+    """The RUN folder, locked for the whole run (by rank 0, which alone writes it): a second `train` on the same
+    folder is refused at once, whether it resumes or starts."""
+    if not primary:
+        return nullcontext()
+    if resume:
+        return folder_lock(run.root)
+    return claimed_output_dir(run.root, force=force, earlier_outputs=run.outputs)
+
+
+def _reading(data: DataInfo) -> AbstractContextManager[object]:
+    """DATA, shared for the run: `prepare` cannot rebuild it under a run reading it (prepare with the same inputs
+    shares it too, see data/cache.py)."""
+    return folder_lock(data.folder.root, exclusive=False)
 
 
 def _resume_changes(run: RunFolder, config: Config) -> dict[str, tuple[object, object]]:
