@@ -8,6 +8,7 @@ reason on stderr for bad usage or bad input.
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -320,13 +321,16 @@ def compare(
     import json
 
     from artextract.core.atomic import write_text
+    from artextract.core.outdir import require_writable_file
     from artextract.core.progress import setup_logging
     from artextract.stages.compare import compare as run_comparison
     from artextract.stages.compare import render_markdown
 
     setup_logging(verbose)
-    if output is not None and output.exists() and not force:
-        raise ArtExtractError(f"--output {output} exists: choose another file, or pass --force to overwrite it")
+    if output is not None:  # checked before the work, not after it
+        if output.exists() and not force:
+            raise ArtExtractError(f"--output {output} exists: choose another file, or pass --force to overwrite it")
+        require_writable_file(output)
     result = run_comparison(paths, seed=seed)
     text = render_markdown(result)
     typer.echo(text, nl=False)
@@ -357,7 +361,7 @@ def predict(
 ) -> None:
     """Top-k artists, styles and genres with probabilities for new paintings."""
     from artextract.core.atomic import write_text
-    from artextract.core.outdir import prepare_output_dir
+    from artextract.core.outdir import prepare_output_dir, require_writable_file
     from artextract.core.progress import setup_logging
     from artextract.stages.predict import expand_inputs, format_predictions, load_model, output_format
 
@@ -365,8 +369,10 @@ def predict(
     format_ = output_format(format_, output)
     if top_k < 1:
         raise ArtExtractError("--top-k must be at least 1")
-    if output is not None and output.exists() and not force:
-        raise ArtExtractError(f"--output {output} exists: choose another file, or pass --force to overwrite it")
+    if output is not None:  # checked before the work, not after it
+        if output.exists() and not force:
+            raise ArtExtractError(f"--output {output} exists: choose another file, or pass --force to overwrite it")
+        require_writable_file(output)
     items = expand_inputs(paths)
     if not items:
         raise ArtExtractError(f"no images found in {' '.join(paths)}")
@@ -381,10 +387,11 @@ def predict(
     for result, square in predictor.iter_predict(items, top_k, batch_size, workers, progress=len(items) > 50):
         if result.status != "ok":
             typer.echo(f"artextract: skipped {result.source}: {result.status}", err=True)
-        elif result.warning:
-            typer.echo(f"artextract: warning: {result.source}: {result.warning}", err=True)
-        elif cam is not None:
-            predictor.write_heatmaps(square, result.source, len(results), cam)
+        else:
+            if result.warning:
+                typer.echo(f"artextract: warning: {result.source}: {result.warning}", err=True)
+            if cam is not None:
+                predictor.write_heatmaps(square, result.source, len(results), cam)
         results.append(result.as_dict())
     text = format_predictions(results, format_)
     if output is not None:
@@ -415,6 +422,10 @@ def demo(
     _next(f"artextract predict --model {out / 'run'} {out / 'synth' / 'wikiart'}")
 
 
+# A full disk, a quota or a file system turned read-only mid-run: the environment, not a bug.
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2.
 
@@ -424,4 +435,12 @@ def main() -> None:
         app()
     except ArtExtractError as err:
         typer.echo(f"artextract: error: {err}", err=True)
+        sys.exit(2)
+    except OSError as err:
+        if err.errno not in _ENVIRONMENT_ERRNOS:
+            raise  # anything else is a bug, and keeps its traceback
+        where = f" while writing {err.filename}" if err.filename else ""
+        typer.echo(f"artextract: error: {err.strerror}{where}: free some space (or choose a writable place) and "
+                   "rerun; every file is written whole or not at all, and train, prepare and evaluate resume",
+                   err=True)
         sys.exit(2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,6 +83,34 @@ def remove_outputs(folder: Path, outputs: Iterable[Path]) -> None:
         removed.append(entry.name)
     if removed:
         log.info("--force: removed the earlier run's %s from %s", ", ".join(sorted(removed)), folder)
+
+
+def require_free_space(folder: Path, need_bytes: int, what: str) -> None:
+    """Refuse, before the work, a write that the file system cannot hold (a memory-mapped write into a full disk
+    kills the process with SIGBUS; a full disk mid-checkpoint loses the epoch)."""
+    free = shutil.disk_usage(folder).free
+    if need_bytes > free:
+        raise ArtExtractError(f"{what} needs about {_size(need_bytes)} more on the file system of {folder}, which has "
+                              f"{_size(free)} free: free some space, or choose a folder on a larger disk")
+
+
+def require_writable_file(path: Path) -> None:
+    """Check, before the work, that a file can be created at `path` (its folder exists or can be made)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
+            pass
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ArtExtractError(f"cannot write {path} ({reason}): choose a place you can write to") from None
+
+
+def _size(nbytes: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if nbytes < 1024 or unit == "GB":
+            return f"{nbytes:,.0f} {unit}" if unit == "bytes" else f"{nbytes:,.1f} {unit}"
+        nbytes /= 1024
+    raise AssertionError
 
 
 @contextmanager

@@ -32,6 +32,7 @@ import numpy as np
 
 from artextract.core.atomic import atomic_path, write_json
 from artextract.core.lock import FolderLock
+from artextract.core.outdir import require_free_space
 from artextract.core.progress import Progress, log
 from artextract.data.decode import SkipImage, decode_square
 from artextract.data.image_source import ImageSource, UnreadableFile
@@ -228,6 +229,9 @@ def _build_shard(source: ImageSource, members: Sequence[str], cache_dir: Path, l
     if reused:
         log.info("cache: %d of %d images of this shard already cached; decoding the other %d", reused, len(rows),
                  len(todo))
+    if todo:  # writing through a memory map into a full disk would kill the process (SIGBUS), so check first
+        unallocated = layout.count * layout.row_bytes - os.stat(images_file).st_blocks * 512
+        require_free_space(cache_dir, min(len(todo) * layout.row_bytes, max(unallocated, 0)), "the image cache")
     own_status_path = cache_dir / f"status-{_status_name(layout, shard)}.npy"
     own_errors_path = cache_dir / f"errors-{_status_name(layout, shard)}.json"
     own = merged.copy()

@@ -7,6 +7,8 @@ copy uint8 rows, and the device crops, flips and normalises them (engine/preproc
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -47,11 +49,52 @@ def load_data_folder(folder: Path) -> DataInfo:
     if not images_complete(data.cache, layout):
         raise DataError(f"{data.cache / IMAGES_FILE} is missing or shorter than the manifest needs; rerun "
                         f"artextract prepare on {folder} (it resumes and rebuilds what is missing)")
+    check_manifest(manifest, classes, layout.count, data.manifest)
     pending = int((manifest["status"] == "pending").sum())
     if pending:
         raise DataError(f"{folder}: {pending} images are not cached yet (a shard is missing); run the remaining "
                         "shards, then prepare once more without --shard")
     return DataInfo(data, classes, manifest, layout.image_size)
+
+
+_SPLITS, _STATUSES = {"train", "select", "eval"}, {"ok", "skipped", "pending"}
+
+
+def check_manifest(manifest: pd.DataFrame, classes: dict[str, list[str]], cache_rows: int, path: Path) -> None:
+    """Refuse values no `prepare` writes (a hand edit, a damaged file): a label outside its class list would fail
+    deep inside the loss, a cache index outside the cache would read another painting or crash."""
+    fix = "was it edited by hand? Rerun artextract prepare to rebuild it"
+    needed = ["path", "split", "status", "cache_index", *(f"label_{task}" for task in classes)]
+    missing = [column for column in needed if column not in manifest.columns]
+    if missing:
+        raise DataError(f"{path} has no column {missing[0]!r}; {fix}")
+
+    def refuse(bad: pd.Series, what: str) -> None:
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            value = manifest[what].iloc[row]
+            value = value.item() if isinstance(value, np.generic) else value  # 99, not np.int16(99)
+            more = f" (and {int(bad.sum()) - 1} more rows)" if bad.sum() > 1 else ""
+            raise DataError(f"{path} row {row} ({manifest['path'].iloc[row]}): {what} {value!r} is not valid{more}; "
+                            f"{fix}")
+
+    refuse(~manifest["split"].astype(str).isin(_SPLITS), "split")
+    refuse(~manifest["status"].astype(str).isin(_STATUSES), "status")
+    for task, names in classes.items():
+        labels = pd.to_numeric(manifest[f"label_{task}"], errors="coerce")
+        refuse(labels.isna() | (labels < -1) | (labels >= len(names)), f"label_{task}")
+    index = pd.to_numeric(manifest["cache_index"], errors="coerce")
+    ok = manifest["status"].astype(str) == "ok"
+    refuse(index.isna() | (ok & ((index < 0) | (index >= cache_rows))), "cache_index")
+
+
+def data_key(info: DataInfo) -> str:
+    """Changes when what a run learns from changes: the cached images, the classes, the labels and splits."""
+    layout = read_layout(info.folder.cache)
+    digest = hashlib.sha256(json.dumps([layout.fingerprint if layout else "", info.classes]).encode())
+    columns = ["path", "split", "status", *(c for c in info.manifest.columns if c.startswith("label_"))]
+    digest.update(pd.util.hash_pandas_object(info.manifest[columns].astype(str), index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 class CachedSplit(torch.utils.data.Dataset):

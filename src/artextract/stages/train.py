@@ -4,6 +4,7 @@ completed leaves nothing behind."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -15,11 +16,11 @@ from artextract.config import Config, changed_keys, load_config, write_config
 from artextract.core.atomic import write_json
 from artextract.core.environment import write_environment
 from artextract.core.lock import folder_lock
-from artextract.core.outdir import claimed_output_dir, undo_on_failure
+from artextract.core.outdir import claimed_output_dir, require_free_space, require_writable_file, undo_on_failure
 from artextract.core.progress import log
-from artextract.engine.checkpoint import resume_hint
-from artextract.engine.data import DataInfo, load_data_folder
-from artextract.engine.loop import RunState, build_session, describe, fit, resume_from_last, warnings_for
+from artextract.engine.checkpoint import previous_checkpoint, resume_hint
+from artextract.engine.data import DataInfo, data_key, load_data_folder
+from artextract.engine.loop import RunState, Session, build_session, describe, fit, resume_from_last, warnings_for
 from artextract.engine.runtime import Runtime, make_fabric
 from artextract.errors import ArtExtractError, DataError
 from artextract.layout import RunFolder
@@ -54,6 +55,10 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
         raise ArtExtractError(f"{run.root} holds no run to resume ({run.last.name} or {run.config.name} missing)"
                               + (resume_hint(run.last) if run.config.is_file() else ""))
     changed = _resume_changes(run, config) if resume else {}
+    if resume:
+        _check_same_data(run, data)
+        for path in (run.last, run.metrics, run.model):  # a read-only RUN fails now, not after the first epoch
+            require_writable_file(path)
     check_tasks(data, list(config.model.tasks))
     train_cfg = config.train
     runtime = Runtime.resolve(train_cfg.accelerator, train_cfg.precision, train_cfg.channels_last)
@@ -69,10 +74,12 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
             if primary and not resume:
                 write_config(config, run.config, sections=("model", "train"))
                 write_environment(run.root)
-                write_json(run.run_info, {"data": str(data.folder.root.resolve()), "tasks": list(config.model.tasks)})
+                write_json(run.run_info, {"data": str(data.folder.root.resolve()), "tasks": list(config.model.tasks),
+                                          "data_key": data_key(data)})
             fabric.barrier()
             session = build_session(fabric, runtime, data, run, config)
             if primary:
+                require_free_space(run.root, _space_needed(session, run), "training (checkpoints and model file)")
                 for line in describe(session):
                     log.info("%s", line)
                 for line in warnings_for(session):
@@ -101,6 +108,31 @@ def _reading(data: DataInfo) -> AbstractContextManager[object]:
     """DATA, shared for the run: `prepare` cannot rebuild it under a run reading it (prepare with the same inputs
     shares it too, see data/cache.py)."""
     return folder_lock(data.folder.root, exclusive=False)
+
+
+def _check_same_data(run: RunFolder, data: DataInfo) -> None:
+    """A resumed run goes on with the images, labels and splits it started with, wherever DATA now lies."""
+    if not run.run_info.is_file():
+        return
+    recorded = json.loads(run.run_info.read_text(encoding="utf-8"))
+    here, key = str(data.folder.root.resolve()), data_key(data)
+    if recorded.get("data_key", key if recorded.get("data") == here else None) != key:
+        raise ArtExtractError(f"cannot resume {run.root} on {data.folder.root}: the run was trained on "
+                              f"{recorded.get('data')}, and this DATA holds other images, labels or splits (prepared "
+                              "again, or another DATA). Resume with the DATA it started with, or start a new run")
+    if recorded.get("data") != here:
+        log.info("the run's DATA moved from %s to %s (same images, labels and splits)", recorded.get("data"), here)
+        write_json(run.run_info, {**recorded, "data": here, "data_key": key})
+
+
+def _space_needed(session: Session, run: RunFolder) -> int:
+    """Bytes the run will add at most: while a checkpoint is written, the one before it and the one before that
+    (last.pt.prev) are still on disk, beside the model file. A checkpoint holds the weights and AdamW's two moments."""
+    weights = sum(t.numel() * t.element_size() for t in session.raw_model.state_dict().values())
+    trainable = sum(p.numel() * p.element_size() for p in session.raw_model.parameters() if p.requires_grad)
+    checkpoint = weights + 2 * trainable
+    on_disk = sum(p.stat().st_size for p in (run.last, previous_checkpoint(run.last), run.model) if p.is_file())
+    return max(0, 3 * checkpoint + weights - on_disk)
 
 
 def _resume_changes(run: RunFolder, config: Config) -> dict[str, tuple[object, object]]:

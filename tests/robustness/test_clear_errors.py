@@ -1,0 +1,151 @@
+"""Issue 13, item 7: resume with another DATA, hand-edited manifests, full disks and read-only destinations give one
+line (exit 2) before the work, never a traceback after it."""
+
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+from collections import namedtuple
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from artextract.layout import DataFolder, RunFolder
+from artextract.stages.train import train
+
+from conftest import tiny_train_config
+
+Usage = namedtuple("Usage", "total used free")
+
+
+def _copy_data(prepared: Path, where: Path) -> Path:
+    shutil.copytree(prepared, where, ignore=shutil.ignore_patterns(".artextract.lock"))
+    return where
+
+
+def _tiny_train_args(data: Path, run: Path, *extra: str) -> list[str]:
+    return ["train", "--data", data, "--out", run, "--backbone", "test_resnet", "--image-size", "32",
+            "--epochs", "1", "--batch-size", "16", "--set", "train.accelerator=cpu", "--set", "train.workers=0",
+            "--set", "model.hidden_size=16", *extra]
+
+
+def _error_line(stderr: str) -> str:
+    """The one error line (the log lines before it are progress, not errors)."""
+    (line,) = [line for line in stderr.splitlines() if line.startswith("artextract: error:")]
+    assert "Traceback" not in stderr
+    return line
+
+
+def _edit_manifest(data: Path, column: str, row: int, value: object) -> None:
+    manifest = pd.read_parquet(DataFolder(data).manifest)
+    if isinstance(manifest[column].dtype, pd.CategoricalDtype):
+        manifest[column] = manifest[column].astype(str)
+    manifest.loc[row, column] = value
+    manifest.to_parquet(DataFolder(data).manifest, index=False)
+
+
+def test_resume_on_another_data_is_refused_and_a_moved_data_accepted(prepared_small, tmp_path):
+    data = _copy_data(prepared_small, tmp_path / "data")
+    run = tmp_path / "run"
+    train(data, run, tiny_train_config(epochs=1))
+    assert json.loads(RunFolder(run).run_info.read_text())["data_key"]
+
+    moved = data.rename(tmp_path / "moved")  # the same DATA on another disk
+    result = train(moved, run, tiny_train_config(epochs=2), resume=True)
+    assert result.state.epoch == 2
+    assert json.loads(RunFolder(run).run_info.read_text())["data"] == str(moved.resolve())
+
+    # The same folder prepared again with another selection draw: other splits, so another experiment.
+    manifest = pd.read_parquet(DataFolder(moved).manifest)
+    train_row = int(manifest.index[manifest["split"] == "train"][0])
+    _edit_manifest(moved, "split", train_row, "select")
+    with pytest.raises(Exception, match="holds other images, labels or splits"):
+        train(moved, run, tiny_train_config(epochs=3), resume=True)
+
+
+@pytest.mark.parametrize(("column", "value", "expected"), [
+    ("label_artist", 99, "label_artist 99 is not valid"),
+    ("cache_index", 10_000, "cache_index 10000 is not valid"),
+    ("split", "validation", "split 'validation' is not valid"),
+])
+def test_hand_edited_manifest_values_are_named_in_one_line(run_cli, prepared_small, tmp_path, column, value,
+                                                           expected):
+    data = _copy_data(prepared_small, tmp_path / "data")
+    manifest = pd.read_parquet(DataFolder(data).manifest)
+    row = int(manifest.index[manifest["status"] == "ok"][3])
+    _edit_manifest(data, column, row, value)
+    result = run_cli(*_tiny_train_args(data, tmp_path / "run"))
+    assert result.code == 2
+    line = _error_line(result.stderr)
+    assert expected in line and f"row {row} ({manifest['path'][row]})" in line and "Rerun artextract prepare" in line
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_full_disk_is_refused_before_the_cache_is_written(run_cli, make_synth, tmp_path, monkeypatch):
+    synth = make_synth(tmp_path / "synth", artists=3, per_artist=6, size=40)
+    monkeypatch.setattr("artextract.core.outdir.shutil.disk_usage", lambda path: Usage(10**9, 10**9 - 5000, 5000))
+    result = run_cli("prepare", "--csv-dir", synth / "csv", "--images", synth / "wikiart", "--out", tmp_path / "d",
+                     "--image-size", "24", "--workers", "1")
+    assert result.code == 2
+    line = _error_line(result.stderr)
+    assert "the image cache needs about" in line and "4.9 KB free" in line
+    assert not list((tmp_path / "d" / "cache").glob("status-*.npy"))  # nothing was marked done
+
+
+def test_a_full_disk_is_refused_before_training(run_cli, prepared_small, tmp_path, monkeypatch):
+    monkeypatch.setattr("artextract.core.outdir.shutil.disk_usage", lambda path: Usage(10**9, 10**9 - 1000, 1000))
+    result = run_cli(*_tiny_train_args(prepared_small, tmp_path / "run"))
+    assert result.code == 2 and "training (checkpoints and model file) needs about" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_disk_filling_up_mid_run_is_one_line_and_the_last_checkpoint_survives(run_cli, prepared_small, tmp_path,
+                                                                                monkeypatch):
+    run = RunFolder(tmp_path / "run")
+    assert run_cli(*_tiny_train_args(prepared_small, run.root)).code == 0
+    before = run.last.read_bytes()
+
+    def full(path, state):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr("artextract.engine.loop.save_checkpoint", full)
+    result = run_cli(*_tiny_train_args(prepared_small, run.root, "--resume", "--epochs", "2"))
+    assert result.code == 2
+    line = _error_line(result.stderr)
+    assert f"No space left on device while writing {run.last}" in line and "rerun" in line
+    assert run.last.read_bytes() == before
+
+
+def test_read_only_destinations_fail_before_the_work(run_cli, evaluated_run, prepared_small, tmp_path, monkeypatch):
+    from PIL import Image
+
+    image = tmp_path / "a.png"
+    Image.new("RGB", (40, 40), (10, 200, 30)).save(image)
+    # /sys is read-only, even for root.
+    result = run_cli("predict", "--model", evaluated_run, image, "--output", "/sys/artextract/p.csv")
+    assert result.code == 2 and "cannot write /sys/artextract/p.csv" in result.stderr
+    assert "calibrated" not in result.stderr  # refused before the model was even loaded
+    monkeypatch.setattr("artextract.stages.predict.Predictor.iter_predict",
+                        lambda *a, **k: pytest.fail("predicted into a read-only --cam"))
+    result = run_cli("predict", "--model", evaluated_run, image, "--cam", "/sys/artextract-cams")
+    assert result.code == 2 and "cannot write to /sys/artextract-cams" in result.stderr
+    monkeypatch.undo()
+
+    # A RUN folder that became read-only: resume stops before training, not at the first checkpoint.
+    run = tmp_path / "run"
+    train(prepared_small, run, tiny_train_config(epochs=1))
+    import tempfile
+
+    real = tempfile.NamedTemporaryFile
+
+    def read_only(*args, dir=None, **kwargs):
+        if Path(dir).resolve() in {run.resolve(), (run / "checkpoints").resolve()}:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr("artextract.core.outdir.tempfile.NamedTemporaryFile", read_only)
+    monkeypatch.setattr("artextract.stages.train.fit", lambda *a, **k: pytest.fail("trained into a read-only run"))
+    result = run_cli(*_tiny_train_args(prepared_small, run, "--resume", "--epochs", "2"))
+    assert result.code == 2 and f"cannot write {run / 'checkpoints' / 'last.pt'} (Permission denied)" in result.stderr
