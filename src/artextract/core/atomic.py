@@ -73,6 +73,19 @@ def write_with(path: str | os.PathLike[str], writer: Callable[[Path], None]) -> 
         writer(tmp)
 
 
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files that writes killed midway (SIGKILL, power loss) left in `folder` and its direct
+    subfolders (checkpoints/, cache/, explain/). Only call it while holding the folder's lock exclusively: a live
+    writer's temporary file looks the same."""
+    if not folder.is_dir():
+        return []
+    folders = [folder, *(p for p in folder.iterdir() if p.is_dir() and not p.is_symlink())]
+    stale = [p for f in folders for p in f.glob(".*.tmp") if p.is_file() and not p.is_symlink()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())

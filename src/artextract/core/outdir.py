@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from artextract.core.atomic import remove_stale_temporaries
 from artextract.core.lock import LOCK_NAME, folder_lock
 from artextract.core.progress import log
 from artextract.errors import ArtExtractError
@@ -68,7 +69,15 @@ def claimed_output_dir(path: str | os.PathLike[str], force: bool = False, resuma
             raise
         if force:
             remove_outputs(path, earlier_outputs())
+        clean_temporaries(path)
         yield path
+
+
+def clean_temporaries(folder: Path) -> None:
+    """With `folder` locked: drop what killed writes left (see core.atomic)."""
+    stale = remove_stale_temporaries(folder)
+    if stale:
+        log.info("removed %d unfinished temporary file(s) that a killed run left in %s", len(stale), folder)
 
 
 def remove_outputs(folder: Path, outputs: Iterable[Path]) -> None:

@@ -32,7 +32,8 @@ import numpy as np
 
 from artextract.core.atomic import atomic_path, write_json
 from artextract.core.lock import FolderLock
-from artextract.core.outdir import require_free_space
+from artextract.core.outdir import clean_temporaries, require_free_space
+from artextract.core.processes import become_worker
 from artextract.core.progress import Progress, log
 from artextract.data.decode import SkipImage, decode_square
 from artextract.data.image_source import ImageSource, UnreadableFile
@@ -130,7 +131,10 @@ def _reset(cache_dir: Path, layout: CacheLayout) -> None:
 _worker: dict[str, object] = {}
 
 
-def _init_worker(source: ImageSource, cache_dir: Path, layout: CacheLayout, max_pixels: int) -> None:
+def _init_worker(source: ImageSource, cache_dir: Path, layout: CacheLayout, max_pixels: int,
+                 in_pool: bool = False) -> None:
+    if in_pool:
+        become_worker()
     _worker.update(source=source, images=open_images(cache_dir, layout, "r+"), size=layout.image_size,
                    max_pixels=max_pixels)
 
@@ -199,6 +203,7 @@ def _needs_reset(cache_dir: Path, layout: CacheLayout) -> bool:
 
 def _check_or_reset(cache_dir: Path, layout: CacheLayout) -> None:
     """With DATA held exclusively: start the cache afresh when it was built for other inputs, or lost its images."""
+    clean_temporaries(cache_dir.parent)  # DATA and cache/: status or manifest writes that a kill cut short
     if read_layout(cache_dir) != layout:
         if (cache_dir / LAYOUT_FILE).exists():
             log.info("cache: inputs or image size changed since the last run; rebuilding the cache")
@@ -254,7 +259,7 @@ def _build_shard(source: ImageSource, members: Sequence[str], cache_dir: Path, l
                 pool = None
             else:
                 pool = ProcessPoolExecutor(workers, initializer=_init_worker,
-                                           initargs=(source, cache_dir, layout, max_pixels))
+                                           initargs=(source, cache_dir, layout, max_pixels, True))
                 results = pool.map(_build_one, todo, chunksize=32)
             try:
                 for row, state, width, height, nbytes, reason in results:

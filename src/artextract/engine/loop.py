@@ -50,6 +50,9 @@ class RunState:
     best_epoch: int = 0
     bad_epochs: int = 0
     batch_in_epoch: int = 0  # batches of the current epoch already taken (a run interrupted mid-epoch)
+    # Loss sums over those batches ("train_loss", "train_loss_<task>"), so that a resumed epoch's row in
+    # metrics.csv averages the whole epoch, not only the part after the resume.
+    epoch_loss_sums: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -237,64 +240,86 @@ def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> F
     fabric, train_cfg, state = session.fabric, session.config.train, session.state
     loaders: dict[bool, Any] = {}  # one per phase (frozen, fine-tuning), made when first needed
     interrupted = stopped_early = False
-    try:
-        while state.epoch < train_cfg.epochs:
-            frozen = session.frozen(state.epoch)
-            if frozen not in loaders:
-                if not frozen and session.features is not None:
-                    log.info("epoch %d: unfreezing the backbone; fine-tuning from the images", state.epoch + 1)
-                session.set_backbone_trainable(not frozen)
-                loaders[frozen] = make_loader(session.split("train", state.epoch), session.sampler,
-                                              train_cfg.workers, pin=fabric.device.type == "cuda")
-            session.sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
-            started = time.perf_counter()
-            steps_before = state.step
-            epoch_losses = train_epoch(session, loaders[frozen], len(session.sampler))
-            seconds = time.perf_counter() - started
-            images = (state.step - steps_before) * train_cfg.batch_size * fabric.world_size
-            metrics, predicted = (select(session, state.epoch) if len(session.select_set)
-                                  else ({"score": -epoch_losses["train_loss"]}, None))
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            row = {"epoch": state.epoch, "step": state.step, **epoch_losses, **metrics,
-                   "lr": session.scheduler.get_last_lr()[0], "images_per_s": images / seconds,
-                   "epoch_seconds": seconds}
-            state.history.append(row)
-            # A NaN score is never the best epoch, not even the first one.
-            improved = not math.isnan(row["score"]) and (state.best_epoch == 0 or row["score"] > state.best_score)
-            if improved:
-                state.best_score, state.best_epoch, state.bad_epochs = row["score"], state.epoch, 0
-            else:
-                state.bad_epochs += 1
-            temperatures = (fit_temperatures(session.select_set, predicted) if improved and predicted is not None
-                            else None)
-            _save(session, improved, temperatures)
-            log.info("epoch %d/%d: train loss %.4f, selection score %.4f%s, %.0f img/s", state.epoch,
-                     train_cfg.epochs, epoch_losses["train_loss"], row["score"], " (best)" if improved else "",
-                     row["images_per_s"])
-            if train_cfg.patience and state.bad_epochs >= train_cfg.patience:
-                log.info("early stopping: no better selection score for %d epochs (best: epoch %d)",
-                         state.bad_epochs, state.best_epoch)
-                stopped_early = True
-                break
-            if should_stop is not None and should_stop(state.epoch):
-                interrupted = True
-                break
-    except KeyboardInterrupt:
-        interrupted = True
-        if fabric.is_global_zero:
-            save_checkpoint(session.run.last, _checkpoint(session))
-        log.warning("interrupted at step %d (epoch %d, batch %d): saved %s; continue with --resume", state.step,
-                    state.epoch + 1, state.batch_in_epoch, session.run.last)
-    except torch.cuda.OutOfMemoryError:
-        raise _fault(f"batch size {train_cfg.batch_size} does not fit in GPU memory; try --batch-size "
-                     f"{max(1, train_cfg.batch_size // 2)}", session.run, state) from None
+    with contextlib.ExitStack() as held:
+        stop = held.enter_context(_stop_on_first_ctrl_c())
+        try:
+            stopped_early, interrupted = _epochs(session, loaders, stop, should_stop)
+        except _StopAtStep:
+            interrupted = True
+            if fabric.is_global_zero:
+                save_checkpoint(session.run.last, _checkpoint(session))
+            log.warning("interrupted at step %d (epoch %d, batch %d): saved %s; continue with --resume", state.step,
+                        state.epoch + 1, state.batch_in_epoch, session.run.last)
+        except _AbortNow:
+            kept = (f"{session.run.last} still holds the state after epoch {_saved_epoch(session)}"
+                    if session.run.last.exists() else "no epoch had completed")
+            log.warning("second Ctrl-C: stopped at once, without saving the step in progress; %s", kept)
+            raise KeyboardInterrupt from None
+        except torch.cuda.OutOfMemoryError:
+            raise _fault(f"batch size {train_cfg.batch_size} does not fit in GPU memory; try --batch-size "
+                         f"{max(1, train_cfg.batch_size // 2)}", session.run, state) from None
     return FitResult(state, stopped_early, interrupted)
 
 
+def _saved_epoch(session: Session) -> int:
+    history = session.state.history
+    return int(history[-1]["epoch"]) if history else 0
+
+
+def _epochs(session: Session, loaders: dict[bool, Any], stop: _StopRequest,
+            should_stop: Callable[[int], bool] | None) -> tuple[bool, bool]:
+    """The epoch loop of `fit`; returns (stopped early, interrupted)."""
+    fabric, train_cfg, state = session.fabric, session.config.train, session.state
+    while state.epoch < train_cfg.epochs:
+        frozen = session.frozen(state.epoch)
+        if frozen not in loaders:
+            if not frozen and session.features is not None:
+                log.info("epoch %d: unfreezing the backbone; fine-tuning from the images", state.epoch + 1)
+            session.set_backbone_trainable(not frozen)
+            loaders[frozen] = make_loader(session.split("train", state.epoch), session.sampler,
+                                          train_cfg.workers, pin=fabric.device.type == "cuda")
+        session.sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
+        started = time.perf_counter()
+        steps_before = state.step
+        epoch_losses = train_epoch(session, loaders[frozen], len(session.sampler), stop)
+        seconds = time.perf_counter() - started
+        images = (state.step - steps_before) * train_cfg.batch_size * fabric.world_size
+        metrics, predicted = (select(session, state.epoch) if len(session.select_set)
+                              else ({"score": -epoch_losses["train_loss"]}, None))
+        state.epoch += 1
+        state.batch_in_epoch, state.epoch_loss_sums = 0, {}
+        row = {"epoch": state.epoch, "step": state.step, **epoch_losses, **metrics,
+               "lr": session.scheduler.get_last_lr()[0], "images_per_s": images / seconds,
+               "epoch_seconds": seconds}
+        state.history.append(row)
+        # A NaN score is never the best epoch, not even the first one.
+        improved = not math.isnan(row["score"]) and (state.best_epoch == 0 or row["score"] > state.best_score)
+        if improved:
+            state.best_score, state.best_epoch, state.bad_epochs = row["score"], state.epoch, 0
+        else:
+            state.bad_epochs += 1
+        temperatures = (fit_temperatures(session.select_set, predicted) if improved and predicted is not None
+                        else None)
+        _save(session, improved, temperatures)
+        log.info("epoch %d/%d: train loss %.4f, selection score %.4f%s, %.0f img/s", state.epoch,
+                 train_cfg.epochs, epoch_losses["train_loss"], row["score"], " (best)" if improved else "",
+                 row["images_per_s"])
+        if train_cfg.patience and state.bad_epochs >= train_cfg.patience:
+            log.info("early stopping: no better selection score for %d epochs (best: epoch %d)",
+                     state.bad_epochs, state.best_epoch)
+            return True, False
+        if stop.requested:  # Ctrl-C during the selection pass or the save: the epoch is whole and saved
+            log.warning("interrupted after epoch %d (saved); continue with --resume", state.epoch)
+            return False, True
+        if should_stop is not None and should_stop(state.epoch):
+            return False, True
+    return False, False
+
+
 def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Tensor, Any]],
-                total: int) -> dict[str, float]:
-    """One pass over `batches` of (uint8 images, labels, rows); returns the mean losses."""
+                total: int, stop: _StopRequest | None = None) -> dict[str, float]:
+    """One pass over `batches` of (uint8 images, labels, rows); returns the mean losses over the whole epoch (the
+    batches taken before a resume included). Raises _StopAtStep at the step boundary after a Ctrl-C."""
     fabric, state, tasks, train_cfg = session.fabric, session.state, session.tasks, session.config.train
     from_features = session.frozen(state.epoch)
     session.model.train()
@@ -319,7 +344,14 @@ def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Te
                          "learning rate (--set train.lr=...)", session.run, state)
         checked = len(step_losses)
 
-    with progress, _stop_on_first_ctrl_c() as stop:
+    def loss_sums() -> dict[str, float]:
+        """The epoch's loss sums so far, the part before a resume included."""
+        earlier = state.epoch_loss_sums
+        sums = {"train_loss": float(torch.stack(step_losses).sum()) if step_losses else 0.0}
+        sums |= {f"train_loss_{t}": float(task_sums[t]) for t in tasks}
+        return {key: value + earlier.get(key, 0.0) for key, value in sums.items()}
+
+    with progress:
         for images, labels, _rows in batches:
             images = images.to(fabric.device, non_blocking=True)
             labels = labels.to(fabric.device, non_blocking=True)
@@ -350,14 +382,23 @@ def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Te
                 progress.update(1, info=f"loss {step_losses[-1].item():.4f}")
             else:
                 progress.update(1)
-            if stop.requested:  # at a step boundary, so the checkpoint resumes exactly here
+            if stop is not None and stop.requested:  # at a step boundary, so the checkpoint resumes exactly here
                 check_finite()
-                raise KeyboardInterrupt
+                state.epoch_loss_sums = loss_sums()
+                raise _StopAtStep
         check_finite()
-    count = max(1, len(step_losses))
-    losses = {"train_loss": float(torch.stack(step_losses).mean()) if step_losses else float("nan")}
-    losses |= {f"train_loss_{t}": float(task_sums[t]) / count for t in tasks}
-    return losses
+    count = state.batch_in_epoch  # every batch of the epoch, before and after a resume
+    if not count:
+        return {"train_loss": float("nan"), **{f"train_loss_{t}": float("nan") for t in tasks}}
+    return {key: value / count for key, value in loss_sums().items()}
+
+
+class _StopAtStep(Exception):
+    """The first Ctrl-C, acted on at a step boundary: the state is whole and is saved."""
+
+
+class _AbortNow(KeyboardInterrupt):
+    """A second Ctrl-C: stop in the middle of whatever runs, saving nothing."""
 
 
 class _StopRequest:
@@ -375,7 +416,7 @@ def _stop_on_first_ctrl_c() -> Iterator[_StopRequest]:
 
     def handler(signum: int, frame: Any) -> None:
         if stop.requested:
-            raise KeyboardInterrupt
+            raise _AbortNow
         stop.requested = True
         log.warning("Ctrl-C: stopping after this step and saving a checkpoint (press again to abort at once)")
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from artextract.core.processes import become_worker
 from artextract.engine.data import CachedSplit
 from artextract.engine.loss import inverse_frequency
 
@@ -80,4 +81,11 @@ def make_loader(dataset: CachedSplit, sampler: EpochSampler, workers: int, pin: 
     return torch.utils.data.DataLoader(dataset, batch_size=None, sampler=sampler, num_workers=workers,
                                        pin_memory=pin, persistent_workers=workers > 0,
                                        prefetch_factor=4 if workers > 0 else None,
-                                       generator=torch.Generator().manual_seed(0))
+                                       generator=torch.Generator().manual_seed(0),
+                                       worker_init_fn=_worker_init if workers > 0 else None)
+
+
+def _worker_init(_worker_id: int) -> None:
+    # The main process alone decides what a Ctrl-C means (stop after this step, then save); a loader worker
+    # that died of it would break the loader instead.
+    become_worker()

@@ -5,8 +5,8 @@ completed leaves nothing behind."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,13 @@ from artextract.config import Config, changed_keys, load_config, write_config
 from artextract.core.atomic import write_json
 from artextract.core.environment import write_environment
 from artextract.core.lock import folder_lock
-from artextract.core.outdir import claimed_output_dir, require_free_space, require_writable_file, undo_on_failure
+from artextract.core.outdir import (
+    claimed_output_dir,
+    clean_temporaries,
+    require_free_space,
+    require_writable_file,
+    undo_on_failure,
+)
 from artextract.core.progress import log
 from artextract.engine.checkpoint import previous_checkpoint, resume_hint
 from artextract.engine.data import DataInfo, data_key, load_data_folder
@@ -94,14 +100,19 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
             torch.distributed.destroy_process_group()
 
 
-def _claim(run: RunFolder, primary: bool, resume: bool, force: bool) -> AbstractContextManager[object]:
+@contextmanager
+def _claim(run: RunFolder, primary: bool, resume: bool, force: bool) -> Iterator[None]:
     """The RUN folder, locked for the whole run (by rank 0, which alone writes it): a second `train` on the same
     folder is refused at once, whether it resumes or starts."""
     if not primary:
-        return nullcontext()
-    if resume:
-        return folder_lock(run.root)
-    return claimed_output_dir(run.root, force=force, earlier_outputs=run.outputs)
+        yield
+    elif resume:
+        with folder_lock(run.root):
+            clean_temporaries(run.root)  # a checkpoint save that a kill cut short
+            yield
+    else:
+        with claimed_output_dir(run.root, force=force, earlier_outputs=run.outputs):
+            yield
 
 
 def _reading(data: DataInfo) -> AbstractContextManager[object]:
