@@ -24,8 +24,14 @@ def _tampered(source, target, metadata_change=None, tensor_change=None):
 
 
 @pytest.fixture
-def images(prepared_small):
-    folder = next(p for p in prepared_small.parent.rglob("*.jpg")).parent
+def images(tmp_path):
+    """A folder of two plain paintings (its own: other tests plant FIFOs and loops in theirs)."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, colour in enumerate([(200, 40, 40), (30, 90, 210)]):
+        Image.new("RGB", (48, 40), colour).save(folder / f"painting-{i}.jpg")
     return folder
 
 
