@@ -31,8 +31,8 @@ def quick_wait(monkeypatch):
     monkeypatch.setattr(lock_module, "SHARED_WAIT_S", 0.3)
 
 
-def _prepare(synth: Path, out: Path, size: int = 24):
-    return prepare_dataset(synth / "csv", synth / "wikiart", out, PrepareConfig(image_size=size, workers=1))
+def _prepare(synth: Path, out: Path, size: int = 24, **config: object):
+    return prepare_dataset(synth / "csv", synth / "wikiart", out, PrepareConfig(image_size=size, workers=1, **config))
 
 
 def _rows_all_decoded(data: Path) -> bool:
@@ -108,7 +108,7 @@ def test_prepare_refuses_another_image_size_while_a_run_reads_data(make_synth, t
     data = tmp_path / "data"
     _prepare(synth, data, size=24)
     with folder_lock(data, exclusive=False):  # what train and evaluate hold
-        with pytest.raises(FolderBusy, match=r"built for \d+ images at 24 px, not \d+ at 32 px"):
+        with pytest.raises(FolderBusy, match=r"built for \d+ images at 24 px, not \d+ images at 32 px"):
             _prepare(synth, data, size=32)
         _prepare(synth, data, size=24)  # the same inputs may still be completed or re-reported
     assert _rows_all_decoded(data)
@@ -136,7 +136,7 @@ def test_concurrent_prepares_the_same_shard_twice_or_another_size_are_refused(ma
         assert started.wait(30)  # the first prepare is decoding, DATA shared and its shard held
         with pytest.raises(FolderBusy, match="building shard 0/1 of the same cache"):
             _prepare(synth, data, size=24)  # the same shard again
-        with pytest.raises(FolderBusy, match=r"not \d+ at 32 px"):
+        with pytest.raises(FolderBusy, match=r"not \d+ images at 32 px"):
             _prepare(synth, data, size=32)
     finally:
         release.set()
@@ -169,6 +169,31 @@ def test_a_rerun_never_trusts_status_written_under_another_layout(make_synth, tm
     assert result.report["cache"]["already_cached"] == 0
     assert _rows_all_decoded(data)
     assert not (cache_dir / "status-0of1.npy").exists()  # stale files are cleared, not left to mislead
+
+
+def test_rows_decided_under_other_limits_are_decided_again(make_synth, tmp_path, quick_wait):
+    """The pixel and file-size limits decide which rows are skipped: a rerun with a raised limit must decode what the
+    lower one skipped, and one with a lowered limit must skip what is now over it, never reuse the old decisions."""
+    synth = make_synth(tmp_path / "synth", artists=3, per_artist=6, size=40)
+    data = tmp_path / "data"
+    manifest = _prepare(synth, data).manifest
+    pixels = (manifest["width"] * manifest["height"]).to_numpy()
+    limit = int(np.median(pixels))
+    over = pixels > limit
+    assert 0 < over.sum() < len(pixels)
+
+    lowered = _prepare(synth, data, max_pixels=limit)
+    assert lowered.report["cache"]["already_cached"] == 0  # every row decided again
+    assert (lowered.manifest["status"] == "skipped").to_numpy().tolist() == over.tolist()
+    assert lowered.manifest.loc[over, "skip_reason"].str.contains("over the pixel limit").all()
+
+    refused = rf"limits of {limit:,} pixels .* not .* limits of 1,000,000 pixels"
+    # A reader holds DATA: another limit is refused, naming both.
+    with folder_lock(data, exclusive=False), pytest.raises(FolderBusy, match=refused):
+        _prepare(synth, data, max_pixels=1_000_000)
+    raised = _prepare(synth, data, max_pixels=1_000_000)
+    assert (raised.manifest["status"] == "ok").all() and _rows_all_decoded(data)
+    assert _prepare(synth, data, max_pixels=1_000_000).report["cache"]["already_cached"] == len(pixels)
 
 
 def test_status_of_one_layout_is_not_read_as_another(tmp_path):

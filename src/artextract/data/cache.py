@@ -1,7 +1,8 @@
 """The image cache: every image decoded once into a `N x S x S x 3` uint8 array file that training memory-maps.
 
 Files in `DATA/cache/`:
-- `layout.json`: image size, row count and a fingerprint of the ordered image list;
+- `layout.json`: image size, row count, the pixel and file-size limits, and a fingerprint of all of these and the
+  ordered image list (the limits decide which rows are skipped, so rows decided under other limits are not reused);
 - `images.u8`: the raw array (row i is manifest row i), created sparse and filled in any order;
 - `status-<key>-<i>of<n>.npy` / `errors-<key>-<i>of<n>.json`: per shard, which rows are done (size, bytes) or
   skipped (why). `<key>` starts the layout's fingerprint, so a status file written under another image size or
@@ -51,14 +52,24 @@ class CacheLayout:
     count: int
     fingerprint: str
     format: str = "uint8 NxHxWx3, C order"
+    max_pixels: int = 0  # 0: a layout.json of an older ArtExtract, which did not record them
+    max_file_bytes: int = 0
 
     @property
     def row_bytes(self) -> int:
         return self.image_size * self.image_size * 3
 
+    def describe(self, other: CacheLayout | None = None) -> str:
+        """'N images at S px', with the limits when they are what differs from `other`."""
+        text = f"{self.count} images at {self.image_size} px"
+        if other is not None and (other.count, other.image_size) == (self.count, self.image_size):
+            text += (f" with limits of {self.max_pixels:,} pixels and {self.max_file_bytes >> 20:,} MB per file"
+                     if self.max_pixels else " by an older ArtExtract")
+        return text
 
-def fingerprint(paths: Sequence[str], image_size: int) -> str:
-    digest = hashlib.sha256(f"{image_size}\n".encode())
+
+def fingerprint(paths: Sequence[str], image_size: int, max_pixels: int, max_file_bytes: int) -> str:
+    digest = hashlib.sha256(f"{image_size}\n{max_pixels}\n{max_file_bytes}\n".encode())
     for path in paths:
         digest.update(path.encode("utf-8") + b"\n")
     return digest.hexdigest()
@@ -179,7 +190,9 @@ def build_cache(source: ImageSource, members: Sequence[str], paths: Sequence[str
     left shared, for the caller to release once the rest of DATA is written.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
-    layout = CacheLayout(image_size, len(paths), fingerprint(paths, image_size))
+    max_file_bytes = source.max_bytes
+    layout = CacheLayout(image_size, len(paths), fingerprint(paths, image_size, max_pixels, max_file_bytes),
+                         max_pixels=max_pixels, max_file_bytes=max_file_bytes)
     if lock is None or lock.try_exclusive():
         _check_or_reset(cache_dir, layout)
     if lock is not None:
@@ -187,8 +200,8 @@ def build_cache(source: ImageSource, members: Sequence[str], paths: Sequence[str
         if read_layout(cache_dir) != layout or _needs_reset(cache_dir, layout):
             # Someone else holds DATA (another prepare, or a train reading it) and its cache is of another layout.
             other = read_layout(cache_dir)
-            built_for = f" for {other.count} images at {other.image_size} px" if other else ""
-            raise lock.busy(f", and its cache is built{built_for}, not {layout.count} at {image_size} px")
+            built_for = f" for {other.describe(layout)}" if other else ""
+            raise lock.busy(f", and its cache is built{built_for}, not {layout.describe(other)}")
     with FolderLock(cache_dir, f".shard-{_status_name(layout, shard)}.lock") as shard_lock:
         # The same shard twice would decode everything twice.
         shard_lock.exclusive(f", building shard {shard[0]}/{shard[1]} of the same cache")
@@ -206,7 +219,8 @@ def _check_or_reset(cache_dir: Path, layout: CacheLayout) -> None:
     clean_temporaries(cache_dir.parent)  # DATA and cache/: status or manifest writes that a kill cut short
     if read_layout(cache_dir) != layout:
         if (cache_dir / LAYOUT_FILE).exists():
-            log.info("cache: inputs or image size changed since the last run; rebuilding the cache")
+            log.info("cache: the images, image size or pixel/file limits changed since the last run; rebuilding "
+                     "the cache")
         _reset(cache_dir, layout)
     elif _needs_reset(cache_dir, layout):
         log.info("cache: %s is missing or truncated; rebuilding the cache", cache_dir / IMAGES_FILE)

@@ -71,6 +71,7 @@ class ImageSource(Protocol):
     """Lists the files under one root and reads them by relative POSIX path."""
 
     location: str
+    max_bytes: int  # larger files are skipped unread
 
     def list_files(self) -> list[str]: ...
 
