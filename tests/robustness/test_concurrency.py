@@ -212,3 +212,55 @@ def test_a_fifo_under_the_lock_name_is_an_error_not_a_hang(tmp_path):
     os.mkfifo(tmp_path / lock_module.LOCK_NAME)
     with pytest.raises(Exception, match="not a regular file"):
         FolderLock(tmp_path)
+
+
+def test_a_second_run_needing_the_same_feature_maps_waits_and_reuses_them(prepared_small, monkeypatch):
+    """Two frozen-backbone runs starting on one DATA: the second must not reset or write the maps folder under the
+    first (it would mark rows done that are zeros in the file the first replaced); it waits, then reuses them."""
+    import torch
+
+    from artextract.engine import features as features_module
+    from artextract.engine.data import load_data_folder
+    from artextract.engine.preprocessing import Preprocessing
+    from artextract.engine.runtime import Runtime
+    from artextract.models import build_model
+
+    data = load_data_folder(prepared_small)
+    torch.manual_seed(5)
+    model = build_model(tiny_train_config().model, data.classes).eval()
+    preprocessing = Preprocessing(data.cache_size, 32, model.backbone.mean, model.backbone.std)
+    args = (data, model.backbone, "concurrent", preprocessing, Runtime.resolve("cpu"), torch.device("cpu"), 16)
+    computing, release = threading.Event(), threading.Event()
+    computed: dict[str, int] = {}
+    compute = features_module._compute
+
+    def slow_compute(*compute_args):
+        name = threading.current_thread().name
+        computed[name] = computed.get(name, 0) + len(compute_args[-1])
+        if name == "first":
+            computing.set()
+            assert release.wait(30)
+        return compute(*compute_args)
+
+    monkeypatch.setattr(features_module, "_compute", slow_compute)
+    results: dict[str, object] = {}
+
+    def build(name: str) -> None:
+        results[name] = features_module.build_features(*args)
+
+    first = threading.Thread(target=build, args=("first",), name="first")
+    second = threading.Thread(target=build, args=("second",), name="second")
+    first.start()
+    try:
+        assert computing.wait(30)
+        second.start()
+        second.join(1.0)
+        assert second.is_alive(), "the second run did not wait for the first"
+    finally:
+        release.set()
+        first.join(60)
+        second.join(60)
+    usable = data.manifest.loc[data.manifest["status"] == "ok", "cache_index"].to_numpy()
+    assert computed == {"first": len(usable)}  # the second computed nothing
+    maps = results["second"].maps[usable].astype(np.float32)
+    assert np.abs(maps).reshape(len(usable), -1).max(axis=1).min() > 0  # no all-zero map trusted

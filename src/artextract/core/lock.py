@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from artextract.core.progress import log
 from artextract.errors import ArtExtractError
 
 try:
@@ -62,6 +63,17 @@ class FolderLock:
         if not self.try_exclusive():
             raise self.busy(why)
 
+    def wait_exclusive(self, what: str) -> None:
+        """Take the lock exclusively, waiting (with a log line saying for whom) while another process holds it: for
+        work that a second process should reuse rather than be refused from (the same feature maps)."""
+        if self.try_exclusive():
+            return
+        holder = self.holder()
+        who = f" ({holder})" if holder else ""
+        log.info("%s: another artextract process%s is %s; waiting for it", self.folder, who, what)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        _write_holder(self._fd)
+
     def shared(self) -> None:
         """Share the lock (or turn an exclusive one into a shared one). An exclusive holder is waited for up to
         SHARED_WAIT_S, since some hold it only for a moment (prepare, while it checks the cache's layout)."""
@@ -79,13 +91,18 @@ class FolderLock:
 
     def busy(self, why: str = "") -> FolderBusy:
         """The error for a refused process, naming the exclusive holder when one wrote its name."""
-        holder = ""
-        if self._fd is not None:
-            with suppress(OSError):
-                holder = os.pread(self._fd, 300, 0).decode("utf-8", "replace").strip()
+        holder = self.holder()
         who = f" ({holder})" if holder else ""
         return FolderBusy(f"{self.folder} is in use by another artextract process{who}{why}: wait for it to finish, "
                           "or choose another folder")
+
+    def holder(self) -> str:
+        """Who holds the lock exclusively, as the holder wrote it ("" when unknown)."""
+        if self._fd is None:
+            return ""
+        with suppress(OSError):
+            return os.pread(self._fd, 300, 0).decode("utf-8", "replace").strip()
+        return ""
 
     def release(self) -> None:
         if self._fd is not None:

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from artextract.core.atomic import atomic_path, write_json
+from artextract.core.lock import FolderLock
 from artextract.core.progress import Progress, log
 from artextract.data.cache import open_cache, read_layout
 from artextract.engine.data import DataInfo
@@ -93,28 +94,33 @@ def build_features(data: DataInfo, backbone: nn.Module, backbone_name: str, prep
     assert cache_layout is not None, "load_data_folder checked the cache"
     key = feature_key(backbone, preprocessing, cache_layout.fingerprint)
     folder = data.folder.features / f"{backbone_name}-{preprocessing.image_size}px-{key}"
-    layout = _read_layout(folder)
-    if layout is None or layout.key != key or layout.count != cache_layout.count:
-        layout = FeatureLayout(backbone_name, key, cache_layout.count,
-                               _map_shape(backbone, preprocessing, runtime, device))
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in (folder / FEATURES_FILE, folder / DONE_FILE):
-            stale.unlink(missing_ok=True)
-        write_json(folder / LAYOUT_FILE, {**asdict(layout), "preprocessing": asdict(preprocessing)})
-    done = _load_done(folder, layout.count)
-    maps_file = folder / FEATURES_FILE
-    if done.any() and (not maps_file.is_file() or maps_file.stat().st_size < layout.count * layout.row_bytes):
-        log.warning("features: %s was deleted or cut short; computing every map again", maps_file)
-        done[:] = False
-    with open(maps_file, "ab") as handle:  # sparse; rows are filled in place
-        if handle.tell() < layout.count * layout.row_bytes:
-            handle.truncate(layout.count * layout.row_bytes)
-    usable = data.manifest.loc[data.manifest["status"] == "ok", "cache_index"].to_numpy(np.int64)
-    todo = np.sort(usable[~done[usable]])
-    if len(todo):
-        log.info("features: %s maps of %d images into %s (%d already there)", backbone_name, len(todo), folder,
-                 len(usable) - len(todo))
-        _compute(data, backbone, preprocessing, runtime, device, batch_size, folder, layout, done, todo)
+    folder.mkdir(parents=True, exist_ok=True)
+    with FolderLock(folder) as lock:
+        # Two runs starting on one DATA (a job array, say) would otherwise both reset the folder, and one would mark
+        # done rows that it wrote into the file the other had just replaced: zeros, trusted ever after. The second
+        # waits, then finds the maps computed.
+        lock.wait_exclusive("computing the same feature maps")
+        layout = _read_layout(folder)
+        if layout is None or layout.key != key or layout.count != cache_layout.count:
+            layout = FeatureLayout(backbone_name, key, cache_layout.count,
+                                   _map_shape(backbone, preprocessing, runtime, device))
+            for stale in (folder / FEATURES_FILE, folder / DONE_FILE):
+                stale.unlink(missing_ok=True)
+            write_json(folder / LAYOUT_FILE, {**asdict(layout), "preprocessing": asdict(preprocessing)})
+        done = _load_done(folder, layout.count)
+        maps_file = folder / FEATURES_FILE
+        if done.any() and (not maps_file.is_file() or maps_file.stat().st_size < layout.count * layout.row_bytes):
+            log.warning("features: %s was deleted or cut short; computing every map again", maps_file)
+            done[:] = False
+        with open(maps_file, "ab") as handle:  # sparse; rows are filled in place
+            if handle.tell() < layout.count * layout.row_bytes:
+                handle.truncate(layout.count * layout.row_bytes)
+        usable = data.manifest.loc[data.manifest["status"] == "ok", "cache_index"].to_numpy(np.int64)
+        todo = np.sort(usable[~done[usable]])
+        if len(todo):
+            log.info("features: %s maps of %d images into %s (%d already there)", backbone_name, len(todo), folder,
+                     len(usable) - len(todo))
+            _compute(data, backbone, preprocessing, runtime, device, batch_size, folder, layout, done, todo)
     return FeatureCache(folder, layout)
 
 
