@@ -132,6 +132,11 @@ def test_ablate_compares_readers_on_cached_features(run_cli, prepared_small, tmp
     assert (tmp_path / "ab" / "runs" / "gap-s0" / "model.safetensors").stat().st_mtime_ns == stamp
     rerun = json.loads((tmp_path / "ab" / "ablation.json").read_text())["table"]
     assert rerun["gru-rows"]["artist"]["accuracy_per_run"] == table["gru-rows"]["artist"]["accuracy_per_run"]
+    # Other settings (the same number of epochs): the earlier runs are not the runs asked for, and are retrained.
+    changed = run_cli(*args[:-4], "--variants", "gap", "--seeds", "0", "--set", "model.hidden_size=12")
+    assert changed.code == 0, changed.stderr
+    assert (tmp_path / "ab" / "runs" / "gap-s0" / "model.safetensors").stat().st_mtime_ns != stamp
+    assert "hidden_size: 12" in (tmp_path / "ab" / "runs" / "gap-s0" / "config.yaml").read_text()
     assert run_cli("ablate", "--data", prepared_small, "--out", tmp_path / "x", "--variants", "tcn").code == 2
 
 

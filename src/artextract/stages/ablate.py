@@ -1,7 +1,8 @@
 """`artextract ablate`: does the recurrent reader beat global average pooling? Every reader trained on the same
 frozen-backbone feature cache, with several seeds, scored on the selection set beside a linear probe.
 
-OUT/runs/<variant>-s<seed>/   one ordinary RUN folder per training (a finished one is reused on a rerun)
+OUT/runs/<variant>-s<seed>/   one ordinary RUN folder per training (on a rerun, one that finished with the same
+                               settings on the same DATA is reused; any other is trained again)
 OUT/ablation.json, ablation.md the table: per variant and task, accuracy and macro-F1 averaged over the seeds,
                                with 95 % bootstrap intervals over the selection images
 
@@ -16,15 +17,18 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from artextract.config import Config
 from artextract.core.atomic import write_json, write_text
-from artextract.core.outdir import prepare_output_dir
+from artextract.core.outdir import claimed_output_dir
 from artextract.core.progress import log
 from artextract.errors import ConfigError
+
+if TYPE_CHECKING:
+    from artextract.layout import RunFolder
 
 # name -> model settings over the configured ones
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -60,12 +64,18 @@ def parse_variants(text: str) -> list[str]:
 
 def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int],
            force: bool = False) -> AblationResult:
+    # OUT locked for the whole ablation: two on one folder would train the same runs side by side.
+    with claimed_output_dir(out, force=force, resumable_marker="runs") as out:
+        return _ablate(data, out, config, variants, seeds)
+
+
+def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int]) -> AblationResult:
     from artextract.analysis.compare import mcnemar_exact, paired_difference
     from artextract.analysis.metrics import seed_mean_metrics
-    from artextract.engine.data import load_data_folder
+    from artextract.engine.data import data_key, load_data_folder
 
-    out = prepare_output_dir(out, force=force, resumable_marker="runs")
     info = load_data_folder(data)
+    key = data_key(info)
     tasks = list(config.model.tasks)
     table: dict[str, dict[str, dict[str, Any]]] = {}
     selection = None
@@ -74,7 +84,8 @@ def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: li
         predictions: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
         seconds = []
         for seed in seeds:
-            run, took = _train_variant(data, out / "runs" / f"{name}-s{seed}", _variant_config(config, name, seed))
+            run, took = _train_variant(data, key, out / "runs" / f"{name}-s{seed}",
+                                       _variant_config(config, name, seed))
             seconds.append(took)
             labels, predicted, parameters = _last_epoch_predictions(run, info, config)
             selection = labels
@@ -111,21 +122,40 @@ def _variant_config(config: Config, name: str, seed: int) -> Config:
     return variant
 
 
-def _train_variant(data: Path, run: Path, config: Config) -> tuple[Path, float]:
-    """Train one variant, or reuse a run that already finished all its epochs; returns (RUN, seconds)."""
-    import pandas as pd
-
+def _train_variant(data: Path, key: str, run: Path, config: Config) -> tuple[Path, float]:
+    """Train one variant, or reuse a run that finished all its epochs with the same settings on the same DATA
+    (`key`: its data_key); returns (RUN, seconds)."""
     from artextract.layout import RunFolder
     from artextract.stages.train import train
 
-    folder = RunFolder(run)
-    if folder.metrics.is_file() and folder.model.is_file():
-        history = pd.read_csv(folder.metrics)
-        if len(history) == config.train.epochs:
-            return run, float(history["epoch_seconds"].sum())
+    seconds = _finished_seconds(RunFolder(run), key, config)
+    if seconds is not None:
+        return run, seconds
     started = time.perf_counter()
     train(data, run, config, force=True)
     return run, time.perf_counter() - started
+
+
+def _finished_seconds(folder: RunFolder, key: str, config: Config) -> float | None:
+    """The training seconds of a finished run of exactly `config` on the DATA of `key`; None for anything else (an
+    interrupted run, one of an earlier ablation with other settings, or on other DATA), which is trained again."""
+    import json
+
+    import pandas as pd
+
+    from artextract.config import config_yaml
+
+    try:
+        same = (folder.config.read_text(encoding="utf-8") == config_yaml(config, ("model", "train"))
+                and json.loads(folder.run_info.read_text())["data_key"] == key)
+        history = pd.read_csv(folder.metrics) if same and folder.model.is_file() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if history is None:
+        if folder.config.is_file():
+            log.info("ablate: %s was trained with other settings or on other DATA; training it again", folder.root)
+        return None
+    return float(history["epoch_seconds"].sum()) if len(history) == config.train.epochs else None
 
 
 def _features_and_model(run: Path, info: Any, config: Config, final: bool = True) -> tuple[Any, Any, Any, Any]:
