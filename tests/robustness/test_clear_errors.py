@@ -149,3 +149,39 @@ def test_read_only_destinations_fail_before_the_work(run_cli, evaluated_run, pre
     monkeypatch.setattr("artextract.stages.train.fit", lambda *a, **k: pytest.fail("trained into a read-only run"))
     result = run_cli(*_tiny_train_args(prepared_small, run, "--resume", "--epochs", "2"))
     assert result.code == 2 and f"cannot write {run / 'checkpoints' / 'last.pt'} (Permission denied)" in result.stderr
+
+
+def _damage_predictions(eval_dir: Path, how: str) -> int:
+    """Damage RUN/eval's predictions as `how` says; returns the row named in the error (or -1)."""
+    path = eval_dir / "predictions.parquet"
+    if how == "cut short":
+        path.write_bytes(path.read_bytes()[:300])
+        return -1
+    predictions = pd.read_parquet(path)
+    if how == "a label out of range":
+        predictions.loc[3, "label_artist"] = 99
+    elif how == "logits of the wrong width":
+        predictions["logits_style"] = predictions["logits_style"].astype(object)
+        predictions.at[5, "logits_style"] = predictions.at[5, "logits_style"][:-1]
+    elif how == "a column dropped":
+        predictions = predictions.drop(columns="embedding")
+    predictions.to_parquet(path, index=False)
+    return {"a label out of range": 3, "logits of the wrong width": 5}.get(how, -1)
+
+
+@pytest.mark.parametrize(("how", "expected"), [
+    ("cut short", "predictions.parquet is damaged"),
+    ("a label out of range", "label_artist or logits_artist does not fit"),
+    ("logits of the wrong width", "label_style or logits_style does not fit"),
+    ("a column dropped", "has no column 'embedding'"),
+])
+def test_damaged_or_edited_predictions_are_named_in_one_line(run_cli, evaluated_run, tmp_path, how, expected):
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run, run, ignore=shutil.ignore_patterns(".artextract.lock"))
+    row = _damage_predictions(run / "eval", how)
+    result = run_cli("evaluate", "--run", run, "--from-predictions")
+    assert result.code == 2
+    line = _error_line(result.stderr)
+    assert expected in line and "--force" in line
+    if row >= 0:
+        assert f"row {row} (" in line

@@ -230,8 +230,7 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
     path = out.predictions
     if not path.is_file():
         raise ArtExtractError(f"{out.root} has no {path.name}: run evaluate without --from-predictions first")
-    predictions = pd.read_parquet(path)
-    classes = json.loads(out.classes.read_text(encoding="utf-8"))
+    predictions, classes = read_predictions(out)
     scored = predictions[predictions["split"] == split]
     select = predictions[predictions["split"] == "select"]
     if scored.empty:
@@ -284,6 +283,38 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
     write_json(out.metrics, metrics)
     write_with(out.outliers, lambda tmp: outliers.to_csv(tmp, index=False, float_format="%.6g"))
     return EvalResult(out.root, metrics, outliers)
+
+
+def read_predictions(out: EvalFolder) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """predictions.parquet and its classes.json, checked: a damaged or hand-edited file is named in one line, not
+    met as a traceback deep inside the metrics."""
+    fix = "rerun artextract evaluate with --force (and without --from-predictions) to write it again"
+    try:
+        classes = json.loads(out.classes.read_text(encoding="utf-8"))
+        if not (isinstance(classes, dict) and all(isinstance(names, list) and names for names in classes.values())):
+            raise ValueError("not a mapping of tasks to class names")
+    except (OSError, ValueError) as err:
+        raise ArtExtractError(f"{out.classes} is missing or damaged ({err}); {fix}") from None
+    try:
+        predictions = pd.read_parquet(out.predictions)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise ArtExtractError(f"{out.predictions} is damaged ({str(err).splitlines()[0]}); {fix}") from None
+    needed = ["path", "split", "cache_index", "embedding", *(f"{kind}_{task}" for task in classes
+                                                              for kind in ("label", "logits"))]
+    missing = [column for column in needed if column not in predictions.columns]
+    if missing:
+        raise ArtExtractError(f"{out.predictions} has no column {missing[0]!r}; {fix}")
+    for task, names in classes.items():
+        labels = pd.to_numeric(predictions[f"label_{task}"], errors="coerce")
+        bad = ~labels.between(-1, len(names) - 1)
+        widths = predictions[f"logits_{task}"].map(lambda row: len(row) if hasattr(row, "__len__") else -1)
+        bad |= widths != len(names)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ArtExtractError(f"{out.predictions} row {row} ({predictions['path'].iloc[row]}): label_{task} or "
+                                  f"logits_{task} does not fit the {len(names)} {task} classes of {out.classes.name}; "
+                                  f"{fix}")
+    return predictions, classes
 
 
 def _figures(out: EvalFolder, task: str, names: list[str], task_metrics: dict[str, Any], plots: Any) -> None:
