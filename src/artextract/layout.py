@@ -6,10 +6,10 @@ name is spelled once. They hold paths only (no I/O beyond existence checks), so 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from artextract.core.records import read_record
 from artextract.errors import ArtExtractError
 
 CONFIG, ENVIRONMENT = "config.yaml", "env.json"  # written beside every stage's outputs (env.json by core.environment)
@@ -30,7 +30,11 @@ class DataFolder:
     labels_csv = property(lambda self: self.root / "labels.csv")  # for users of the original notebook
 
     def read_classes(self) -> dict[str, list[str]]:
-        return json.loads(self.classes.read_text(encoding="utf-8"))
+        classes = read_record(self.classes, f"rerun artextract prepare on {self.root}")
+        if not classes or not all(isinstance(names, list) and names for names in classes.values()):
+            raise ArtExtractError(f"{self.classes} is damaged (not a list of class names per task); rerun "
+                                  f"artextract prepare on {self.root}")
+        return classes
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,11 @@ class RunFolder:
         """The DATA folder the run was trained on, if the run says."""
         if not self.run_info.is_file():
             return None
-        return Path(json.loads(self.run_info.read_text(encoding="utf-8"))["data"])
+        return Path(self.read_info("pass --data DATA with the folder the run was trained on")["data"])
+
+    def read_info(self, fix: str) -> dict[str, object]:
+        """run.json: the DATA folder, tasks and data key the run trained on."""
+        return read_record(self.run_info, fix, keys=("data",))
 
 
 @dataclass(frozen=True)

@@ -185,3 +185,40 @@ def test_damaged_or_edited_predictions_are_named_in_one_line(run_cli, evaluated_
     assert expected in line and "--force" in line
     if row >= 0:
         assert f"row {row} (" in line
+
+
+@pytest.mark.parametrize(("damaged", "content", "command", "expected"), [
+    ("run.json", "{", "evaluate", "run.json is damaged"),
+    ("run.json", '{"tasks": []}', "resume", "run.json is damaged (no 'data')"),
+    ("eval/metrics.json", "{", "compare", "metrics.json is damaged"),
+    ("eval/inputs.json", "[]", "compare", "inputs.json is damaged (a JSON list, not an object)"),
+    ("eval/classes.json", '{"artist": 5}', "from-predictions", "classes.json is damaged"),
+])
+def test_damaged_records_of_a_run_are_named_in_one_line(run_cli, evaluated_run, prepared_small, tmp_path, damaged,
+                                                        content, command, expected):
+    run = tmp_path / "run"
+    shutil.copytree(evaluated_run, run, ignore=shutil.ignore_patterns(".artextract.lock"))
+    (run / damaged).write_text(content)
+    args = {"evaluate": ["evaluate", "--run", run, "--force"],
+            "resume": ["train", "--data", prepared_small, "--out", run, "--resume", "--epochs", "11"],
+            "compare": ["compare", run, evaluated_run],
+            "from-predictions": ["evaluate", "--run", run, "--from-predictions"]}[command]
+    result = run_cli(*args)
+    assert result.code == 2
+    assert expected in _error_line(result.stderr)
+
+
+def test_a_damaged_data_record_is_named_and_a_damaged_prepare_report_costs_only_its_paragraph(
+        run_cli, evaluated_run, prepared_small, tmp_path):
+    data = _copy_data(prepared_small, tmp_path / "data")
+    (data / "classes.json").write_text('{"artist": 5}')
+    result = run_cli(*_tiny_train_args(data, tmp_path / "run"))
+    assert result.code == 2 and "classes.json is damaged" in _error_line(result.stderr)
+
+    shutil.copy(prepared_small / "classes.json", data / "classes.json")
+    (data / "prepare_report.json").write_text("{")
+    run = tmp_path / "evaluated"
+    shutil.copytree(evaluated_run, run, ignore=shutil.ignore_patterns(".artextract.lock"))
+    result = run_cli("evaluate", "--run", run, "--data", data, "--force", "--batch-size", "32")
+    assert result.code == 0, result.stderr
+    assert "prepare_report.json is unreadable" in result.stderr and (run / "eval" / "report.html").is_file()

@@ -13,6 +13,7 @@ import pandas as pd
 from artextract import __version__
 from artextract.analysis.outliers import nearest_rows
 from artextract.core.atomic import write_text
+from artextract.core.progress import log
 from artextract.layout import DataFolder, EvalFolder, RunFolder
 
 GALLERY_SIZE = 12
@@ -113,12 +114,18 @@ def _data_summary(data: Path | None) -> tuple[dict[str, Any], str]:
     report_path = DataFolder(data).report_json if data else None
     if report_path is None or not report_path.is_file():
         return {}, ""
-    report = json.loads(report_path.read_text(encoding="utf-8"))
-    counts = {task: {**c, "classes": report["classes"][task]} for task, c in report["counts"].items()}
-    notes = (f"{report['images']['in_manifest']:,} images; {report['leakage']['images']} in one task's train and "
-             f"another's val ({report['leakage']['action']}); {len(report['duplicates']['conflicting'])} "
-             f"conflicting duplicates excluded; {len(report['skipped_images'])} images and "
-             f"{len(report['unmatched_rows'])} CSV rows skipped.")
+    try:
+        report = json.loads(report_path.read_text(encoding="utf-8"))
+        counts = {task: {**c, "classes": report["classes"][task]} for task, c in report["counts"].items()}
+        notes = (f"{report['images']['in_manifest']:,} images; {report['leakage']['images']} in one task's train "
+                 f"and another's val ({report['leakage']['action']}); {len(report['duplicates']['conflicting'])} "
+                 f"conflicting duplicates excluded; {len(report['skipped_images'])} images and "
+                 f"{len(report['unmatched_rows'])} CSV rows skipped.")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        # The data summary is one paragraph of the report: a damaged prepare report must not cost the rest.
+        log.warning("report: %s is unreadable (%s: %s); the report leaves out its data summary", report_path,
+                    type(err).__name__, err)
+        return {}, ""
     return counts, notes
 
 

@@ -7,7 +7,6 @@ Reads only what `evaluate` wrote (predictions.parquet, metrics.json) and the run
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +15,10 @@ import pandas as pd
 import yaml
 
 from artextract.analysis.compare import mcnemar_exact, paired_difference
+from artextract.core.records import read_record
 from artextract.errors import ArtExtractError
 from artextract.layout import EvalFolder, RunFolder
+from artextract.stages.evaluate import REWRITE_HINT, read_predictions
 
 
 @dataclass
@@ -37,8 +38,8 @@ def load_evaluation(path: Path) -> Evaluation:
     if not folder.predictions.is_file() or not folder.metrics.is_file():
         raise ArtExtractError(f"{path} holds no evaluation (predictions.parquet and metrics.json): run "
                               f"`artextract evaluate --run RUN` first")
-    metrics = json.loads(folder.metrics.read_text(encoding="utf-8"))
-    predictions = pd.read_parquet(folder.predictions)
+    metrics = read_record(folder.metrics, REWRITE_HINT, keys=("split", "tasks"))
+    predictions, _classes = read_predictions(folder)
     run = _run_of(folder)
     name = run.root.name if run is not None and folder.root == run.default_eval else folder.root.name
     return Evaluation(name, folder, _describe(run), metrics, predictions[predictions["split"] == metrics["split"]])
@@ -46,7 +47,7 @@ def load_evaluation(path: Path) -> Evaluation:
 
 def _run_of(folder: EvalFolder) -> RunFolder | None:
     if folder.inputs.is_file():
-        model = Path(json.loads(folder.inputs.read_text(encoding="utf-8"))["model"])
+        model = Path(read_record(folder.inputs, REWRITE_HINT, keys=("model",))["model"])
         return RunFolder(model.parent)
     return None
 
@@ -54,9 +55,12 @@ def _run_of(folder: EvalFolder) -> RunFolder | None:
 def _describe(run: RunFolder | None) -> str:
     if run is None or not run.config.is_file():
         return "unknown model"
-    model = yaml.safe_load(run.config.read_text(encoding="utf-8"))["model"]
-    reader = "GAP" if model["reader"] == "none" else f"{model['reader']} {model['scan']} {model['pooling']}"
-    return f"{model['backbone']} ({model['weights']}) + {reader}"
+    try:  # a damaged or hand-edited config.yaml only costs the description
+        model = yaml.safe_load(run.config.read_text(encoding="utf-8"))["model"]
+        reader = "GAP" if model["reader"] == "none" else f"{model['reader']} {model['scan']} {model['pooling']}"
+        return f"{model['backbone']} ({model['weights']}) + {reader}"
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        return f"unknown model ({run.config} is unreadable)"
 
 
 def compare(paths: list[Path], seed: int = 0) -> dict[str, Any]:

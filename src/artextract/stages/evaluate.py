@@ -14,7 +14,6 @@ Everything after predictions.parquet needs no model: `--from-predictions` recomp
 
 from __future__ import annotations
 
-import json
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,10 +37,12 @@ from artextract.analysis.outliers import (
 from artextract.analysis.probabilities import softmax, top_k
 from artextract.core.atomic import write_bytes, write_json, write_with
 from artextract.core.progress import log
+from artextract.core.records import read_record
 from artextract.errors import ArtExtractError
 from artextract.layout import EvalFolder, RunFolder
 
 TOP_K = 5
+REWRITE_HINT = "rerun artextract evaluate with --force (and without --from-predictions) to write it again"
 EXPLAIN_OUTLIERS, EXPLAIN_CORRECT = 12, 6  # per task, as many as the report shows
 CONFUSED_EXAMPLES = 3  # thumbnails per confused pair of classes
 
@@ -237,7 +238,7 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
         raise ArtExtractError(f"{path} holds no images of split {split!r}")
     metrics: dict[str, Any] = {"split": split, "images": len(scored), "tasks": {}}
     if out.inputs.is_file():
-        metrics["inputs"] = json.loads(out.inputs.read_text(encoding="utf-8"))
+        metrics["inputs"] = read_record(out.inputs, REWRITE_HINT)
     outlier_frames = {}
     embeddings = stack(scored["embedding"])
     cache_index = dict(zip(scored["path"], scored["cache_index"], strict=True))
@@ -288,13 +289,10 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
 def read_predictions(out: EvalFolder) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     """predictions.parquet and its classes.json, checked: a damaged or hand-edited file is named in one line, not
     met as a traceback deep inside the metrics."""
-    fix = "rerun artextract evaluate with --force (and without --from-predictions) to write it again"
-    try:
-        classes = json.loads(out.classes.read_text(encoding="utf-8"))
-        if not (isinstance(classes, dict) and all(isinstance(names, list) and names for names in classes.values())):
-            raise ValueError("not a mapping of tasks to class names")
-    except (OSError, ValueError) as err:
-        raise ArtExtractError(f"{out.classes} is missing or damaged ({err}); {fix}") from None
+    fix = REWRITE_HINT
+    classes = read_record(out.classes, fix)
+    if not classes or not all(isinstance(names, list) and names for names in classes.values()):
+        raise ArtExtractError(f"{out.classes} is damaged (not a list of class names per task); {fix}")
     try:
         predictions = pd.read_parquet(out.predictions)
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
@@ -349,7 +347,7 @@ def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", ou
             if data is None:
                 data = run_folder.trained_on()
             if split == "eval" and folder.inputs.is_file():  # predictions made for the fallback (see choose_split)
-                split = json.loads(folder.inputs.read_text(encoding="utf-8")).get("split", split)
+                split = read_record(folder.inputs, REWRITE_HINT).get("split", split)
             if folder.root.is_dir():  # (if not, reading the predictions says what is missing)
                 held.enter_context(folder_lock(folder.root))
         else:

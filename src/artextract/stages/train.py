@@ -4,7 +4,6 @@ completed leaves nothing behind."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -125,7 +124,7 @@ def _check_same_data(run: RunFolder, data: DataInfo) -> None:
     """A resumed run goes on with the images, labels and splits it started with, wherever DATA now lies."""
     if not run.run_info.is_file():
         return
-    recorded = json.loads(run.run_info.read_text(encoding="utf-8"))
+    recorded = run.read_info("it says which DATA the run started with; restore it, or start a new run")
     here, key = str(data.folder.root.resolve()), data_key(data)
     if recorded.get("data_key", key if recorded.get("data") == here else None) != key:
         raise ArtExtractError(f"cannot resume {run.root} on {data.folder.root}: the run was trained on "
