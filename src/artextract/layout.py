@@ -1,7 +1,8 @@
 """The one place that knows each folder's file names: DATA (prepare), RUN (train) and EVAL (evaluate).
 
 Every stage reads the previous stage's folder through these classes and writes its own through them, so a file
-name is spelled once. They hold paths only (no I/O beyond existence checks), so importing them costs nothing.
+name is spelled once. They hold paths (their only I/O is existence checks and reading back the small JSON records,
+checked), so importing them costs nothing.
 """
 
 from __future__ import annotations

@@ -145,15 +145,16 @@ def _finished_seconds(folder: RunFolder, key: str, config: Config) -> float | No
 
     from artextract.config import config_yaml
 
+    if not (folder.config.is_file() and folder.model.is_file() and folder.metrics.is_file()):
+        return None  # not trained yet, or interrupted before its first epoch
     try:
         same = (folder.config.read_text(encoding="utf-8") == config_yaml(config, ("model", "train"))
-                and json.loads(folder.run_info.read_text())["data_key"] == key)
-        history = pd.read_csv(folder.metrics) if same and folder.model.is_file() else None
+                and json.loads(folder.run_info.read_text(encoding="utf-8"))["data_key"] == key)
+        history = pd.read_csv(folder.metrics)
     except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if history is None:
-        if folder.config.is_file():
-            log.info("ablate: %s was trained with other settings or on other DATA; training it again", folder.root)
+        same = False
+    if not same:
+        log.info("ablate: %s was trained with other settings or on other DATA; training it again", folder.root)
         return None
     return float(history["epoch_seconds"].sum()) if len(history) == config.train.epochs else None
 
