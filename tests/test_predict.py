@@ -1,7 +1,5 @@
 import io
 import json
-import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -126,27 +124,6 @@ def test_exit_2_when_nothing_could_be_predicted(run_cli, evaluated_run, tmp_path
     save_file({"x": torch.zeros(1)}, str(not_a_model))
     result = run_cli("predict", "--model", not_a_model, tmp_path / "a.jpg")
     assert result.code == 2 and "not an ArtExtract model" in result.stderr
-
-
-class _Payload:
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-@pytest.mark.parametrize("suffix", [".pt", ".pth"])
-def test_a_pickled_model_file_is_refused_and_never_run(run_cli, tmp_path, suffix):
-    marker = tmp_path / "code-ran"
-    evil = tmp_path / f"model{suffix}"
-    evil.write_bytes(pickle.dumps({"state_dict": _Payload(marker)}))
-    (tmp_path / "x.jpg").write_bytes(b"")
-    result = run_cli("predict", "--model", evil, tmp_path / "x.jpg")
-    assert result.code == 2 and "refused" in result.stderr
-    with pytest.raises(ArtExtractError, match="refused"):
-        artextract.load_model(evil)
-    assert not marker.exists()
 
 
 def test_python_api_takes_paths_pil_images_and_arrays(evaluated_run, odd_images):

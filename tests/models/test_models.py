@@ -1,6 +1,4 @@
 import itertools
-import os
-import pickle
 import time
 
 import pytest
@@ -152,23 +150,6 @@ def test_mismatched_weights_name_the_keys(tmp_path, torchvision_resnet18):
     message = str(err.value)
     assert "layer1.0.conv1.weight (64, 64, 5, 5) vs (64, 64, 3, 3)" in message
     assert "missing 1 keys (layer4.1.bn2.bias)" in message and "unexpected 1 keys (extra.weight)" in message
-
-
-class _Payload:
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_a_pickled_object_is_refused_and_never_run(tmp_path):
-    marker = tmp_path / "pwned"
-    payload = _Payload()
-    payload.marker = marker
-    path = tmp_path / "evil.pth"
-    with open(path, "wb") as handle:
-        pickle.dump({"state_dict": payload}, handle)
-    with pytest.raises(ArtExtractError, match="refused to unpickle"):
-        build_model(ModelConfig(backbone="resnet18", weights=str(path)), CLASSES)
-    assert not marker.exists()
 
 
 def test_missing_or_garbage_weight_files(tmp_path):
