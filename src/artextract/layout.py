@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from artextract.core.records import read_record
+from artextract.core.records import read_classes, read_record
 from artextract.errors import ArtExtractError
 
 CONFIG, ENVIRONMENT = "config.yaml", "env.json"  # written beside every stage's outputs (env.json by core.environment)
@@ -31,11 +31,7 @@ class DataFolder:
     labels_csv = property(lambda self: self.root / "labels.csv")  # for users of the original notebook
 
     def read_classes(self) -> dict[str, list[str]]:
-        classes = read_record(self.classes, f"rerun artextract prepare on {self.root}")
-        if not classes or not all(isinstance(names, list) and names for names in classes.values()):
-            raise ArtExtractError(f"{self.classes} is damaged (not a list of class names per task); rerun "
-                                  f"artextract prepare on {self.root}")
-        return classes
+        return read_classes(self.classes, f"rerun artextract prepare on {self.root}")
 
 
 @dataclass(frozen=True)

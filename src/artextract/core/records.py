@@ -26,3 +26,11 @@ def read_record(path: Path, fix: str, keys: tuple[str, ...] = ()) -> dict[str, A
     if missing:
         raise ArtExtractError(f"{path} is damaged (no {missing[0]!r}); {fix}")
     return value
+
+
+def read_classes(path: Path, fix: str) -> dict[str, list[str]]:
+    """A classes.json (DATA's or EVAL's): a non-empty list of class names per task."""
+    classes = read_record(path, fix)
+    if not classes or not all(isinstance(names, list) and names for names in classes.values()):
+        raise ArtExtractError(f"{path} is damaged (not a list of class names per task); {fix}")
+    return classes

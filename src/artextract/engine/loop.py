@@ -240,8 +240,7 @@ def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> F
     fabric, train_cfg, state = session.fabric, session.config.train, session.state
     loaders: dict[bool, Any] = {}  # one per phase (frozen, fine-tuning), made when first needed
     interrupted = stopped_early = False
-    with contextlib.ExitStack() as held:
-        stop = held.enter_context(_stop_on_first_ctrl_c())
+    with _stop_on_first_ctrl_c() as stop:
         try:
             stopped_early, interrupted = _epochs(session, loaders, stop, should_stop)
         except _StopAtStep:
@@ -251,7 +250,7 @@ def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> F
             log.warning("interrupted at step %d (epoch %d, batch %d): saved %s; continue with --resume", state.step,
                         state.epoch + 1, state.batch_in_epoch, session.run.last)
         except _AbortNow:
-            kept = (f"{session.run.last} still holds the state after epoch {_saved_epoch(session)}"
+            kept = (f"{session.run.last} still holds the state after epoch {state.epoch}"
                     if session.run.last.exists() else "no epoch had completed")
             log.warning("second Ctrl-C: stopped at once, without saving the step in progress; %s", kept)
             raise KeyboardInterrupt from None
@@ -259,11 +258,6 @@ def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> F
             raise _fault(f"batch size {train_cfg.batch_size} does not fit in GPU memory; try --batch-size "
                          f"{max(1, train_cfg.batch_size // 2)}", session.run, state) from None
     return FitResult(state, stopped_early, interrupted)
-
-
-def _saved_epoch(session: Session) -> int:
-    history = session.state.history
-    return int(history[-1]["epoch"]) if history else 0
 
 
 def _epochs(session: Session, loaders: dict[bool, Any], stop: _StopRequest,

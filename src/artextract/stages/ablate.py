@@ -25,7 +25,7 @@ from artextract.config import Config
 from artextract.core.atomic import write_json, write_text
 from artextract.core.outdir import claimed_output_dir
 from artextract.core.progress import log
-from artextract.errors import ConfigError
+from artextract.errors import ArtExtractError, ConfigError
 
 if TYPE_CHECKING:
     from artextract.layout import RunFolder
@@ -139,8 +139,6 @@ def _train_variant(data: Path, key: str, run: Path, config: Config) -> tuple[Pat
 def _finished_seconds(folder: RunFolder, key: str, config: Config) -> float | None:
     """The training seconds of a finished run of exactly `config` on the DATA of `key`; None for anything else (an
     interrupted run, one of an earlier ablation with other settings, or on other DATA), which is trained again."""
-    import json
-
     import pandas as pd
 
     from artextract.config import config_yaml
@@ -149,9 +147,9 @@ def _finished_seconds(folder: RunFolder, key: str, config: Config) -> float | No
         return None  # not trained yet, or interrupted before its first epoch
     try:
         same = (folder.config.read_text(encoding="utf-8") == config_yaml(config, ("model", "train"))
-                and json.loads(folder.run_info.read_text(encoding="utf-8"))["data_key"] == key)
+                and folder.read_info("").get("data_key") == key)
         history = pd.read_csv(folder.metrics)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, ArtExtractError):  # damaged: train it again
         same = False
     if not same:
         log.info("ablate: %s was trained with other settings or on other DATA; training it again", folder.root)

@@ -37,7 +37,7 @@ from artextract.analysis.outliers import (
 from artextract.analysis.probabilities import softmax, top_k
 from artextract.core.atomic import write_bytes, write_json, write_with
 from artextract.core.progress import log
-from artextract.core.records import read_record
+from artextract.core.records import read_classes, read_record
 from artextract.errors import ArtExtractError
 from artextract.layout import EvalFolder, RunFolder
 
@@ -290,9 +290,7 @@ def read_predictions(out: EvalFolder) -> tuple[pd.DataFrame, dict[str, list[str]
     """predictions.parquet and its classes.json, checked: a damaged or hand-edited file is named in one line, not
     met as a traceback deep inside the metrics."""
     fix = REWRITE_HINT
-    classes = read_record(out.classes, fix)
-    if not classes or not all(isinstance(names, list) and names for names in classes.values()):
-        raise ArtExtractError(f"{out.classes} is damaged (not a list of class names per task); {fix}")
+    classes = read_classes(out.classes, fix)
     try:
         predictions = pd.read_parquet(out.predictions)
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
