@@ -1,5 +1,8 @@
 """Frozen-backbone training from the feature cache, and frozen epochs followed by fine-tuning."""
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -26,6 +29,9 @@ def _feature_folders(data):
 
 
 def test_frozen_training_reads_cached_maps_and_leaves_the_backbone_alone(prepared_small, tmp_path):
+    # Its own DATA: other tests (ablate) leave feature folders of other test_resnet weights in the shared one.
+    prepared_small = Path(shutil.copytree(prepared_small, tmp_path / "data",
+                                          ignore=shutil.ignore_patterns("features", ".artextract.lock")))
     config = tiny_train_config(epochs=3, freeze_backbone=True)
     train(prepared_small, tmp_path / "a", config)
     (folder,) = [f for f in _feature_folders(prepared_small) if f.name.startswith("test_resnet-32px-")]
