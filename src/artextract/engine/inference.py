@@ -42,11 +42,13 @@ def forward_batches(model: nn.Module, batches: Iterable[torch.Tensor], preproces
 
 
 def run_model(model: nn.Module, batches: Iterable[torch.Tensor], total: int, preprocessing: Preprocessing,
-              runtime: Runtime, desc: str = "predict", progress: bool = True) -> dict[str, np.ndarray]:
-    """`logits_<task>` (N x C) and `embedding` (N x D) as numpy arrays for all `total` images of `batches`."""
+              runtime: Runtime, desc: str = "predict", progress: bool = True,
+              from_features: bool = False) -> dict[str, np.ndarray]:
+    """`logits_<task>` (N x C) and `embedding` (N x D) as numpy arrays for all `total` images (or cached maps,
+    with `from_features`) of `batches`."""
     parts: dict[str, list[np.ndarray]] = {}
     with Progress(total, desc, enabled=progress) as bar:
-        for out in forward_batches(model, batches, preprocessing, runtime):
+        for out in forward_batches(model, batches, preprocessing, runtime, from_features=from_features):
             for task, logits in out["logits"].items():
                 parts.setdefault(f"logits_{task}", []).append(logits.float().cpu().numpy())
             parts.setdefault("embedding", []).append(out["embedding"].float().cpu().numpy())

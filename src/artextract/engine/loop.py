@@ -98,7 +98,7 @@ class Session:
         return split.with_features(self.features if self.frozen(epoch) else None)
 
     def set_backbone_trainable(self, trainable: bool) -> None:
-        self.raw_model.backbone.requires_grad_(trainable)
+        self.raw_model.backbone.set_frozen(not trainable)  # frozen: the tuned stages, if any, still train
 
 
 def frozen_at(config: Config, epoch: int) -> bool:
@@ -143,7 +143,7 @@ def build_session(fabric: Any, runtime: Runtime, data: DataInfo, run: RunFolder,
     groups = [{"params": backbone, "lr": train_cfg.lr * train_cfg.backbone_lr_scale}, {"params": others}]
     optimizer = torch.optim.AdamW(groups, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
     if starts_frozen:  # before Fabric wraps the model, so DDP leaves the frozen parameters out
-        model.backbone.requires_grad_(False)
+        model.backbone.set_frozen(True)
     warmup = max(1, round(train_cfg.warmup_epochs * steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(train_cfg.epochs * steps, warmup))
     wrapped, optimizer = fabric.setup(torch.compile(model) if train_cfg.compile else model, optimizer)
@@ -159,9 +159,13 @@ def describe(session: Session) -> list[str]:
     m, t = config.model, config.train
     total = sum(p.numel() for p in model.parameters())
     reader_and_heads = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("backbone."))
-    trained = reader_and_heads if t.freeze_backbone else total
+    tuned = sum(p.numel() for p in model.backbone.tuned_parameters())
+    trained = reader_and_heads + tuned if t.freeze_backbone else total
     reader = m.reader_description()
-    plan = ("backbone frozen: reader and heads train from DATA/features/" if t.freeze_backbone else
+    frozen_plan = (f"backbone frozen but its last {m.tuned_stages} stages: they, the reader and the heads train "
+                   "from the maps entering them in DATA/features/" if m.tuned_stages else
+                   "backbone frozen: reader and heads train from DATA/features/")
+    plan = (frozen_plan if t.freeze_backbone else
             f"{t.frozen_epochs} frozen epochs from DATA/features/, then fine-tuning" if t.frozen_epochs else
             "whole network trained from the images")
     lines = [f"model: {m.backbone} ({m.weights} weights) + {reader}; tasks {', '.join(m.tasks)}; "
@@ -181,7 +185,8 @@ def warnings_for(session: Session) -> list[str]:
     if size > cache:
         found.append(f"the {size} px model input is upsampled from a {cache} px cache: prepare with --image-size "
                      f"{round(size * 8 / 7)} for sharp crops")
-    grid = session.features.layout.shape[1:] if session.features is not None else _grid(session)
+    grid = (session.features.layout.shape[1:] if session.features is not None and not session.config.model.tuned_stages
+            else _grid(session))
     if session.config.model.reader != "none" and grid[0] * grid[1] < 16:
         found.append(f"the backbone leaves a {grid[0]}x{grid[1]} feature grid at {size} px: the recurrent reader "
                      f"reads a sequence of only {grid[0] * grid[1]} positions; use a larger --image-size")
@@ -349,11 +354,11 @@ def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Te
         for images, labels, _rows in batches:
             images = images.to(fabric.device, non_blocking=True)
             labels = labels.to(fabric.device, non_blocking=True)
-            if from_features:  # the frozen backbone's maps of the evaluation view: no augmentation
-                inputs = images.float()
+            # One seed per (run, step): a resumed run draws the same crops and flips as an uninterrupted one.
+            generator.manual_seed(train_cfg.seed * 1_000_003 + state.step)
+            if from_features:  # the frozen backbone's maps of the evaluation view
+                inputs = mirror_half(images.float(), generator) if train_cfg.feature_hflip else images.float()
             else:
-                # One seed per (run, step): a resumed run draws the same crops as an uninterrupted one.
-                generator.manual_seed(train_cfg.seed * 1_000_003 + state.step)
                 inputs = session.preprocessing.train_view(images, generator, train_cfg.min_crop_scale,
                                                           train_cfg.hflip, session.runtime.channels_last)
             logits = session.model(inputs, from_features=from_features)["logits"]
@@ -385,6 +390,12 @@ def train_epoch(session: Session, batches: Iterable[tuple[torch.Tensor, torch.Te
     if not count:
         return {"train_loss": float("nan"), **{f"train_loss_{t}": float("nan") for t in tasks}}
     return {key: value / count for key, value in loss_sums().items()}
+
+
+def mirror_half(maps: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each N x C x H x W map mirrored left-right with probability 1/2: cheap augmentation of cached maps."""
+    flip = torch.rand(len(maps), generator=generator, device=maps.device) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), maps.flip(3), maps)
 
 
 class _StopAtStep(Exception):

@@ -1,4 +1,10 @@
-"""CNN backbones through timm: every family returns an N x C x H x W feature map here."""
+"""CNN backbones through timm: every family returns an N x C x H x W feature map here.
+
+Partial fine-tuning: `tuned_stages` = n splits a staged CNN (EfficientNet / MobileNet-style `blocks`, ResNet's
+`layer1..4`) into a frozen part (stem and every stage but the last n) and a tuned part (the last n stages and
+what follows them). A frozen backbone's cache then holds the maps entering the tuned stages, and training runs
+only the tuned part from them: the late stages adapt to paintings at a fraction of full fine-tuning's cost.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from artextract.errors import ArtExtractError
+from artextract.errors import ArtExtractError, ConfigError
 from artextract.models.weights import (
     check_imagenet_available,
     imagenet_hint,
@@ -16,17 +22,80 @@ from artextract.models.weights import (
 )
 
 
-class Backbone(nn.Module):
-    """A head-less timm model whose `forward` returns the last feature map as N x C x H x W."""
+def stage_plan(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module], list[nn.Module]] | None:
+    """(stem, stages, after): modules that, run in this order, compute `model.forward_features`; None for a
+    family not laid out in stages here (transformers, ...)."""
+    if all(hasattr(model, name) for name in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):  # EfficientNet
+        return [model.conv_stem, model.bn1], list(model.blocks), [model.conv_head, model.bn2]
+    if all(hasattr(model, name) for name in ("conv1", "bn1", "act1", "maxpool", "layer4")):  # ResNet
+        return ([model.conv1, model.bn1, model.act1, model.maxpool],
+                [getattr(model, f"layer{i}") for i in range(1, 5)], [])
+    return None
 
-    def __init__(self, model: nn.Module) -> None:
+
+class _Chain(nn.Module):
+    """Modules run one after the other (the frozen part of a split backbone); shares them, owns nothing new."""
+
+    def __init__(self, parts: list[nn.Module]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        for part in self.parts:
+            inputs = part(inputs)
+        return inputs
+
+
+class Backbone(nn.Module):
+    """A head-less timm model whose `forward` returns the last feature map as N x C x H x W; with `tuned_stages`,
+    `frozen_part()` computes the maps entering the last stages and `tail` finishes the map from them."""
+
+    def __init__(self, model: nn.Module, tuned_stages: int = 0) -> None:
         super().__init__()
         self.model = model
+        self.tuned_stages = tuned_stages
+        plan = stage_plan(model) if tuned_stages else None
+        if tuned_stages and (plan is None or tuned_stages > len(plan[1])):
+            available = f"it has {len(plan[1])} stages" if plan else "it is not a staged CNN this version can split"
+            raise ConfigError(f"model.tuned_stages={tuned_stages} for {type(model).__name__}: {available}; use 0 "
+                              "(freeze it all) or a smaller count")
+        # Plain lists, not submodules: the modules are registered once, under `model`.
+        self._frozen_modules = [*plan[0], *plan[1][:-tuned_stages]] if plan else []
+        self._tuned_modules = [*plan[1][-tuned_stages:], *plan[2]] if plan else []
         self.num_features = int(model.num_features)
         self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 0))
         cfg = getattr(model, "pretrained_cfg", None) or {}
         self.mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
         self.std = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+
+    def frozen_part(self) -> nn.Module:
+        """The module whose output a frozen backbone's cache holds: the whole backbone, or the part before the
+        tuned stages."""
+        if not self.tuned_stages:
+            return self
+        chain = _Chain(self._frozen_modules)
+        chain.training = self.training  # forward_batches restores this mode on the shared modules afterwards
+        return chain
+
+    def tuned_parameters(self) -> list[nn.Parameter]:
+        """The parameters that train while the backbone is frozen (those of the tuned stages)."""
+        return [p for module in self._tuned_modules for p in module.parameters()]
+
+    def set_frozen(self, frozen: bool) -> None:
+        """Freeze all but the tuned stages, or make everything trainable again."""
+        self.requires_grad_(not frozen)
+        for parameter in self.tuned_parameters():
+            parameter.requires_grad_(True)
+
+    def tail(self, cached: torch.Tensor) -> torch.Tensor:
+        """The last feature map from the frozen part's output (a cache row); the identity without tuned stages."""
+        if not self.tuned_stages:
+            return cached
+        # The cache is read as contiguous N x C x H x W; the convolutions run faster channels-last on both devices.
+        outputs = cached.contiguous(memory_format=torch.channels_last)
+        for module in self._tuned_modules:
+            outputs = module(outputs)
+        return outputs
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         features = self.model.forward_features(images)
@@ -40,9 +109,9 @@ class Backbone(nn.Module):
         return features
 
 
-def create_backbone(name: str, weights: str = "none") -> Backbone:
+def create_backbone(name: str, weights: str = "none", tuned_stages: int = 0) -> Backbone:
     """`weights`: "none", "imagenet" (an installed package's file first, else the hub), or the path of a
-    .safetensors / .pth file."""
+    .safetensors / .pth file. `tuned_stages`: see the module's docstring."""
     import timm
 
     if not timm.list_models(name) and name not in timm.list_models(pretrained=False):
@@ -62,7 +131,7 @@ def create_backbone(name: str, weights: str = "none") -> Backbone:
             raise
         raise ArtExtractError(f"could not load ImageNet weights for {name} ({str(err).splitlines()[0][:160]}); "
                               f"{imagenet_hint(name)}") from None
-    backbone = Backbone(model)
+    backbone = Backbone(model, tuned_stages)
     if weights not in ("none", "imagenet"):
         head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier", "fc")
         heads = (head,) if isinstance(head, str) else tuple(head)

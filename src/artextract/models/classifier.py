@@ -29,9 +29,10 @@ class ConvRecurrentClassifier(nn.Module):
     def forward(self, inputs: torch.Tensor, from_features: bool = False) -> dict[str, object]:
         """`{"logits": {task: N x C}, "embedding": N x D}`, plus `"attention"` (N x H*W) for attention readers.
 
-        `inputs` are images, or with `from_features` the backbone's feature maps (a frozen backbone's cache).
+        `inputs` are images, or with `from_features` the rows of a frozen backbone's cache (the maps its frozen
+        part computes; the tuned stages, if any, run here).
         """
-        feature_map = inputs if from_features else self.backbone(inputs)
+        feature_map = self.backbone.tail(inputs) if from_features else self.backbone(inputs)
         embedding, attention = self.reader(feature_map)
         pooled = self.dropout(embedding)
         out: dict[str, object] = {"logits": {task: head(pooled) for task, head in self.heads.items()},
@@ -49,7 +50,7 @@ def build_model(model_config: ModelConfig, classes: Mapping[str, Sequence[str]])
                           f"{', '.join(classes) or 'no task'}")
     if not model_config.tasks:
         raise ConfigError("model.tasks is empty: name at least one of artist, style, genre")
-    backbone = create_backbone(model_config.backbone, model_config.weights)
+    backbone = create_backbone(model_config.backbone, model_config.weights, model_config.tuned_stages)
     if model_config.reader == "none":
         reader: nn.Module = GapReader(backbone.num_features)
     else:

@@ -30,7 +30,7 @@ from artextract.errors import ArtExtractError, ConfigError
 if TYPE_CHECKING:
     from artextract.layout import RunFolder
 
-# name -> model settings over the configured ones
+# name -> settings over the configured ones (model settings, or "train.KEY" for a training setting)
 VARIANTS: dict[str, dict[str, Any]] = {
     "gap": {"reader": "none"},
     "gru-rows": {"reader": "gru", "scan": "rows", "pooling": "mean"},
@@ -40,6 +40,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lstm-rows": {"reader": "lstm", "scan": "rows", "pooling": "mean"},
     "gru-rows-attention": {"reader": "gru", "scan": "rows", "pooling": "attention"},
     "gru-rows-last": {"reader": "gru", "scan": "rows", "pooling": "last"},
+    # the configured reader with more of the network or more data: partial fine-tuning of the last one or two
+    # backbone stages from the maps entering them, mirrored cached maps, the larger Lite backbones
+    "tune1": {"tuned_stages": 1},
+    "tune2": {"tuned_stages": 2},
+    "flip": {"train.feature_hflip": True},
+    "tune1-flip": {"tuned_stages": 1, "train.feature_hflip": True},
+    "lite1": {"backbone": "tf_efficientnet_lite1"},
+    "lite2": {"backbone": "tf_efficientnet_lite2"},
 }
 LINEAR_PROBE = "linear-probe"
 BASELINE = "gap"  # every other reader is also tested against it, paired
@@ -117,7 +125,8 @@ def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: l
 def _variant_config(config: Config, name: str, seed: int) -> Config:
     variant = copy.deepcopy(config)
     for key, value in VARIANTS[name].items():
-        setattr(variant.model, key, value)
+        section, _, field_name = key.rpartition(".")
+        setattr(getattr(variant, section or "model"), field_name, value)
     variant.train.seed, variant.train.patience, variant.train.freeze_backbone = seed, 0, True
     return variant
 
@@ -193,7 +202,8 @@ def _last_epoch_predictions(run: Path, info: Any, config: Config) -> tuple[dict[
     for out in forward_batches(model, maps, preprocessing, runtime, from_features=True):
         for task in tasks:
             predicted[task].append(out["logits"][task].float().argmax(dim=1).cpu().numpy())
-    trainable = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("backbone."))
+    trainable = (sum(p.numel() for name, p in model.named_parameters() if not name.startswith("backbone."))
+                 + sum(p.numel() for p in model.backbone.tuned_parameters()))
     return ({t: split.labels[:, c] for c, t in enumerate(tasks)},
             {t: np.concatenate(v) for t, v in predicted.items()}, trainable)
 

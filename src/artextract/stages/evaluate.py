@@ -106,6 +106,7 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     from artextract.data.cache import open_cache
     from artextract.engine.checkpoint import load_model_file
     from artextract.engine.data import load_data_folder
+    from artextract.engine.features import find_features
     from artextract.engine.inference import run_model
     from artextract.engine.runtime import Runtime
 
@@ -127,9 +128,16 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     cache_rows = rows["cache_index"].to_numpy()
     runtime = Runtime.resolve(device_name)
     model = runtime.place(model)
-    batches = (torch.from_numpy(np.ascontiguousarray(images[cache_rows[i: i + batch_size]]))
+    # A frozen-backbone run's maps of these images are in DATA/features/ already (same weights, same key): reading
+    # them skips the backbone, by far the costliest part of the pass.
+    features = find_features(info, model.backbone, meta.model_config["backbone"], meta.preprocessing, cache_rows)
+    source = features.maps if features is not None else images
+    if features is not None:
+        log.info("evaluate: reading the backbone's cached maps from %s", features.folder)
+    batches = (torch.from_numpy(np.ascontiguousarray(source[cache_rows[i: i + batch_size]]))
                for i in range(0, len(cache_rows), batch_size))
-    outputs = run_model(model, batches, len(rows), meta.preprocessing, runtime, desc=f"evaluate {split}")
+    outputs = run_model(model, batches, len(rows), meta.preprocessing, runtime, desc=f"evaluate {split}",
+                        from_features=features is not None)
     frame = pd.DataFrame({"path": rows["path"], "split": rows["split"], "cache_index": rows["cache_index"]})
     for task, names in meta.classes.items():
         logits = outputs[f"logits_{task}"]
