@@ -1,5 +1,9 @@
+import shlex
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from artextract import __version__
 
@@ -158,3 +162,19 @@ def test_the_python_api_page_runs(evaluated_run, tmp_path, monkeypatch):
     exec(compile(code, "python-api.md", "exec"), {})
     assert sorted(p.name for p in (tmp_path / "cams").iterdir()) == ["a.cam.png"]
     assert not list((tmp_path / "paintings").glob("*.png"))  # nothing written beside the inputs
+
+
+def test_next_command_hints_run_as_printed_without_an_activated_venv(monkeypatch, tmp_path):
+    """After `make demo` the venv is not on PATH: the hint names the program by the path it was started with."""
+    program = Path(sys.executable).parent / "artextract"
+    if not program.is_file():
+        pytest.skip(f"no console script at {program}")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no venv on it
+    shown = subprocess.run([str(program), "synth", "s", "--artists", "2", "--per-artist", "2", "--size", "32"],
+                           capture_output=True, text=True, check=True).stdout
+    (hint,) = [line.removeprefix("next: ") for line in shown.splitlines() if line.startswith("next: ")]
+    assert hint.startswith(str(program)), hint
+    words = shlex.split(hint.replace("DATA", "d"))
+    done = subprocess.run(words, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -9,6 +9,8 @@ reason on stderr for bad usage or bad input.
 from __future__ import annotations
 
 import errno
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -82,9 +84,27 @@ def _resolve_config(verbose: bool, path: Path | None, overrides: list[str], sect
     return cfg
 
 
+def _program() -> str:
+    """How to run this program again, as typed in this shell: `artextract` when that is what PATH finds, else the
+    path it was started by (e.g. `.venv/bin/artextract` after `make demo`, without an activated venv)."""
+    invoked = Path(sys.argv[0])
+    if invoked.name != "artextract":  # python -m, or an embedding program
+        return "python -m artextract"
+    on_path = shutil.which("artextract")
+    if str(invoked) == invoked.name or (on_path is not None and Path(on_path).resolve() == invoked.resolve()):
+        return "artextract"  # the shell found it on PATH
+    try:
+        return f".{os.sep}{invoked.resolve().relative_to(Path.cwd())}"
+    except ValueError:
+        return str(invoked.resolve())
+
+
 def _next(command: str) -> None:
-    """The command a user would run next, so that each stage leads to the following one."""
-    typer.echo(f"next: {command}")
+    """The command a user would run next, so that each stage leads to the following one; printed so that it runs
+    as printed (see `_program`)."""
+    program = _program()
+    typer.echo(f"next: {program}{command.removeprefix('artextract')}" if command.startswith("artextract ")
+               else f"next: {command}")
 
 
 def _overrides(section: str, overrides: list[str] | None, **flags: Any) -> list[str]:

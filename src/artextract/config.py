@@ -85,9 +85,16 @@ class ModelConfig:
     # Partial fine-tuning: the backbone's last N stages (and its head convolution) train even when the backbone is
     # frozen; the feature cache then holds the maps entering them (EfficientNet / ResNet families)
     tuned_stages: int = field(default=0, metadata=_limits(0, 16))
+    # map: the last feature map, read as a sequence of positions; pyramid: every stage's channel means and standard
+    # deviations, read as a sequence of stages (reader gru/lstm) or concatenated (reader none)
+    representation: Literal["map", "pyramid"] = "map"
 
     def reader_description(self) -> str:
         """The reader in words, as the start-up summary and the report say it."""
+        if self.representation == "pyramid":
+            return ("the stages' channel statistics, concatenated" if self.reader == "none" else
+                    f"{'bi' if self.bidirectional else ''}{self.reader.upper()}({self.hidden_size}) over the stages' "
+                    f"channel statistics, {self.pooling} pooling")
         if self.reader == "none":
             return "global average pooling"
         return (f"{'bi' if self.bidirectional else ''}{self.reader.upper()}({self.hidden_size}) over {self.scan}, "

@@ -138,6 +138,21 @@ def test_torchvision_resnet18_weights_load(tmp_path, torchvision_resnet18, form)
             torch.testing.assert_close(loaded[key], value, msg=key)
 
 
+def test_weights_of_a_tagged_timm_name_bring_that_tags_preprocessing(tmp_path):
+    """`--backbone arch.tag --weights FILE`: the tag names whose normalisation the weights were trained with."""
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    source = timm.create_model("test_convnext.r160_in1k", pretrained=False, num_classes=0)
+    path = tmp_path / "convnext.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    model = build_model(ModelConfig(backbone="test_convnext.r160_in1k", weights=str(path), reader="none"), CLASSES)
+    assert model.backbone.mean == model.backbone.std == (0.5, 0.5, 0.5)  # not ImageNet's usual statistics
+    for key, value in source.state_dict().items():
+        torch.testing.assert_close(model.backbone.model.state_dict()[key], value, msg=key)
+
+
 def test_mismatched_weights_name_the_keys(tmp_path, torchvision_resnet18):
     wrong = dict(torchvision_resnet18)
     wrong["layer1.0.conv1.weight"] = torch.zeros(64, 64, 5, 5)

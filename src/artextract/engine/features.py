@@ -37,7 +37,7 @@ FEATURES_FILE, DONE_FILE, LAYOUT_FILE = "features.f16", "done.npy", "layout.json
 _SAVE_EVERY_S = 10.0
 # On a CPU small batches stay in the caches: Lite0 at 224 px on 2 cores ran 44-60 img/s at batch 4-16 against
 # 30 at 64 (bench/bench_features.py). A GPU takes the training batch.
-_CPU_BATCH = 16
+CPU_FEATURE_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,11 @@ class FeatureLayout:
         return int(np.prod(self.shape)) * 2
 
 
-def feature_key(frozen: nn.Module, preprocessing: Preprocessing, cache_fingerprint: str) -> str:
-    """Changes whenever the maps would: any weight of the part computing them, the preprocessing, the cached images.
-    (The tuned stages are not in it: they change in training, the maps entering them do not.)"""
-    digest = hashlib.sha256(json.dumps([asdict(preprocessing), cache_fingerprint]).encode())
+def feature_key(frozen: nn.Module, preprocessing: Preprocessing, cache_fingerprint: str, tag: str = "") -> str:
+    """Changes whenever the maps would: any weight of the part computing them, the preprocessing, the cached images,
+    what is cached (`tag`: the last map, the maps entering tuned stages, a pyramid). The tuned stages' weights are
+    not in it: they change in training, the maps entering them do not."""
+    digest = hashlib.sha256(json.dumps([asdict(preprocessing), cache_fingerprint, *([tag] if tag else [])]).encode())
     for name, tensor in sorted(frozen.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -93,22 +94,22 @@ def _read_layout(folder: Path) -> FeatureLayout | None:
         return None
 
 
-def _folder_and_key(data: DataInfo, frozen: nn.Module, backbone_name: str, tuned_stages: int,
+def _folder_and_key(data: DataInfo, backbone: Backbone, backbone_name: str,
                     preprocessing: Preprocessing) -> tuple[Path, str, int]:
-    """(feature folder, key, cache rows) of the maps `frozen` computes on DATA's cache."""
+    """(feature folder, key, cache rows) of the maps `backbone.frozen_part()` computes on DATA's cache."""
     cache_layout = read_layout(data.folder.cache)
     assert cache_layout is not None, "load_data_folder checked the cache"
-    key = feature_key(frozen, preprocessing, cache_layout.fingerprint)
-    tune = f"-tune{tuned_stages}" if tuned_stages else ""
-    return data.folder.features / f"{backbone_name}-{preprocessing.image_size}px{tune}-{key}", key, cache_layout.count
+    tag = backbone.cache_tag
+    key = feature_key(backbone.frozen_part(), preprocessing, cache_layout.fingerprint, tag)
+    name = f"{backbone_name}-{preprocessing.image_size}px{f'-{tag}' if tag else ''}-{key}"
+    return data.folder.features / name, key, cache_layout.count
 
 
 def find_features(data: DataInfo, backbone: Backbone, backbone_name: str, preprocessing: Preprocessing,
                   rows: np.ndarray) -> FeatureCache | None:
     """The already computed maps of `backbone`'s frozen part when every one of `rows` is there, else None (e.g. the
     backbone was fine-tuned, so its maps are not those cached). Computes nothing, writes nothing."""
-    folder, key, count = _folder_and_key(data, backbone.frozen_part(), backbone_name, backbone.tuned_stages,
-                                         preprocessing)
+    folder, key, count = _folder_and_key(data, backbone, backbone_name, preprocessing)
     layout = _read_layout(folder)
     if layout is None or layout.key != key or layout.count != count:
         return None
@@ -122,7 +123,7 @@ def build_features(data: DataInfo, backbone: Backbone, backbone_name: str, prepr
                    runtime: Runtime, device: torch.device, batch_size: int) -> FeatureCache:
     """Compute (or finish computing) the maps of every usable cached image; returns the cache to train from."""
     frozen = backbone.frozen_part()
-    folder, key, count = _folder_and_key(data, frozen, backbone_name, backbone.tuned_stages, preprocessing)
+    folder, key, count = _folder_and_key(data, backbone, backbone_name, preprocessing)
     folder.mkdir(parents=True, exist_ok=True)
     with FolderLock(folder) as lock:
         # Two runs starting on one DATA (a job array, say) would otherwise both reset the folder, and one would mark
@@ -175,7 +176,7 @@ def _compute(data: DataInfo, backbone: nn.Module, preprocessing: Preprocessing, 
              todo: np.ndarray) -> None:
     images = open_cache(data.folder.cache)
     maps = _open(folder, layout, "r+")
-    batch_size = batch_size if device.type == "cuda" else min(batch_size, _CPU_BATCH)
+    batch_size = batch_size if device.type == "cuda" else min(batch_size, CPU_FEATURE_BATCH)
     chunks = [todo[i: i + batch_size] for i in range(0, len(todo), batch_size)]
 
     def save() -> None:

@@ -174,8 +174,13 @@ def describe(session: Session) -> list[str]:
              f"channels_last {session.runtime.channels_last}",
              f"images: {len(session.train_set):,} train / {len(session.select_set):,} select; "
              f"{len(session.sampler)} steps of {t.batch_size} per epoch; {t.image_size} px input from a "
-             f"{session.preprocessing.cache_size} px cache"]
+             f"{session.preprocessing.cache_size} px cache, normalised with mean "
+             f"{_rounded(session.preprocessing.mean)} and std {_rounded(session.preprocessing.std)} (the weights' own)"]
     return lines
+
+
+def _rounded(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"
 
 
 def warnings_for(session: Session) -> list[str]:

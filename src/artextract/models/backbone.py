@@ -4,6 +4,10 @@ Partial fine-tuning: `tuned_stages` = n splits a staged CNN (EfficientNet / Mobi
 `layer1..4`) into a frozen part (stem and every stage but the last n) and a tuned part (the last n stages and
 what follows them). A frozen backbone's cache then holds the maps entering the tuned stages, and training runs
 only the tuned part from them: the late stages adapt to paintings at a fraction of full fine-tuning's cost.
+
+Pyramid representation (`representation="pyramid"`): instead of the last map, every stage's channel means and
+standard deviations (first and second moments: the texture statistics style recognition relies on), concatenated
+as an N x D x 1 x 1 "map" that a `PyramidReader` reads as a sequence of stages.
 """
 
 from __future__ import annotations
@@ -50,23 +54,60 @@ class Backbone(nn.Module):
     """A head-less timm model whose `forward` returns the last feature map as N x C x H x W; with `tuned_stages`,
     `frozen_part()` computes the maps entering the last stages and `tail` finishes the map from them."""
 
-    def __init__(self, model: nn.Module, tuned_stages: int = 0) -> None:
+    def __init__(self, model: nn.Module, tuned_stages: int = 0, representation: str = "map") -> None:
         super().__init__()
         self.model = model
-        self.tuned_stages = tuned_stages
-        plan = stage_plan(model) if tuned_stages else None
+        self.tuned_stages, self.representation = tuned_stages, representation
+        plan = stage_plan(model)
         if tuned_stages and (plan is None or tuned_stages > len(plan[1])):
             available = f"it has {len(plan[1])} stages" if plan else "it is not a staged CNN this version can split"
             raise ConfigError(f"model.tuned_stages={tuned_stages} for {type(model).__name__}: {available}; use 0 "
                               "(freeze it all) or a smaller count")
+        if representation == "pyramid" and (plan is None or tuned_stages):
+            raise ConfigError(f"model.representation=pyramid needs a staged CNN ({type(model).__name__} is not one "
+                              "this version reads stage by stage) and model.tuned_stages=0")
         # Plain lists, not submodules: the modules are registered once, under `model`.
-        self._frozen_modules = [*plan[0], *plan[1][:-tuned_stages]] if plan else []
-        self._tuned_modules = [*plan[1][-tuned_stages:], *plan[2]] if plan else []
+        self._plan = plan
+        self._frozen_modules = [*plan[0], *plan[1][:-tuned_stages]] if plan and tuned_stages else []
+        self._tuned_modules = [*plan[1][-tuned_stages:], *plan[2]] if plan and tuned_stages else []
         self.num_features = int(model.num_features)
+        # Channels of each pyramid level's statistics (means then standard deviations), in order fine -> coarse.
+        self.level_channels = self._probe_levels() if representation == "pyramid" else []
+        if self.level_channels:
+            self.num_features = sum(self.level_channels)
         self.num_prefix_tokens = int(getattr(model, "num_prefix_tokens", 0))
         cfg = getattr(model, "pretrained_cfg", None) or {}
         self.mean = tuple(cfg.get("mean", (0.485, 0.456, 0.406)))
         self.std = tuple(cfg.get("std", (0.229, 0.224, 0.225)))
+
+    @property
+    def cache_tag(self) -> str:
+        """What, besides the weights and preprocessing, makes a cache row: "" for the last map."""
+        return f"tune{self.tuned_stages}" if self.tuned_stages else "pyramid" if self.level_channels else ""
+
+    def _probe_levels(self) -> list[int]:
+        was_training = self.model.training
+        self.model.eval()  # one image: batch statistics would be undefined
+        with torch.no_grad():
+            levels = self._levels(torch.zeros(1, 3, 64, 64))
+        self.model.train(was_training)
+        return [int(level.shape[1]) for level in levels]
+
+    def _levels(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Every stage's (and the head convolution's) channel means and standard deviations."""
+        assert self._plan is not None
+        stem, stages, after = self._plan
+        outputs, levels = images, []
+        for module in stem:
+            outputs = module(outputs)
+        for stage in stages:
+            outputs = stage(outputs)
+            levels.append(_moments(outputs))
+        for module in after:
+            outputs = module(outputs)
+        if after:
+            levels.append(_moments(outputs))
+        return levels
 
     def frozen_part(self) -> nn.Module:
         """The module whose output a frozen backbone's cache holds: the whole backbone, or the part before the
@@ -98,6 +139,8 @@ class Backbone(nn.Module):
         return outputs
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.level_channels:
+            return torch.cat(self._levels(images), dim=1)[:, :, None, None]
         features = self.model.forward_features(images)
         if features.ndim == 3:  # transformer tokens: drop class tokens, lay the rest out as a grid
             tokens = features[:, self.num_prefix_tokens:]
@@ -109,12 +152,20 @@ class Backbone(nn.Module):
         return features
 
 
-def create_backbone(name: str, weights: str = "none", tuned_stages: int = 0) -> Backbone:
+def _moments(maps: torch.Tensor) -> torch.Tensor:
+    """N x 2C: each channel's mean and standard deviation over the positions (in float32: bf16 variances are coarse)."""
+    maps = maps.float()
+    mean = maps.mean(dim=(2, 3))
+    spread = (maps.var(dim=(2, 3), unbiased=False) + 1e-5).sqrt()  # eps: finite gradients on a constant channel
+    return torch.cat([mean, spread], dim=1)
+
+
+def create_backbone(name: str, weights: str = "none", tuned_stages: int = 0, representation: str = "map") -> Backbone:
     """`weights`: "none", "imagenet" (an installed package's file first, else the hub), or the path of a
     .safetensors / .pth file. `tuned_stages`: see the module's docstring."""
     import timm
 
-    if not timm.list_models(name) and name not in timm.list_models(pretrained=False):
+    if not timm.is_model(name):  # "arch" or "arch.tag"; the tag picks the weights' preprocessing (mean, std)
         close = timm.list_models(f"*{name.split('_')[0]}*")[:5]
         hint = f"; similar: {', '.join(close)}" if close else ""
         raise ArtExtractError(f"unknown backbone {name!r} (any timm model name works){hint}")
@@ -131,7 +182,7 @@ def create_backbone(name: str, weights: str = "none", tuned_stages: int = 0) -> 
             raise
         raise ArtExtractError(f"could not load ImageNet weights for {name} ({str(err).splitlines()[0][:160]}); "
                               f"{imagenet_hint(name)}") from None
-    backbone = Backbone(model, tuned_stages)
+    backbone = Backbone(model, tuned_stages, representation)
     if weights not in ("none", "imagenet"):
         head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier", "fc")
         heads = (head,) if isinstance(head, str) else tuple(head)

@@ -3,7 +3,8 @@
 `SequenceReader` scans the map into a sequence (rows, columns, snake, or ReNet-style 2-D: a bidirectional pass
 along each row, then one along each column) and reads it with a GRU or LSTM; the outputs are pooled by the last
 state, the mean, or learned attention (whose weights over the H*W positions are returned). `GapReader` is the
-no-recurrence baseline: global average pooling.
+no-recurrence baseline: global average pooling. `PyramidReader` reads a pyramid representation (each backbone
+stage's channel statistics) as a sequence of stages, fine to coarse (and back, when bidirectional).
 """
 
 from __future__ import annotations
@@ -117,3 +118,23 @@ class GapReader(nn.Module):
 
     def forward(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, None]:
         return feature_map.mean(dim=(2, 3)), None
+
+
+class PyramidReader(nn.Module):
+    """Each level's statistics projected to `width` channels and normalised, then read in order by a
+    `SequenceReader` as a 1 x levels map (so pooling works as for any map; attention weights over stages are not
+    a picture, so none are returned)."""
+
+    def __init__(self, level_channels: list[int], sequence: SequenceReader, width: int) -> None:
+        super().__init__()
+        self.level_channels = list(level_channels)
+        self.project = nn.ModuleList(nn.Sequential(nn.Linear(c, width), nn.LayerNorm(width), nn.ReLU())
+                                     for c in level_channels)
+        self.sequence = sequence
+        self.out_features = sequence.out_features
+
+    def forward(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, None]:
+        levels = feature_map.flatten(1).split(self.level_channels, dim=1)
+        steps = torch.stack([project(level) for project, level in zip(self.project, levels, strict=True)], dim=2)
+        embedding, _ = self.sequence(steps.unsqueeze(2))  # N x width x 1 x levels
+        return embedding, None

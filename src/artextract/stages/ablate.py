@@ -46,6 +46,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "tune2": {"tuned_stages": 2},
     "flip": {"train.feature_hflip": True},
     "tune1-flip": {"tuned_stages": 1, "train.feature_hflip": True},
+    "pyramid-gap": {"representation": "pyramid", "reader": "none"},
+    "pyramid-gru": {"representation": "pyramid"},
     "lite1": {"backbone": "tf_efficientnet_lite1"},
     "lite2": {"backbone": "tf_efficientnet_lite2"},
 }
