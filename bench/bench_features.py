@@ -102,7 +102,7 @@ def main() -> None:
         features = build_features(info, backbone, config.model.backbone, preprocessing, runtime, runtime.device,
                                   config.train.batch_size)
         build_rate = _rate(len(rows), time.perf_counter() - started)
-        size_mb = (features.folder / "features.f16").stat().st_size / 1e6 * len(info.manifest) / len(rows)
+        size_mb = (features.folder / "features.f16").stat().st_size / 1e6  # sized for every cache row
         evaluate_batch = 256  # evaluate's default --batch-size
         through = (torch.from_numpy(np.ascontiguousarray(cache[rows[i: i + evaluate_batch]]))
                    for i in range(0, len(rows), evaluate_batch))

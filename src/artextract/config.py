@@ -127,6 +127,9 @@ class TrainConfig:
     channels_last: bool = True  # faster on GPUs and, for the models measured, on CPUs too
     compile: bool = False
     workers: int = field(default=4, metadata=_limits(0))  # data-reading processes per device
+    # torch threads on a CPU; 0 = all cores, but one for an epoch from cached maps that starts while other processes
+    # keep the CPU busy (it degrades far less then; engine/runtime.py: cpu_threads_for)
+    cpu_threads: int = field(default=0, metadata=_limits(0, 1024))
     log_every: int = field(default=50, metadata=_limits(1))  # steps between log lines when not on a terminal
     # 0 = the whole training split (smaller values are for benchmarks)
     max_steps_per_epoch: int = field(default=0, metadata=_limits(0))

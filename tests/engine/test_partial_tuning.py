@@ -122,3 +122,30 @@ def _an_image(tmp_path: Path) -> Path:
     path = tmp_path / "painting.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(path)
     return path
+
+
+def test_training_from_cached_maps_takes_one_thread_beside_busy_processes():
+    from artextract.engine.runtime import cpu_threads_for
+
+    assert cpu_threads_for(True, otherwise=2, load=lambda: 1.0) == 1  # one other process keeps a core busy
+    assert cpu_threads_for(True, otherwise=2, load=lambda: 0.1) == 2  # a quiet machine: every core
+    assert cpu_threads_for(True, otherwise=2, load=lambda: None) == 2  # cannot tell: every core
+    assert cpu_threads_for(False, otherwise=2, load=lambda: 1.0) == 2  # through the backbone: large ops
+    assert cpu_threads_for(True, configured=3, otherwise=2, load=lambda: 1.0) == 3  # the user's word wins
+
+
+def test_a_busy_process_is_seen():
+    import subprocess
+    import sys
+
+    from artextract.engine.runtime import others_cpu_load
+
+    if others_cpu_load() is None:
+        pytest.skip("no /proc here")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        seen = max(others_cpu_load(0.3) for _ in range(3))
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert seen >= 0.5, seen

@@ -28,7 +28,7 @@ from artextract.engine.data import CachedSplit, DataInfo
 from artextract.engine.features import FeatureCache, build_features
 from artextract.engine.loss import class_weights, masked_multitask_loss
 from artextract.engine.preprocessing import Preprocessing
-from artextract.engine.runtime import Runtime
+from artextract.engine.runtime import Runtime, cpu_threads_for
 from artextract.engine.sampler import EpochSampler, balanced_weights, make_loader
 from artextract.engine.selection import evaluate_split, fit_temperatures, selection_metrics
 from artextract.errors import ArtExtractError, ConfigError
@@ -250,9 +250,10 @@ def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> F
     fabric, train_cfg, state = session.fabric, session.config.train, session.state
     loaders: dict[bool, Any] = {}  # one per phase (frozen, fine-tuning), made when first needed
     interrupted = stopped_early = False
-    with _stop_on_first_ctrl_c() as stop:
+    threads = torch.get_num_threads()  # each CPU phase sets its own (_epochs); given back afterwards
+    with _stop_on_first_ctrl_c() as stop, _restored_threads(threads):
         try:
-            stopped_early, interrupted = _epochs(session, loaders, stop, should_stop)
+            stopped_early, interrupted = _epochs(session, loaders, stop, should_stop, threads)
         except _StopAtStep:
             interrupted = True
             if fabric.is_global_zero:
@@ -271,7 +272,7 @@ def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> F
 
 
 def _epochs(session: Session, loaders: dict[bool, Any], stop: _StopRequest,
-            should_stop: Callable[[int], bool] | None) -> tuple[bool, bool]:
+            should_stop: Callable[[int], bool] | None, threads: int) -> tuple[bool, bool]:
     """The epoch loop of `fit`; returns (stopped early, interrupted)."""
     fabric, train_cfg, state = session.fabric, session.config.train, session.state
     while state.epoch < train_cfg.epochs:
@@ -282,6 +283,13 @@ def _epochs(session: Session, loaders: dict[bool, Any], stop: _StopRequest,
             session.set_backbone_trainable(not frozen)
             loaders[frozen] = make_loader(session.split("train", state.epoch), session.sampler,
                                           train_cfg.workers, pin=fabric.device.type == "cuda")
+        if fabric.device.type == "cpu":
+            chosen = cpu_threads_for(frozen, train_cfg.cpu_threads, otherwise=threads)
+            if chosen != torch.get_num_threads():
+                log.info("epoch %d: %d torch thread(s)%s", state.epoch + 1, chosen,
+                         " (other processes are busy on this CPU: one thread stalls far less beside them)"
+                         if chosen < threads and not train_cfg.cpu_threads else "")
+            torch.set_num_threads(chosen)
         session.sampler.set_epoch(state.epoch, skip=state.batch_in_epoch)
         started = time.perf_counter()
         steps_before = state.step
@@ -401,6 +409,14 @@ def mirror_half(maps: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Each N x C x H x W map mirrored left-right with probability 1/2: cheap augmentation of cached maps."""
     flip = torch.rand(len(maps), generator=generator, device=maps.device) < 0.5
     return torch.where(flip.view(-1, 1, 1, 1), maps.flip(3), maps)
+
+
+@contextlib.contextmanager
+def _restored_threads(threads: int) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 class _StopAtStep(Exception):

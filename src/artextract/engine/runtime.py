@@ -9,6 +9,9 @@ for every model measured: ResNet18 training +12 % at 64 px and +34 % at 128 px, 
 from __future__ import annotations
 
 import contextlib
+import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +56,54 @@ class Runtime:
         """The model on the device, in the memory format the inputs will have."""
         model = model.to(device or self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def others_cpu_load(window_s: float = 0.25) -> float | None:
+    """Cores' worth of CPU time that other processes used over the next `window_s` seconds (Linux: /proc), or None
+    where that cannot be read."""
+    def sample() -> tuple[float, float]:
+        with open("/proc/stat") as handle:
+            fields = [float(x) for x in handle.readline().split()[1:]]
+        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)  # all but idle and iowait
+        with open("/proc/self/stat") as handle:
+            own = handle.read().rsplit(")", 1)[1].split()
+        return busy, float(own[11]) + float(own[12])  # utime + stime of this process, in clock ticks
+
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        busy_before, own_before = sample()
+        time.sleep(window_s)
+        busy_after, own_after = sample()
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return max(0.0, (busy_after - busy_before) - (own_after - own_before)) / ticks / window_s
+
+
+def cpu_threads_for(from_features: bool, configured: int = 0, otherwise: int | None = None,
+                    load: Callable[[], float | None] = others_cpu_load) -> int:
+    """torch's intra-op threads for a CPU training phase (`configured` > 0 wins; `otherwise`, default all cores).
+
+    Training from cached maps is many small ops (the recurrent reader's time steps); after each, torch's threads
+    meet at a barrier, and beside one other busy process a descheduled thread stalls the others for a time slice.
+    Measured on 2 cores (bench/bench_contention.py): 2 threads 823 img/s alone but 240 beside one busy process;
+    1 thread 533 alone and 554 beside it. So that phase takes one thread when other processes are using at least
+    half a core at the start of the epoch, all of them otherwise. Phases through the backbone are few large ops
+    and keep `otherwise`.
+    """
+    if configured:
+        return configured
+    every = otherwise or available_cores()
+    if not from_features or every == 1:
+        return every
+    busy = load()
+    return 1 if busy is not None and busy >= 0.5 else every
 
 
 def parse_devices(text: str) -> int | str | list[int]:

@@ -42,10 +42,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gru-rows-last": {"reader": "gru", "scan": "rows", "pooling": "last"},
     # the configured reader with more of the network or more data: partial fine-tuning of the last one or two
     # backbone stages from the maps entering them, mirrored cached maps, the larger Lite backbones
-    "tune1": {"tuned_stages": 1},
-    "tune2": {"tuned_stages": 2},
+    "tune1": {"tuned_stages": 1, "train.backbone_lr_scale": 0.1},
+    "tune2": {"tuned_stages": 2, "train.backbone_lr_scale": 0.1},
     "flip": {"train.feature_hflip": True},
-    "tune1-flip": {"tuned_stages": 1, "train.feature_hflip": True},
+    "tune1-flip": {"tuned_stages": 1, "train.backbone_lr_scale": 0.1, "train.feature_hflip": True},
     "pyramid-gap": {"representation": "pyramid", "reader": "none"},
     "pyramid-gru": {"representation": "pyramid"},
     "lite1": {"backbone": "tf_efficientnet_lite1"},
