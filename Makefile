@@ -42,6 +42,9 @@ bench: $(STAMP)
 	$(PY) bench/bench_model.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_predict.py
+	$(PY) bench/bench_features.py
+	$(PY) bench/bench_contention.py
+	$(PY) bench/compare_original.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .ruff_cache
