@@ -30,16 +30,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from artextract.config import PrepareConfig, SynthConfig, load_config
+from artextract.config import load_config
 from artextract.data.cache import open_cache
-from artextract.data.synth import generate_dataset
 from artextract.engine.data import load_data_folder
 from artextract.engine.features import CPU_FEATURE_BATCH, build_features
 from artextract.engine.inference import forward_batches, run_model
 from artextract.engine.preprocessing import Preprocessing
 from artextract.engine.runtime import Runtime
 from artextract.models import build_model
-from artextract.stages.prepare import prepare_dataset
+
+from generated import generated_data
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "wikiart-real-cpu.yaml"
 
@@ -71,12 +71,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config, args.set)
     with tempfile.TemporaryDirectory() as tmp:
-        data = args.data
-        if data is None:
-            generate_dataset(Path(tmp) / "synth", SynthConfig(artists=8, per_artist=64, size=256, workers=0))
-            data = Path(tmp) / "generated"
-            prepare_dataset(Path(tmp) / "synth" / "csv", Path(tmp) / "synth" / "wikiart", data,
-                            PrepareConfig(image_size=config.train.image_size))
+        data = args.data or generated_data(Path(tmp) / "generated", config.train.image_size, per_artist=64)
         view = _subset(data, Path(tmp), args.images)
         info = load_data_folder(view)
         runtime = Runtime.resolve(config.train.accelerator, config.train.precision, config.train.channels_last)

@@ -25,14 +25,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from artextract.config import PrepareConfig, SynthConfig, load_config
-from artextract.data.synth import generate_dataset
+from artextract.config import load_config
 from artextract.engine.data import load_data_folder
 from artextract.engine.loop import build_session, train_epoch
 from artextract.engine.runtime import Runtime, make_fabric
 from artextract.engine.sampler import make_loader
 from artextract.layout import RunFolder
-from artextract.stages.prepare import prepare_dataset
+
+from generated import generated_data
 
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "wikiart-real-cpu.yaml"
 
@@ -45,12 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(args.config, ["train.freeze_backbone=true", "train.workers=0", "train.log_every=1000000"])
     with tempfile.TemporaryDirectory() as tmp:
-        data = args.data
-        if data is None:
-            generate_dataset(Path(tmp) / "synth", SynthConfig(artists=8, per_artist=150, size=256, val_fraction=0.2))
-            data = Path(tmp) / "data"
-            prepare_dataset(Path(tmp) / "synth" / "csv", Path(tmp) / "synth" / "wikiart", data,
-                            PrepareConfig(image_size=config.train.image_size))
+        data = args.data or generated_data(Path(tmp), config.train.image_size, per_artist=150)
         info = load_data_folder(data)
         train_cfg = config.train
         runtime = Runtime.resolve(train_cfg.accelerator, train_cfg.precision, train_cfg.channels_last)
