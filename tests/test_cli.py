@@ -144,6 +144,33 @@ def test_ablate_compares_readers_on_cached_features(run_cli, prepared_small, tmp
     assert run_cli("ablate", "--data", prepared_small, "--out", tmp_path / "x", "--variants", "tcn").code == 2
 
 
+def test_ablate_runs_the_partial_tuning_flip_and_pyramid_variants(run_cli, prepared_small, tmp_path):
+    import json
+    import shutil
+
+    import yaml
+
+    data = shutil.copytree(prepared_small, tmp_path / "data", ignore=shutil.ignore_patterns("features", ".*lock"))
+    config = tmp_path / "c.yaml"
+    config.write_text("model:\n  backbone: test_resnet\n  hidden_size: 8\n  tasks: [artist]\n"
+                      "train:\n  epochs: 2\n  batch_size: 16\n  image_size: 32\n  workers: 0\n  accelerator: cpu\n"
+                      "  cpu_threads: 1\n")
+    result = run_cli("ablate", "--data", data, "--out", tmp_path / "ab", "--config", config,
+                     "--variants", "gap,tune1,flip,pyramid-gru", "--seeds", "0")
+    assert result.code == 0, result.stderr
+    table = json.loads((tmp_path / "ab" / "ablation.json").read_text())["table"]
+    assert {"tune1", "flip", "pyramid-gru"} <= set(table)
+    # The tuned stage's parameters count as trained; train settings of a variant reach its run.
+    assert table["tune1"]["artist"]["trainable_parameters"] > table["gap"]["artist"]["trainable_parameters"] + 10_000
+    tune1 = yaml.safe_load((tmp_path / "ab" / "runs" / "tune1-s0" / "config.yaml").read_text())
+    assert tune1["model"]["tuned_stages"] == 1 and tune1["train"]["backbone_lr_scale"] == 0.1
+    flip = yaml.safe_load((tmp_path / "ab" / "runs" / "flip-s0" / "config.yaml").read_text())
+    assert flip["train"]["feature_hflip"] is True and flip["model"]["tuned_stages"] == 0
+    names = [p.name for p in (data / "features").iterdir()]
+    kinds = sorted("tune1" if "-tune1-" in n else "pyramid" if "-pyramid-" in n else "last map" for n in names)
+    assert kinds == ["last map", "pyramid", "tune1"]  # one cache per kind, never shared
+
+
 def test_the_python_api_page_runs(evaluated_run, tmp_path, monkeypatch):
     """docs/python-api.md's example, with its model and image names pointed at a small trained run."""
     import re
