@@ -38,6 +38,7 @@ from artextract.analysis.probabilities import softmax, top_k
 from artextract.core.atomic import write_bytes, write_json, write_with
 from artextract.core.progress import log
 from artextract.core.records import read_classes, read_record
+from artextract.core.safe_text import write_csv
 from artextract.errors import ArtExtractError
 from artextract.layout import EvalFolder, RunFolder
 
@@ -290,7 +291,7 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
     metrics["outliers"] = summarise(outlier_frames)
     outliers = pd.concat(outlier_frames.values(), ignore_index=True) if outlier_frames else pd.DataFrame()
     write_json(out.metrics, metrics)
-    write_with(out.outliers, lambda tmp: outliers.to_csv(tmp, index=False, float_format="%.6g"))
+    write_with(out.outliers, lambda tmp: write_csv(outliers, tmp, float_format="%.6g"))
     return EvalResult(out.root, metrics, outliers)
 
 
@@ -328,7 +329,7 @@ def _figures(out: EvalFolder, task: str, names: list[str], task_metrics: dict[st
         values = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1) if normalised else matrix
         table = pd.DataFrame(values, index=pd.Index(names, name="true \\ predicted"), columns=names)
         write_with(out.confusion(task, suffix, "csv"),
-                   lambda tmp, t=table, f="%.4f" if normalised else None: t.to_csv(tmp, float_format=f))
+                   lambda tmp, t=table, f="%.4f" if normalised else None: write_csv(t, tmp, index=True, float_format=f))
         title = f"{task}: confusion matrix{' (row-normalised)' if normalised else ''}"
         write_bytes(out.confusion(task, suffix, "png"), plots.confusion_png(matrix, names, title, normalised))
     write_bytes(out.figure("f1", task), plots.per_class_f1_png(task_metrics["per_class"], f"{task}: F1 per class"))

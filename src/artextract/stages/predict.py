@@ -26,6 +26,7 @@ from PIL import Image
 from artextract.analysis.probabilities import softmax
 from artextract.analysis.probabilities import top_k as top_classes
 from artextract.core.progress import Progress
+from artextract.core.safe_text import slug, write_csv
 from artextract.data.decode import SkipImage
 from artextract.engine.checkpoint import load_model_file
 from artextract.engine.inference import forward_batches
@@ -155,15 +156,16 @@ class Predictor:
         return classes.numpy(), grad_cam(self.model, torch.from_numpy(squares), task, classes, self.preprocessing)
 
     def write_heatmaps(self, square: np.ndarray, source: str, index: int, folder: Path) -> None:
-        """Grad-CAM overlays of the top-1 class of each task: FOLDER/<index>-<name>-<task>-<class>.png."""
+        """Grad-CAM overlays of the top-1 class of each task: FOLDER/<index>-<name>-<task>-<class index>-<class>.png,
+        every part but the indices a slug (a class or file name never picks the path)."""
         from artextract.core.atomic import write_bytes
         from artextract.report.images import overlay_png
 
-        stem = Path(source).stem or "image"
+        stem = slug(Path(source).stem or "image")
         for task in self.tasks:
             classes, heat = self.heatmaps(square[None], task)
-            name = self.classes[task][int(classes[0])]
-            write_bytes(folder / f"{index:05d}-{stem}-{task}-{name}.png",
+            top = int(classes[0])
+            write_bytes(folder / f"{index:05d}-{stem}-{slug(task)}-{top:03d}-{slug(self.classes[task][top])}.png",
                         overlay_png(self.preprocessing.visible(square), heat[0]))
 
 
@@ -230,7 +232,7 @@ def format_predictions(results: list[dict[str, Any]], format_: str) -> str:
         return json.dumps(results, indent=2, ensure_ascii=False) + "\n"
     if format_ == "csv":
         buffer = io.StringIO()
-        to_frame(results).to_csv(buffer, index=False, float_format="%.6f")
+        write_csv(to_frame(results), buffer, float_format="%.6f")
         return buffer.getvalue()
     from artextract.report.terminal import predictions_table
 

@@ -20,6 +20,7 @@ from artextract.config import PrepareConfig, check_ranges
 from artextract.core.atomic import write_json, write_text, write_with
 from artextract.core.lock import FolderLock
 from artextract.core.progress import log
+from artextract.core.safe_text import write_csv
 from artextract.data.artgan_files import read_csv_folder
 from artextract.data.cache import OK, PENDING, SKIPPED, CacheResult, build_cache
 from artextract.data.image_source import open_source
@@ -110,4 +111,4 @@ def _write_data_files(folder: DataFolder, manifest: pd.DataFrame, classes: dict[
         artist = manifest[(manifest["label_artist"] >= 0) & (manifest["status"] == "ok")]
         labels = pd.DataFrame({"image_path": artist["path"], "label": artist["label_artist"],
                                "split": artist["split"].astype(str)})
-        write_with(folder.labels_csv, lambda tmp: labels.to_csv(tmp, index=False))
+        write_with(folder.labels_csv, lambda tmp: write_csv(labels, tmp))
