@@ -1,6 +1,7 @@
 """`artextract compare`: paired statistics equal to a reference computation, and the command on two real runs."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -32,7 +33,7 @@ def test_paired_interval_is_tighter_than_the_difference_of_independent_ones():
     assert 0 < low < 0.05 < high  # paired: clearly positive, though each accuracy's own interval is +-4.5 points
 
 
-def test_compare_two_runs_that_differ_only_in_the_reader(run_cli, evaluated_run, prepared_small, tmp_path):
+def test_compare_two_runs_that_differ_only_in_the_reader(run_cli, evaluated_run, prepared_small, tmp_path, monkeypatch):
     from artextract.stages.train import train
 
     config = tiny_train_config(epochs=2)
@@ -51,5 +52,9 @@ def test_compare_two_runs_that_differ_only_in_the_reader(run_cli, evaluated_run,
     assert pair["accuracy_a"] == pytest.approx(runs[pair["a"]]["tasks"]["artist"]["accuracy"])
     assert pair["difference"] == pytest.approx(pair["accuracy_b"] - pair["accuracy_a"])
     assert 0.0 <= pair["mcnemar"]["p_value"] <= 1.0
+    # RUN folders given relative to the working directory are still named after the run, not "eval"
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("compare", os.path.relpath(evaluated_run), "gap", "--output", "rel.json").code == 0
+    assert {r["name"] for r in json.loads((tmp_path / "rel.json").read_text())["runs"]} == {evaluated_run.name, "gap"}
     assert run_cli("compare", evaluated_run).code == 2
     assert run_cli("compare", evaluated_run, tmp_path / "nothing").code == 2

@@ -41,7 +41,9 @@ def load_evaluation(path: Path) -> Evaluation:
     metrics = read_record(folder.metrics, REWRITE_HINT, keys=("split", "tasks"))
     predictions, _classes = read_predictions(folder)
     run = _run_of(folder)
-    name = run.root.name if run is not None and folder.root == run.default_eval else folder.root.name
+    # resolved: a relative RUN argument must still be named after its run, not 'eval'
+    own_eval = run is not None and folder.root.resolve() == run.default_eval.resolve()
+    name = run.root.resolve().name if own_eval else folder.root.resolve().name
     return Evaluation(name, folder, _describe(run), metrics, predictions[predictions["split"] == metrics["split"]])
 
 
