@@ -136,6 +136,13 @@ def test_ablate_compares_readers_on_cached_features(run_cli, prepared_small, tmp
     assert (tmp_path / "ab" / "runs" / "gap-s0" / "model.safetensors").stat().st_mtime_ns == stamp
     rerun = json.loads((tmp_path / "ab" / "ablation.json").read_text())["table"]
     assert rerun["gru-rows"]["artist"]["accuracy_per_run"] == table["gru-rows"]["artist"]["accuracy_per_run"]
+    # A checkpoint restored from last.pt.prev (epoch 1 of 2) is not the finished run: trained again, not scored.
+    last = tmp_path / "ab" / "runs" / "gap-s0" / "checkpoints" / "last.pt"
+    last.with_name("last.pt.prev").replace(last)
+    restored = run_cli(*args)
+    assert restored.code == 0 and "not the file its training finished with" in restored.stderr
+    assert (tmp_path / "ab" / "runs" / "gap-s0" / "model.safetensors").stat().st_mtime_ns != stamp
+    stamp = (tmp_path / "ab" / "runs" / "gap-s0" / "model.safetensors").stat().st_mtime_ns
     # Other settings (the same number of epochs): the earlier runs are not the runs asked for, and are retrained.
     changed = run_cli(*args[:-4], "--variants", "gap", "--seeds", "0", "--set", "model.hidden_size=12")
     assert changed.code == 0, changed.stderr

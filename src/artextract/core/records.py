@@ -4,6 +4,7 @@ KeyError further on."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -34,3 +35,12 @@ def read_classes(path: Path, fix: str) -> dict[str, list[str]]:
     if not classes or not all(isinstance(names, list) and names for names in classes.values()):
         raise ArtExtractError(f"{path} is damaged (not a list of class names per task); {fix}")
     return classes
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB blocks (checkpoints are too large to read whole)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

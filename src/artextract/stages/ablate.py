@@ -25,6 +25,7 @@ from artextract.config import Config
 from artextract.core.atomic import write_json, write_text
 from artextract.core.outdir import claimed_output_dir
 from artextract.core.progress import log
+from artextract.core.records import file_digest
 from artextract.errors import ArtExtractError, ConfigError
 
 if TYPE_CHECKING:
@@ -157,15 +158,33 @@ def _finished_seconds(folder: RunFolder, key: str, config: Config) -> float | No
     if not (folder.config.is_file() and folder.model.is_file() and folder.metrics.is_file()):
         return None  # not trained yet, or interrupted before its first epoch
     try:
+        info = folder.read_info("")
         same = (folder.config.read_text(encoding="utf-8") == config_yaml(config, ("model", "train"))
-                and folder.read_info("").get("data_key") == key)
+                and info.get("data_key") == key)
         history = pd.read_csv(folder.metrics)
     except (OSError, ValueError, ArtExtractError):  # damaged: train it again
         same = False
     if not same:
         log.info("ablate: %s was trained with other settings or on other DATA; training it again", folder.root)
         return None
+    if not _verifiably_finished(folder, info, config.train.epochs):
+        return None
     return float(history["epoch_seconds"].sum()) if len(history) == config.train.epochs else None
+
+
+def _verifiably_finished(folder: RunFolder, info: dict[str, Any], epochs: int) -> bool:
+    """Whether run.json records the run finishing all `epochs`, and its checkpoint and model file are still the
+    files it wrote then (a restored last.pt.prev holds an earlier epoch: scoring it would change the table)."""
+    finished = info.get("finished")
+    if not isinstance(finished, dict) or finished.get("epoch") != epochs:
+        log.info("ablate: %s did not record finishing its %d epochs; training it again", folder.root, epochs)
+        return False
+    if (file_digest(folder.last) != finished.get("last_sha256")
+            or file_digest(folder.model) != finished.get("model_sha256")):
+        log.warning("ablate: %s's %s or %s is not the file its training finished with (replaced or restored "
+                    "since); training it again", folder.root, folder.last.name, folder.model.name)
+        return False
+    return True
 
 
 def _features_and_model(run: Path, info: Any, config: Config, final: bool = True) -> tuple[Any, Any, Any, Any]:

@@ -23,6 +23,7 @@ from artextract.core.outdir import (
     undo_on_failure,
 )
 from artextract.core.progress import log
+from artextract.core.records import file_digest
 from artextract.engine.checkpoint import previous_checkpoint, resume_hint
 from artextract.engine.data import DataInfo, data_key, load_data_folder
 from artextract.engine.loop import RunState, Session, build_session, describe, fit, resume_from_last, warnings_for
@@ -92,6 +93,8 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
             if resume:
                 resume_from_last(session)
             result = fit(session, should_stop)
+            if primary and not result.interrupted:
+                _record_finished(run, result.state.epoch)
         return TrainResult(run, result.state, result.stopped_early, result.interrupted, primary)
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -133,6 +136,14 @@ def _check_same_data(run: RunFolder, data: DataInfo) -> None:
     if recorded.get("data") != here:
         log.info("the run's DATA moved from %s to %s (same images, labels and splits)", recorded.get("data"), here)
         write_json(run.run_info, {**recorded, "data": here, "data_key": key})
+
+
+def _record_finished(run: RunFolder, epoch: int) -> None:
+    """run.json says which epoch the run finished at and the digests of the files holding it, so that a tool
+    reusing the run (ablate) can tell a finished run from one whose files were swapped or restored afterwards."""
+    recorded = run.read_info("train again")
+    finished = {"epoch": epoch, "last_sha256": file_digest(run.last), "model_sha256": file_digest(run.model)}
+    write_json(run.run_info, {**recorded, "finished": finished})
 
 
 def _space_needed(session: Session, run: RunFolder) -> int:
