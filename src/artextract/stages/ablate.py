@@ -286,7 +286,7 @@ def render_markdown(table: dict[str, dict[str, dict[str, Any]]], tasks: list[str
             per_seed = ", ".join(f"{a:.3f}" for a in f["accuracy_per_run"])
             paired = f.get("vs_gap_first_seed")
             versus = (f"{paired['difference']:+.3f} [{paired['interval_95'][0]:+.3f}, {paired['interval_95'][1]:+.3f}]"
-                      f", p {paired['mcnemar']['p_value']:.2f}" if paired else "")
+                      f", p {paired['mcnemar']['p_value']:.2g}" if paired else "")
             lines.append(f"| {name} | {f['accuracy']:.3f} [{acc[0]:.3f}, {acc[1]:.3f}] | {f['macro_f1']:.3f} "
                          f"[{f1[0]:.3f}, {f1[1]:.3f}] | {per_seed} | {versus} | {f['trainable_parameters']:,} | "
                          f"{f['seconds_per_run']:.0f} |")
