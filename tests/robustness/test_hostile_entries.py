@@ -157,3 +157,25 @@ def test_reading_a_file_over_the_limit_stops_before_reading_it(tmp_path):
         handle.truncate(3 << 30)
     with pytest.raises(UnreadableFile, match="3,072 MB, over the 256 MB limit"):
         read_regular_file(big)
+
+
+def test_members_named_outside_the_archive_are_reported_and_the_rest_prepared(make_synth, tmp_path, caplog):
+    """Issue 21, item 6: one `../../x.jpg` or `/tmp/x.jpg` member used to hide the `wikiart/` wrapper folder, so
+    that no CSV row matched and prepare refused the whole archive."""
+    import json
+
+    synth = make_synth(tmp_path / "synth", artists=3, per_artist=6, size=40)
+    archive = tmp_path / "wikiart.zip"
+    hostile = ["../../x.jpg", "/tmp/artextract-x.jpg", "wikiart/../../y.jpg", "C:\\evil.jpg"]
+    images = sorted((synth / "wikiart").rglob("*.jpg"))
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in images:
+            zf.write(path, "wikiart/" + path.relative_to(synth / "wikiart").as_posix())
+        for name in hostile:
+            zf.writestr(zipfile.ZipInfo(name), images[0].read_bytes())
+    result = prepare_dataset(synth / "csv", archive, tmp_path / "data", PrepareConfig(image_size=24, workers=1))
+    assert (result.manifest["status"] == "ok").sum() == len(images)  # every real painting, none lost
+    report = json.loads(DataFolder(tmp_path / "data").report_json.read_text())
+    assert sorted(item["path"] for item in report["refused_files"]) == sorted(hostile)
+    assert "Files refused unread: 4" in DataFolder(tmp_path / "data").report_md.read_text()
+    assert "../../x.jpg" in caplog.text and not Path("/tmp/artextract-x.jpg").exists()

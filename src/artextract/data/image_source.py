@@ -72,6 +72,7 @@ class ImageSource(Protocol):
 
     location: str
     max_bytes: int  # larger files are skipped unread
+    refused: list[tuple[str, str]]  # (name, why) of entries list_files left out: never read, reported by prepare
 
     def list_files(self) -> list[str]: ...
 
@@ -83,16 +84,19 @@ class FolderSource:
         self.root = root.resolve()
         self.location = str(self.root)
         self.max_bytes = max_bytes
+        self.refused: list[tuple[str, str]] = []
 
     def list_files(self) -> list[str]:
-        files = []
+        files, self.refused = [], []
         for dirpath, _dirnames, filenames in os.walk(self.root):
             for name in filenames:
                 full = Path(dirpath) / name
+                relative = full.relative_to(self.root).as_posix()
                 # A link pointing outside the root would let a listing reach files it must not open.
                 if full.is_symlink() and not _inside(full, self.root):
+                    self.refused.append((relative, "a symbolic link to a file outside the image folder"))
                     continue
-                files.append(full.relative_to(self.root).as_posix())
+                files.append(relative)
         return sorted(files)
 
     def read(self, path: str) -> bytes:
@@ -105,6 +109,12 @@ def _inside(link: Path, root: Path) -> bool:
         return link.resolve().is_relative_to(root)
     except (RuntimeError, OSError):  # RuntimeError: a symlink loop, before Python 3.13
         return True
+
+
+def _unsafe_member(name: str) -> bool:
+    """A member name that would point outside the archive's folder if extracted: absolute, a drive, or `..`."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts
 
 
 def _member_name(info: zipfile.ZipInfo) -> str:
@@ -124,11 +134,12 @@ class ZipSource:
         self._zip: zipfile.ZipFile | None = None
         self._members: dict[str, zipfile.ZipInfo] | None = None
         self._pid = 0
+        self.refused: list[tuple[str, str]] = []
 
     def __getstate__(self) -> dict[str, object]:
         # Worker processes open their own handle; a ZipFile cannot be shared across processes.
         return {"archive": self.archive, "location": self.location, "max_bytes": self.max_bytes, "_zip": None,
-                "_members": None, "_pid": 0}
+                "_members": None, "_pid": 0, "refused": self.refused}
 
     def _open(self) -> tuple[zipfile.ZipFile, dict[str, zipfile.ZipInfo]]:
         # A forked worker inherits the parent's handle, whose file offset the processes would share.
@@ -138,7 +149,12 @@ class ZipSource:
                 self._zip = zipfile.ZipFile(self.archive)
             except (zipfile.BadZipFile, OSError) as err:
                 raise DataError(f"cannot read the zip archive {self.archive}: {err}") from None
-            self._members = {_member_name(i): i for i in self._zip.infolist() if not i.is_dir()}
+            named = [(_member_name(i), i) for i in self._zip.infolist() if not i.is_dir()]
+            # Nothing is ever extracted, but such a name (../../x.jpg, /tmp/x.jpg) is hostile or broken: left
+            # out and reported, so that it neither reaches a path nor hides the archive's wrapper folder.
+            self.refused = [(name, "its name points outside the archive (absolute, a drive or '..')")
+                            for name, _ in named if _unsafe_member(name)]
+            self._members = {name: info for name, info in named if not _unsafe_member(name)}
         return self._zip, self._members
 
     def list_files(self) -> list[str]:

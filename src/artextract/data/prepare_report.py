@@ -129,6 +129,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             ["malformed rows skipped", len(report["malformed_rows"])],
             ["rows matching no file", len(report["unmatched_rows"])],
             ["images skipped (unreadable, over the pixel limit, ...)", len(report["skipped_images"])],
+            ["files refused unread (names or links pointing outside --images)", len(report.get("refused_files", []))],
         ]),
     ]
     if report["leakage"]["by_tasks"]:
@@ -139,6 +140,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         _listing("Malformed rows", report["malformed_rows"], ["file", "line", "reason", "text"]),
         _listing("Rows matching no file", report["unmatched_rows"], ["file", "line", "path", "closest"]),
         _listing("Skipped images", report["skipped_images"], ["path", "reason"]),
+        _listing("Files refused unread", report.get("refused_files", []), ["path", "reason"]),
         _listing("Repaired paths", report["repairs"]["rows"], ["file", "line", "csv_path", "path", "repair"]),
     ]
     cache = report["cache"]

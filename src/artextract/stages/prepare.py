@@ -60,6 +60,8 @@ def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfi
         log.warning("skipped %s:%d: %s", problem.file, problem.line, problem.reason)
     source = open_source(images, config.max_file_mb << 20)
     files = source.list_files()
+    for name, why in source.refused[:20]:
+        log.warning("skipped %s in %s: %s", name, source.location, why)
     if not files:
         raise DataError(f"--images {images} contains no files")
     log.info("prepare: %d files under %s; %d CSV rows for tasks %s", len(files), source.location,
@@ -81,6 +83,7 @@ def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfi
                             config.max_pixels, config.workers, shard, lock)
         manifest = _manifest(paths, result.images, list(csvs.classes), cache)
         report = build_report(csvs, source.location, config, shard, collected, result, manifest, cache, index.prefix)
+        report["refused_files"] = [{"path": name, "reason": why} for name, why in source.refused]
         _write_data_files(folder, manifest, csvs.classes, report)
     return PrepareResult(out, manifest, report)
 
