@@ -171,8 +171,8 @@ def _damage_predictions(eval_dir: Path, how: str) -> int:
 
 @pytest.mark.parametrize(("how", "expected"), [
     ("cut short", "predictions.parquet is damaged"),
-    ("a label out of range", "label_artist or logits_artist does not fit"),
-    ("logits of the wrong width", "label_style or logits_style does not fit"),
+    ("a label out of range", "label_artist, pred_artist or logits_artist does not fit"),
+    ("logits of the wrong width", "label_style, pred_style or logits_style does not fit"),
     ("a column dropped", "has no column 'embedding'"),
 ])
 def test_damaged_or_edited_predictions_are_named_in_one_line(run_cli, evaluated_run, tmp_path, how, expected):

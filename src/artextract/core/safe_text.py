@@ -1,13 +1,14 @@
 """Names from data (class names, file names) made safe where they leave the program: file names and CSV cells.
 
 A class file may carry any name (`../../tmp/x`, `=HYPERLINK(...)`); `prepare` copies it into DATA and the model.
-Output file names are built from `slug` (never from a name as it is), and every CSV goes through `write_csv`,
-which defuses cells a spreadsheet would run as a formula.
+Output file names are built from `slug` (never from a name as it is), every CSV goes through `write_csv`,
+which defuses cells a spreadsheet would run as a formula, and Markdown cells through `markdown_cell`.
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import re
 import unicodedata
 from pathlib import Path
@@ -62,3 +63,11 @@ def write_csv(frame: pd.DataFrame, target: Path | IO[str], index: bool = False, 
     if _has_carriage_return(safe):  # "\n" rows leave a bare CR unquoted: it would start a row of its own
         options.setdefault("quoting", csv.QUOTE_NONNUMERIC)
     safe.to_csv(target, index=index, **options)
+
+
+def markdown_cell(value: Any) -> str:
+    """Text shown as itself in a Markdown table cell or list: no column break (`|`), no line break, no HTML tag
+    (`<img onerror=...>`), no link or code span from a class or file name. Underscores stay: tf_efficientnet_lite0
+    reads as itself in the terminal, and emphasis is harmless."""
+    text = html.escape(" ".join(str(value).split()), quote=False)
+    return re.sub(r"([\\`|\[\]])", r"\\\1", text)

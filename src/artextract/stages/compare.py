@@ -7,6 +7,7 @@ Reads only what `evaluate` wrote (predictions.parquet, metrics.json) and the run
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,9 @@ import pandas as pd
 import yaml
 
 from artextract.analysis.compare import mcnemar_exact, paired_difference
+from artextract.core.progress import log
 from artextract.core.records import read_record
+from artextract.core.safe_text import markdown_cell
 from artextract.errors import ArtExtractError
 from artextract.layout import EvalFolder, RunFolder
 from artextract.stages.evaluate import REWRITE_HINT, read_predictions
@@ -28,6 +31,7 @@ class Evaluation:
     description: str
     metrics: dict[str, Any]
     predictions: pd.DataFrame  # the evaluated split's rows
+    classes: dict[str, list[str]]
 
 
 def load_evaluation(path: Path) -> Evaluation:
@@ -39,12 +43,46 @@ def load_evaluation(path: Path) -> Evaluation:
         raise ArtExtractError(f"{path} holds no evaluation (predictions.parquet and metrics.json): run "
                               f"`artextract evaluate --run RUN` first")
     metrics = read_record(folder.metrics, REWRITE_HINT, keys=("split", "tasks"))
-    predictions, _classes = read_predictions(folder)
+    predictions, classes = read_predictions(folder)
+    split = predictions[predictions["split"] == metrics["split"]]
+    _check_agreement(folder, metrics, split)
     run = _run_of(folder)
     # resolved: a relative RUN argument must still be named after its run, not 'eval'
     own_eval = run is not None and folder.root.resolve() == run.default_eval.resolve()
     name = run.root.resolve().name if own_eval else folder.root.resolve().name
-    return Evaluation(name, folder, _describe(run), metrics, predictions[predictions["split"] == metrics["split"]])
+    return Evaluation(name, folder, _describe(run), metrics, split, classes)
+
+
+def _check_agreement(folder: EvalFolder, metrics: dict[str, Any], split: pd.DataFrame) -> None:
+    """metrics.json must be what the predictions give: an edited file on either side would make the table (from
+    metrics.json) and the paired test (from the predictions) disagree without a word."""
+    where = f"{folder.metrics} and {folder.predictions}"
+    fix = "one of them was edited or replaced: " + REWRITE_HINT
+    duplicated = split["path"].duplicated()
+    if duplicated.any():
+        raise ArtExtractError(f"{folder.predictions} lists {split['path'][duplicated].iloc[0]} more than once; {fix}")
+    if not isinstance(metrics["tasks"], dict):
+        raise ArtExtractError(f"{folder.metrics} is damaged ('tasks' is not an object); {REWRITE_HINT}")
+    for task, figures in metrics["tasks"].items():
+        if not isinstance(figures, dict) or not figures.get("images"):
+            continue
+        try:
+            numbers = [figures["images"], figures["accuracy"], figures["macro_f1"],
+                       *figures["intervals_95"]["accuracy"], *figures["intervals_95"]["macro_f1"]]
+            if not all(isinstance(n, int | float) and math.isfinite(n) for n in numbers) or len(numbers) != 7:
+                raise TypeError
+        except (KeyError, TypeError):
+            raise ArtExtractError(f"{folder.metrics} is damaged ({task}: images, accuracy, macro_f1 or their "
+                                  f"intervals_95 missing or not numbers); {REWRITE_HINT}") from None
+        if f"label_{task}" not in split.columns:
+            raise ArtExtractError(f"{where} disagree: metrics.json scores {task}, the predictions have no "
+                                  f"label_{task}; {fix}")
+        labelled = split[split[f"label_{task}"] >= 0]
+        accuracy = float((labelled[f"pred_{task}"] == labelled[f"label_{task}"]).mean()) if len(labelled) else 0.0
+        if len(labelled) != figures["images"] or abs(accuracy - figures["accuracy"]) > 1e-9:
+            raise ArtExtractError(f"{where} disagree on {task}: the predictions give {len(labelled)} images at "
+                                  f"accuracy {accuracy:.4f}, metrics.json says {figures['images']} at "
+                                  f"{figures['accuracy']:.4f}; {fix}")
 
 
 def _run_of(folder: EvalFolder) -> RunFolder | None:
@@ -81,25 +119,37 @@ def compare(paths: list[Path], seed: int = 0) -> dict[str, Any]:
                                "macro_f1_interval_95": m["intervals_95"]["macro_f1"]}
         runs.append({"name": e.name, "folder": str(e.folder.root), "model": e.description,
                      "split": e.metrics["split"], "tasks": tasks})
-    pairs = []
+    pairs, skipped = [], []
     for a, b in itertools.combinations(evaluations, 2):
-        for task in sorted(set(a.metrics["tasks"]) & set(b.metrics["tasks"])):
+        for task in sorted(set(a.metrics["tasks"]) | set(b.metrics["tasks"])):
             paired = _paired(a, b, task, seed)
-            if paired is not None:
+            if isinstance(paired, str):
+                log.warning("compare: %s and %s are not paired on %s: %s", a.name, b.name, task, paired)
+                skipped.append({"a": a.name, "b": b.name, "task": task, "why": paired})
+            else:
                 pairs.append({"a": a.name, "b": b.name, "task": task, **paired})
-    return {"runs": runs, "pairs": pairs}
+    return {"runs": runs, "pairs": pairs, "skipped": skipped}
 
 
-def _paired(a: Evaluation, b: Evaluation, task: str, seed: int) -> dict[str, Any] | None:
-    """The paired statistics, or None when the two runs did not score the same labelled images."""
+def _paired(a: Evaluation, b: Evaluation, task: str, seed: int) -> dict[str, Any] | str:
+    """The paired statistics, or why the two runs cannot be paired on `task` (paired only when they scored the same
+    images with the same labels under the same class names)."""
+    if task not in a.classes or task not in b.classes:
+        return f"only {a.name if task in a.classes else b.name} scored it"
+    if a.classes[task] != b.classes[task]:
+        return "their class names differ (other DATA, or a classes.json edited)"
     columns = ["path", f"label_{task}", f"pred_{task}"]
     left = a.predictions[columns][a.predictions[f"label_{task}"] >= 0].set_index("path")
     right = b.predictions[columns][b.predictions[f"label_{task}"] >= 0].set_index("path")
-    if len(left) == 0 or set(left.index) != set(right.index):
-        return None
+    if len(left) == 0 or len(right) == 0:
+        return "no labelled image in one of them"
+    if set(left.index) != set(right.index):
+        return (f"they scored different images ({len(set(left.index) - set(right.index))} only in {a.name}, "
+                f"{len(set(right.index) - set(left.index))} only in {b.name})")
     right = right.loc[left.index]
-    if not (left[f"label_{task}"] == right[f"label_{task}"]).all():
-        return None
+    differ = int((left[f"label_{task}"] != right[f"label_{task}"]).sum())
+    if differ:
+        return f"their labels differ on {differ} of the {len(left)} images"
     truth = left[f"label_{task}"].to_numpy()
     a_correct = left[f"pred_{task}"].to_numpy() == truth
     b_correct = right[f"pred_{task}"].to_numpy() == truth
@@ -114,7 +164,8 @@ def render_markdown(result: dict[str, Any]) -> str:
              "|---|---|---|---|---|---|---|"]
     for run in result["runs"]:
         for task, f in run["tasks"].items():
-            lines.append(f"| {run['name']} | {run['model']} | {run['split']} | {task} | {f['images']} | "
+            lines.append(f"| {markdown_cell(run['name'])} | {markdown_cell(run['model'])} | {run['split']} | "
+                         f"{task} | {f['images']} | "
                          f"{f['accuracy']:.3f} {interval(f['accuracy_interval_95'])} | "
                          f"{f['macro_f1']:.3f} {interval(f['macro_f1_interval_95'])} |")
     lines += ["", "Paired, on the same images: accuracy of B minus A with a 95 % bootstrap interval, and McNemar's "
@@ -123,9 +174,14 @@ def render_markdown(result: dict[str, Any]) -> str:
               "|---|---|---|---|---|---|---|---|"]
     for pair in result["pairs"]:
         m = pair["mcnemar"]
-        lines.append(f"| {pair['a']} | {pair['b']} | {pair['task']} | {pair['images']} | {pair['difference']:+.3f} "
+        lines.append(f"| {markdown_cell(pair['a'])} | {markdown_cell(pair['b'])} | {pair['task']} | {pair['images']} | "
+                     f"{pair['difference']:+.3f} "
                      f"{interval(pair['interval_95'])} | {m['only_a_right']} | {m['only_b_right']} | "
                      f"{m['p_value']:.3g} |")
     if not result["pairs"]:
         lines.append("| (no two runs scored the same images) | | | | | | | |")
+    if result.get("skipped"):
+        lines += ["", "Not paired:", ""]
+        lines += [f"- {markdown_cell(s['a'])} and {markdown_cell(s['b'])}, {s['task']}: {markdown_cell(s['why'])}"
+                  for s in result["skipped"]]
     return "\n".join(lines) + "\n"

@@ -305,20 +305,21 @@ def read_predictions(out: EvalFolder) -> tuple[pd.DataFrame, dict[str, list[str]
     except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
         raise ArtExtractError(f"{out.predictions} is damaged ({str(err).splitlines()[0]}); {fix}") from None
     needed = ["path", "split", "cache_index", "embedding", *(f"{kind}_{task}" for task in classes
-                                                              for kind in ("label", "logits"))]
+                                                              for kind in ("label", "pred", "logits"))]
     missing = [column for column in needed if column not in predictions.columns]
     if missing:
         raise ArtExtractError(f"{out.predictions} has no column {missing[0]!r}; {fix}")
     for task, names in classes.items():
         labels = pd.to_numeric(predictions[f"label_{task}"], errors="coerce")
         bad = ~labels.between(-1, len(names) - 1)
+        bad |= ~pd.to_numeric(predictions[f"pred_{task}"], errors="coerce").between(0, len(names) - 1)  # NaN too
         widths = predictions[f"logits_{task}"].map(lambda row: len(row) if hasattr(row, "__len__") else -1)
         bad |= widths != len(names)
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ArtExtractError(f"{out.predictions} row {row} ({predictions['path'].iloc[row]}): label_{task} or "
-                                  f"logits_{task} does not fit the {len(names)} {task} classes of {out.classes.name}; "
-                                  f"{fix}")
+            raise ArtExtractError(f"{out.predictions} row {row} ({predictions['path'].iloc[row]}): label_{task}, "
+                                  f"pred_{task} or logits_{task} does not fit the {len(names)} {task} classes of "
+                                  f"{out.classes.name}; {fix}")
     return predictions, classes
 
 
