@@ -191,7 +191,7 @@ def prepare(
     cfg = _resolve_config(verbose, config, overrides, ("prepare",), print_config)
     shard_pair = parse_shard(shard)
     out = prepare_output_dir(out, force=force, resumable_marker=f"{DataFolder(out).cache.name}/{LAYOUT_FILE}")
-    result = prepare_dataset(csv_dir, images, out, cfg.prepare, shard_pair)
+    result = prepare_dataset(csv_dir, images, out, cfg.prepare, shard_pair, rebuild=force)
     _record(out, cfg, "prepare")
     for line in summary_lines(result.report):
         typer.echo(line)

@@ -5,10 +5,15 @@ Files in `DATA/cache/`:
   ordered image list (the limits decide which rows are skipped, so rows decided under other limits are not reused);
 - `images.u8`: the raw array (row i is manifest row i), created sparse and filled in any order;
 - `status-<key>-<i>of<n>.npy` / `errors-<key>-<i>of<n>.json`: per shard, which rows are done (size, bytes) or
-  skipped (why). `<key>` starts the layout's fingerprint, so a status file written under another image size or
-  image list (by a killed run, or a run that went on after another reset the cache) is never trusted.
-A rerun reads the status files of its layout and only decodes what is still pending; `--shard i/n` builds rows
-i, i+n, ... so that several machines sharing a file system can each build a part.
+  skipped (why), the identity of the source file each was decided from (size, modification time and inode of a
+  file; CRC-32 and size of a zip member) and a digest of the pixels written. `<key>` starts the layout's
+  fingerprint, so a status file written under another image size or image list (by a killed run, or a run that
+  went on after another reset the cache) is never trusted.
+A rerun reads the status files of its layout and decodes what is still pending **and every row whose source file
+changed since** (a replaced painting, a re-downloaded file that was skipped as damaged); `rebuild` (prepare
+--force) decodes everything again. `--shard i/n` builds rows i, i+n, ... so that several machines sharing a file
+system can each build a part. The pixel digests of all rows, in the manifest, key what is computed from the cache
+(`contents_digest`: the feature maps, a run's data key), so a changed painting is never served from stale maps.
 
 Concurrency: the DATA folder's lock (core/lock.py) is taken exclusively to check the layout or reset the cache, then
 shared while decoding, so the shards of one layout build side by side while a run of another layout, or a second
@@ -42,7 +47,8 @@ from artextract.errors import DataError
 
 IMAGES_FILE, LAYOUT_FILE = "images.u8", "layout.json"
 PENDING, OK, SKIPPED = 0, 1, 2
-STATUS_DTYPE = np.dtype([("state", "u1"), ("width", "<i4"), ("height", "<i4"), ("bytes", "<i8")])
+STATUS_DTYPE = np.dtype([("state", "u1"), ("width", "<i4"), ("height", "<i4"), ("bytes", "<i8"),
+                         ("source", "<u8"), ("pixels", "<u8")])
 _SAVE_EVERY_S = 5.0
 
 
@@ -73,6 +79,20 @@ def fingerprint(paths: Sequence[str], image_size: int, max_pixels: int, max_file
     for path in paths:
         digest.update(path.encode("utf-8") + b"\n")
     return digest.hexdigest()
+
+
+def contents_digest(fingerprint: str, pixels: Sequence[int] | np.ndarray | None) -> str:
+    """What the cache holds: its layout and every row's pixel digest (None: DATA of an older ArtExtract, which
+    did not record them; its layout fingerprint then, as that version keyed its feature maps)."""
+    if pixels is None:
+        return fingerprint
+    digest = hashlib.sha256(fingerprint.encode())
+    digest.update(np.asarray(pixels, dtype="<u8").tobytes())
+    return digest.hexdigest()
+
+
+def pixels_digest(array: np.ndarray) -> int:
+    return int.from_bytes(hashlib.blake2b(array.tobytes(), digest_size=8).digest(), "little")
 
 
 def open_images(cache_dir: Path, layout: CacheLayout, mode: str = "r") -> np.memmap:
@@ -119,14 +139,16 @@ def load_status(cache_dir: Path, layout: CacheLayout) -> tuple[np.ndarray, dict[
             log.warning("ignoring unreadable cache status file %s", path)
             continue
         if part.dtype != STATUS_DTYPE or part.shape != merged.shape:
-            log.warning("ignoring cache status file %s of another layout", path)
+            log.warning("ignoring cache status file %s of another layout or an older ArtExtract (its rows are "
+                        "decoded again)", path)
             continue
         done = part["state"] != PENDING
         merged[done] = part[done]
         errors_path = path.with_name(path.name.replace("status-", "errors-").replace(".npy", ".json"))
         if errors_path.exists():
             errors.update({int(k): v for k, v in json.loads(errors_path.read_text()).items()})
-    return merged, errors
+    # A reason recorded before the row was decoded again (its file replaced) no longer applies.
+    return merged, {row: why for row, why in errors.items() if merged["state"][row] == SKIPPED}
 
 
 def _reset(cache_dir: Path, layout: CacheLayout) -> None:
@@ -150,22 +172,22 @@ def _init_worker(source: ImageSource, cache_dir: Path, layout: CacheLayout, max_
                    max_pixels=max_pixels)
 
 
-def _build_one(job: tuple[int, str]) -> tuple[int, int, int, int, int, str]:
-    """Decode one image into its row; returns (row, state, width, height, bytes, reason)."""
+def _build_one(job: tuple[int, str]) -> tuple[int, int, int, int, int, int, str]:
+    """Decode one image into its row; returns (row, state, width, height, bytes, pixel digest, reason)."""
     row, member = job
     source: ImageSource = _worker["source"]  # type: ignore[assignment]
     try:
         data = source.read(member)
     except UnreadableFile as err:
-        return row, SKIPPED, 0, 0, 0, str(err)
+        return row, SKIPPED, 0, 0, 0, 0, str(err)
     except (OSError, KeyError) as err:
-        return row, SKIPPED, 0, 0, 0, f"cannot read the file ({err})"
+        return row, SKIPPED, 0, 0, 0, 0, f"cannot read the file ({err})"
     try:
         array, width, height = decode_square(data, _worker["size"], _worker["max_pixels"])  # type: ignore[arg-type]
     except SkipImage as err:
-        return row, SKIPPED, 0, 0, len(data), str(err)
+        return row, SKIPPED, 0, 0, len(data), 0, str(err)
     _worker["images"][row] = array  # type: ignore[index]
-    return row, OK, width, height, len(data), ""
+    return row, OK, width, height, len(data), pixels_digest(array), ""
 
 
 # ------------------------------------------------------------------ driver
@@ -182,12 +204,12 @@ class CacheResult:
 
 def build_cache(source: ImageSource, members: Sequence[str], paths: Sequence[str], cache_dir: Path,
                 image_size: int, max_pixels: int, workers: int = 0,
-                shard: tuple[int, int] = (0, 1), lock: FolderLock | None = None) -> CacheResult:
+                shard: tuple[int, int] = (0, 1), lock: FolderLock | None = None, rebuild: bool = False) -> CacheResult:
     """Decode the pending images of this shard into the cache; resumes whatever an earlier run left.
 
     `members` are the names to read from the source, `paths` the manifest paths (the fingerprint uses these,
     so a folder and its zip share one cache). `lock` is the DATA folder's lock, open and not yet taken; it is
-    left shared, for the caller to release once the rest of DATA is written.
+    left shared, for the caller to release once the rest of DATA is written. `rebuild`: decode every row again.
     """
     cache_dir.mkdir(parents=True, exist_ok=True)
     max_file_bytes = source.max_bytes
@@ -195,6 +217,12 @@ def build_cache(source: ImageSource, members: Sequence[str], paths: Sequence[str
                          max_pixels=max_pixels, max_file_bytes=max_file_bytes)
     if lock is None or lock.try_exclusive():
         _check_or_reset(cache_dir, layout)
+        if rebuild:
+            log.info("cache: rebuilding every row (--force)")
+            _reset(cache_dir, layout)
+            _check_or_reset(cache_dir, layout)
+    elif rebuild:
+        raise lock.busy(", so its cache cannot be rebuilt now")
     if lock is not None:
         lock.shared()  # let the other shards of this layout in (turning exclusive to shared is not atomic: recheck)
         if read_layout(cache_dir) != layout or _needs_reset(cache_dir, layout):
@@ -243,6 +271,12 @@ def _build_shard(source: ImageSource, members: Sequence[str], cache_dir: Path, l
     merged, _ = load_status(cache_dir, layout)
     index, count = shard
     rows = range(index, layout.count, count)
+    sources = {row: source.identity(members[row]) for row in rows}
+    changed = [row for row in rows if merged["state"][row] != PENDING and merged["source"][row] != sources[row]]
+    if changed:
+        log.info("cache: %d images changed since they were cached or skipped (e.g. %s); decoding them again",
+                 len(changed), members[changed[0]])
+        merged["state"][changed] = PENDING
     todo = [(row, members[row]) for row in rows if merged["state"][row] == PENDING]
     reused = len(rows) - len(todo)
     if reused:
@@ -276,8 +310,9 @@ def _build_shard(source: ImageSource, members: Sequence[str], cache_dir: Path, l
                                            initargs=(source, cache_dir, layout, max_pixels, True))
                 results = pool.map(_build_one, todo, chunksize=32)
             try:
-                for row, state, width, height, nbytes, reason in results:
-                    own[row] = (state, width, height, nbytes)
+                for row, state, width, height, nbytes, pixels, reason in results:
+                    own[row] = (state, width, height, nbytes, sources[row], pixels)
+                    own_errors.pop(row, None)  # a row decided again keeps only its new reason
                     if reason:
                         own_errors[row] = reason
                     progress.update()

@@ -9,6 +9,7 @@ with a bad CRC, an encrypted member, an unsupported compression method (deflate6
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import stat
 import zipfile
@@ -61,6 +62,12 @@ def read_regular_file(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     return data
 
 
+def _identity(*parts: object) -> int:
+    """64 bits that change when a file is replaced (0 is kept for "cannot tell": the row is decoded again)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") or 1
+
+
 def _os_reason(err: OSError) -> str:
     if isinstance(err, FileNotFoundError):
         return "file not found"
@@ -77,6 +84,8 @@ class ImageSource(Protocol):
     def list_files(self) -> list[str]: ...
 
     def read(self, path: str) -> bytes: ...
+
+    def identity(self, path: str) -> int: ...
 
 
 class FolderSource:
@@ -101,6 +110,14 @@ class FolderSource:
 
     def read(self, path: str) -> bytes:
         return read_regular_file(self.root / path, self.max_bytes)
+
+    def identity(self, path: str) -> int:
+        """Size, modification time and inode: a file replaced (copied over, re-downloaded) gets another."""
+        try:
+            info = os.stat(self.root / path)
+        except OSError:
+            return 0
+        return _identity(info.st_size, info.st_mtime_ns, info.st_ino)
 
 
 def _inside(link: Path, root: Path) -> bool:
@@ -159,6 +176,11 @@ class ZipSource:
 
     def list_files(self) -> list[str]:
         return sorted(self._open()[1])
+
+    def identity(self, path: str) -> int:
+        """The member's CRC-32 of its content and its size: the same painting in a rebuilt archive keeps it."""
+        info = self._open()[1].get(path)
+        return 0 if info is None else _identity(info.CRC, info.file_size)
 
     def read(self, path: str) -> bytes:
         archive, members = self._open()

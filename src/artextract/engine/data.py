@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from artextract.data.cache import IMAGES_FILE, images_complete, open_cache, read_layout
+from artextract.data.cache import IMAGES_FILE, contents_digest, images_complete, open_cache, read_layout
 from artextract.errors import DataError
 from artextract.layout import DataFolder
 
@@ -88,10 +88,16 @@ def check_manifest(manifest: pd.DataFrame, classes: dict[str, list[str]], cache_
     refuse(index.isna() | (ok & ((index < 0) | (index >= cache_rows))), "cache_index")
 
 
+def cache_contents(info: DataInfo) -> str:
+    """A digest of what DATA's image cache holds (its layout and every row's pixels, as prepare recorded them)."""
+    layout = read_layout(info.folder.cache)
+    pixels = info.manifest["pixels_digest"].to_numpy() if "pixels_digest" in info.manifest.columns else None
+    return contents_digest(layout.fingerprint if layout else "", pixels)
+
+
 def data_key(info: DataInfo) -> str:
     """Changes when what a run learns from changes: the cached images, the classes, the labels and splits."""
-    layout = read_layout(info.folder.cache)
-    digest = hashlib.sha256(json.dumps([layout.fingerprint if layout else "", info.classes]).encode())
+    digest = hashlib.sha256(json.dumps([cache_contents(info), info.classes]).encode())
     columns = ["path", "split", "status", *(c for c in info.manifest.columns if c.startswith("label_"))]
     digest.update(pd.util.hash_pandas_object(info.manifest[columns].astype(str), index=False).to_numpy().tobytes())
     return digest.hexdigest()[:16]

@@ -27,7 +27,7 @@ from artextract.core.atomic import atomic_path, write_json
 from artextract.core.lock import FolderLock
 from artextract.core.progress import Progress, log
 from artextract.data.cache import open_cache, read_layout
-from artextract.engine.data import DataInfo
+from artextract.engine.data import DataInfo, cache_contents
 from artextract.engine.inference import forward_batches
 from artextract.engine.preprocessing import Preprocessing
 from artextract.engine.runtime import Runtime
@@ -53,11 +53,11 @@ class FeatureLayout:
         return int(np.prod(self.shape)) * 2
 
 
-def feature_key(frozen: nn.Module, preprocessing: Preprocessing, cache_fingerprint: str, tag: str = "") -> str:
+def feature_key(frozen: nn.Module, preprocessing: Preprocessing, contents: str, tag: str = "") -> str:
     """Changes whenever the maps would: any weight of the part computing them, the preprocessing, the cached images,
     what is cached (`tag`: the last map, the maps entering tuned stages, a pyramid). The tuned stages' weights are
     not in it: they change in training, the maps entering them do not."""
-    digest = hashlib.sha256(json.dumps([asdict(preprocessing), cache_fingerprint, *([tag] if tag else [])]).encode())
+    digest = hashlib.sha256(json.dumps([asdict(preprocessing), contents, *([tag] if tag else [])]).encode())
     for name, tensor in sorted(frozen.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -100,7 +100,7 @@ def _folder_and_key(data: DataInfo, backbone: Backbone, backbone_name: str,
     cache_layout = read_layout(data.folder.cache)
     assert cache_layout is not None, "load_data_folder checked the cache"
     tag = backbone.cache_tag
-    key = feature_key(backbone.frozen_part(), preprocessing, cache_layout.fingerprint, tag)
+    key = feature_key(backbone.frozen_part(), preprocessing, cache_contents(data), tag)
     name = f"{backbone_name}-{preprocessing.image_size}px{f'-{tag}' if tag else ''}-{key}"
     return data.folder.features / name, key, cache_layout.count
 

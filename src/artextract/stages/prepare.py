@@ -53,7 +53,9 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfig,
-                    shard: tuple[int, int] = (0, 1)) -> PrepareResult:
+                    shard: tuple[int, int] = (0, 1), rebuild: bool = False) -> PrepareResult:
+    """Manifest, image cache and report in `out`; a rerun resumes and decodes again only the images whose files
+    changed, `rebuild` decodes them all again."""
     check_ranges(config, "prepare")
     csvs = read_csv_folder(csv_dir)
     for problem in csvs.problems[:20]:
@@ -80,7 +82,7 @@ def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfi
     out.mkdir(parents=True, exist_ok=True)
     with FolderLock(out) as lock:  # build_cache takes it; held until DATA is whole
         cache = build_cache(source, [index.member(p) for p in paths], paths, folder.cache, config.image_size,
-                            config.max_pixels, config.workers, shard, lock)
+                            config.max_pixels, config.workers, shard, lock, rebuild)
         manifest = _manifest(paths, result.images, list(csvs.classes), cache)
         report = build_report(csvs, source.location, config, shard, collected, result, manifest, cache, index.prefix)
         report["refused_files"] = [{"path": name, "reason": why} for name, why in source.refused]
@@ -98,6 +100,7 @@ def _manifest(paths: list[str], images: list[ImageRecord], tasks: list[str], cac
     manifest["width"] = status["width"]
     manifest["height"] = status["height"]
     manifest["bytes"] = status["bytes"]
+    manifest["pixels_digest"] = status["pixels"]  # what the cache holds for the row: keys the feature maps
     manifest["cache_index"] = [i if s == OK else -1 for i, s in enumerate(status["state"])]
     manifest["status"] = [STATUS_NAMES[int(s)] for s in status["state"]]
     manifest["skip_reason"] = [cache.errors.get(i, "") for i in range(len(paths))]
