@@ -33,7 +33,7 @@ import torch
 from artextract.config import load_config
 from artextract.data.cache import open_cache
 from artextract.engine.data import load_data_folder
-from artextract.engine.features import CPU_FEATURE_BATCH, build_features
+from artextract.engine.features import backbone_batch_size, build_features
 from artextract.engine.inference import forward_batches, run_model
 from artextract.engine.preprocessing import Preprocessing
 from artextract.engine.runtime import Runtime
@@ -79,8 +79,7 @@ def main() -> None:
         backbone = model.backbone
         preprocessing = Preprocessing(info.cache_size, config.train.image_size, backbone.mean, backbone.std)
         rows = info.manifest.loc[info.manifest["status"] == "ok", "cache_index"].to_numpy(np.int64)
-        batch = config.train.batch_size if runtime.device.type == "cuda" else min(config.train.batch_size,
-                                                                                    CPU_FEATURE_BATCH)
+        batch = backbone_batch_size(config.train.batch_size, runtime.device)
         cache = open_cache(info.folder.cache)
         in_memory = [torch.from_numpy(np.ascontiguousarray(cache[rows[i: i + batch]]))
                      for i in range(0, len(rows), batch)]
@@ -98,9 +97,10 @@ def main() -> None:
                                   config.train.batch_size)
         build_rate = _rate(len(rows), time.perf_counter() - started)
         size_mb = (features.folder / "features.f16").stat().st_size / 1e6  # sized for every cache row
-        evaluate_batch = 256  # evaluate's default --batch-size
-        through = (torch.from_numpy(np.ascontiguousarray(cache[rows[i: i + evaluate_batch]]))
-                   for i in range(0, len(rows), evaluate_batch))
+        evaluate_batch = 256  # evaluate's default --batch-size; its pass through the backbone caps it on a CPU
+        through_batch = backbone_batch_size(evaluate_batch, runtime.device)
+        through = (torch.from_numpy(np.ascontiguousarray(cache[rows[i: i + through_batch]]))
+                   for i in range(0, len(rows), through_batch))
         started = time.perf_counter()
         run_model(model, through, len(rows), preprocessing, runtime, progress=False)
         evaluate_images = _rate(len(rows), time.perf_counter() - started)
@@ -120,7 +120,7 @@ def main() -> None:
     print(f"  feature building                     {build_rate:8.1f} img/s  ({build_rate / forward_rate:5.0%} of "
           f"the reference; target >= 85 %); maps {size_mb:,.0f} MB for all {len(info.manifest):,} cache rows")
     print(f"  evaluate through the backbone        {evaluate_images:8.1f} img/s  "
-          f"({evaluate_images / forward_rate:5.0%}; batch {evaluate_batch})")
+          f"({evaluate_images / forward_rate:5.0%}; --batch-size {evaluate_batch}, run at {through_batch})")
     print(f"  evaluate from the cached maps        {evaluate_maps:8.1f} img/s  "
           f"({evaluate_maps / forward_rate:5.0%}; what evaluate of a frozen run does)")
     if bf16 is not None:

@@ -162,8 +162,10 @@ def test_ablate_runs_the_partial_tuning_flip_and_pyramid_variants(run_cli, prepa
     config.write_text("model:\n  backbone: test_resnet\n  hidden_size: 8\n  tasks: [artist]\n"
                       "train:\n  epochs: 2\n  batch_size: 16\n  image_size: 32\n  workers: 0\n  accelerator: cpu\n"
                       "  cpu_threads: 1\n")
+    # Configured with the pyramid, as the real-data recipe is: the last-map variants still read the last map.
     result = run_cli("ablate", "--data", data, "--out", tmp_path / "ab", "--config", config,
-                     "--variants", "gap,tune1,flip,pyramid-gru", "--seeds", "0")
+                     "--variants", "gap,tune1,flip,pyramid-gru", "--seeds", "0",
+                     "--set", "model.representation=pyramid", "--set", "model.reader=none")
     assert result.code == 0, result.stderr
     table = json.loads((tmp_path / "ab" / "ablation.json").read_text())["table"]
     assert {"tune1", "flip", "pyramid-gru"} <= set(table)
@@ -173,6 +175,9 @@ def test_ablate_runs_the_partial_tuning_flip_and_pyramid_variants(run_cli, prepa
     assert tune1["model"]["tuned_stages"] == 1 and tune1["train"]["backbone_lr_scale"] == 0.1
     flip = yaml.safe_load((tmp_path / "ab" / "runs" / "flip-s0" / "config.yaml").read_text())
     assert flip["train"]["feature_hflip"] is True and flip["model"]["tuned_stages"] == 0
+    gap = yaml.safe_load((tmp_path / "ab" / "runs" / "gap-s0" / "config.yaml").read_text())
+    pyramid = yaml.safe_load((tmp_path / "ab" / "runs" / "pyramid-gru-s0" / "config.yaml").read_text())
+    assert gap["model"]["representation"] == "map" and pyramid["model"]["reader"] == "gru"
     names = [p.name for p in (data / "features").iterdir()]
     kinds = sorted("tune1" if "-tune1-" in n else "pyramid" if "-pyramid-" in n else "last map" for n in names)
     assert kinds == ["last map", "pyramid", "tune1"]  # one cache per kind, never shared

@@ -40,6 +40,11 @@ _SAVE_EVERY_S = 10.0
 CPU_FEATURE_BATCH = 16
 
 
+def backbone_batch_size(batch_size: int, device: torch.device) -> int:
+    """The batch for a pass through the backbone: the given one on a GPU, at most CPU_FEATURE_BATCH on a CPU."""
+    return batch_size if device.type == "cuda" else min(batch_size, CPU_FEATURE_BATCH)
+
+
 @dataclass(frozen=True)
 class FeatureLayout:
     backbone: str
@@ -176,7 +181,7 @@ def _compute(data: DataInfo, backbone: nn.Module, preprocessing: Preprocessing, 
              todo: np.ndarray) -> None:
     images = open_cache(data.folder.cache)
     maps = _open(folder, layout, "r+")
-    batch_size = batch_size if device.type == "cuda" else min(batch_size, CPU_FEATURE_BATCH)
+    batch_size = backbone_batch_size(batch_size, device)
     chunks = [todo[i: i + batch_size] for i in range(0, len(todo), batch_size)]
 
     def save() -> None:

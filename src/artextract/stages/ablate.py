@@ -31,24 +31,28 @@ from artextract.errors import ArtExtractError, ConfigError
 if TYPE_CHECKING:
     from artextract.layout import RunFolder
 
-# name -> settings over the configured ones (model settings, or "train.KEY" for a training setting)
+# name -> settings over the configured ones (model settings, or "train.KEY" for a training setting). The readers
+# of the last map name their representation, so that a recipe configured with the pyramid still compares them.
+_MAP = {"representation": "map"}
 VARIANTS: dict[str, dict[str, Any]] = {
-    "gap": {"reader": "none"},
-    "gru-rows": {"reader": "gru", "scan": "rows", "pooling": "mean"},
-    "gru-cols": {"reader": "gru", "scan": "cols", "pooling": "mean"},
-    "gru-snake": {"reader": "gru", "scan": "snake", "pooling": "mean"},
-    "gru-2d": {"reader": "gru", "scan": "2d", "pooling": "mean"},
-    "lstm-rows": {"reader": "lstm", "scan": "rows", "pooling": "mean"},
-    "gru-rows-attention": {"reader": "gru", "scan": "rows", "pooling": "attention"},
-    "gru-rows-last": {"reader": "gru", "scan": "rows", "pooling": "last"},
-    # the configured reader with more of the network or more data: partial fine-tuning of the last one or two
-    # backbone stages from the maps entering them, mirrored cached maps, the larger Lite backbones
-    "tune1": {"tuned_stages": 1, "train.backbone_lr_scale": 0.1},
-    "tune2": {"tuned_stages": 2, "train.backbone_lr_scale": 0.1},
-    "flip": {"train.feature_hflip": True},
-    "tune1-flip": {"tuned_stages": 1, "train.backbone_lr_scale": 0.1, "train.feature_hflip": True},
+    "gap": {**_MAP, "reader": "none"},
+    "gru-rows": {**_MAP, "reader": "gru", "scan": "rows", "pooling": "mean"},
+    "gru-cols": {**_MAP, "reader": "gru", "scan": "cols", "pooling": "mean"},
+    "gru-snake": {**_MAP, "reader": "gru", "scan": "snake", "pooling": "mean"},
+    "gru-2d": {**_MAP, "reader": "gru", "scan": "2d", "pooling": "mean"},
+    "lstm-rows": {**_MAP, "reader": "lstm", "scan": "rows", "pooling": "mean"},
+    "gru-rows-attention": {**_MAP, "reader": "gru", "scan": "rows", "pooling": "attention"},
+    "gru-rows-last": {**_MAP, "reader": "gru", "scan": "rows", "pooling": "last"},
+    # the configured reader of the last map with more of the network or more data: partial fine-tuning of the
+    # last one or two backbone stages from the maps entering them, mirrored cached maps
+    "tune1": {**_MAP, "tuned_stages": 1, "train.backbone_lr_scale": 0.1},
+    "tune2": {**_MAP, "tuned_stages": 2, "train.backbone_lr_scale": 0.1},
+    "flip": {**_MAP, "train.feature_hflip": True},
+    "tune1-flip": {**_MAP, "tuned_stages": 1, "train.backbone_lr_scale": 0.1, "train.feature_hflip": True},
+    # every stage's channel statistics, concatenated or read as a sequence of stages by a GRU
     "pyramid-gap": {"representation": "pyramid", "reader": "none"},
-    "pyramid-gru": {"representation": "pyramid"},
+    "pyramid-gru": {"representation": "pyramid", "reader": "gru"},
+    # the configured model on the larger Lite backbones
     "lite1": {"backbone": "tf_efficientnet_lite1"},
     "lite2": {"backbone": "tf_efficientnet_lite2"},
 }
@@ -88,6 +92,10 @@ def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: l
     info = load_data_folder(data)
     key = data_key(info)
     tasks = list(config.model.tasks)
+    selection_rows = info.manifest[(info.manifest["split"] == "select") & (info.manifest["status"] == "ok")]
+    if not any((selection_rows[f"label_{t}"] >= 0).any() for t in tasks if f"label_{t}" in selection_rows):
+        raise ArtExtractError(f"{data} has no selection split for {', '.join(tasks)}, and ablate scores every run "
+                              "on it: prepare the DATA again with --select-fraction above 0 (0.1 by default)")
     table: dict[str, dict[str, dict[str, Any]]] = {}
     selection = None
     first_seed: dict[str, dict[str, np.ndarray]] = {}  # variant -> task -> the first seed's predictions
