@@ -266,7 +266,9 @@ def ablate(
     data: Annotated[Path, typer.Option("--data", help="DATA folder written by `artextract prepare`.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the runs and the table (rerunning reuses "
                                                     "finished runs).")],
-    variants: Annotated[str, typer.Option(help="Comma-separated readers to compare.")]
+    variants: Annotated[str, typer.Option(help="Comma-separated variants to compare: readers of the last map, and "
+                                               "tune1, tune2, flip, tune1-flip, pyramid-gap, pyramid-gru, lite1, "
+                                               "lite2.")]
     = "gap,gru-rows,gru-cols,gru-snake,gru-2d,lstm-rows,gru-rows-attention",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; each variant trains once per seed.")] = "0,1,2",
     config: ConfigOption = None,
@@ -319,6 +321,8 @@ def evaluate(
         raise ArtExtractError(f"--split must be eval, select or train, got {split!r}")
     if not 0.0 <= inject_noise < 1.0:
         raise ArtExtractError(f"--inject-noise must be in [0, 1), got {inject_noise}")
+    if batch_size < 1:
+        raise ArtExtractError(f"--batch-size must be at least 1, got {batch_size}")
     if not run.is_dir():
         raise ArtExtractError(f"--run {run} is not a folder")
     result, report = evaluate_run(run, data=data, split=split, out=out, inject=inject_noise, batch_size=batch_size,
@@ -389,6 +393,9 @@ def predict(
     format_ = output_format(format_, output)
     if top_k < 1:
         raise ArtExtractError("--top-k must be at least 1")
+    if batch_size < 1 or workers < 0:
+        raise ArtExtractError(f"--batch-size must be at least 1 and --workers at least 0, got {batch_size} and "
+                              f"{workers}")
     if output is not None:  # checked before the work, not after it
         if output.exists() and not force:
             raise ArtExtractError(f"--output {output} exists: choose another file, or pass --force to overwrite it")

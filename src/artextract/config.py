@@ -36,6 +36,9 @@ def _limits(low: float | None = None, high: float | None = None, *, above: bool 
     return {"range": (low, high, above, below)}
 
 
+_MAX_SEED = 2**32 - 1  # numpy's seeds; a negative one fails deep inside a run
+
+
 @dataclass
 class SynthConfig:
     """`artextract synth`: a generated dataset shaped like ArtGAN's WikiArt."""
@@ -44,7 +47,7 @@ class SynthConfig:
     per_artist: int = field(default=40, metadata=_limits(2))  # at least one train and one val painting
     size: int = field(default=256, metadata=_limits(16))  # short side of the generated paintings, in pixels
     val_fraction: float = field(default=0.3, metadata=_limits(0.0, 1.0, above=True, below=True))
-    seed: int = 0
+    seed: int = field(default=0, metadata=_limits(0, _MAX_SEED))
     quirks: bool = False  # inject the real data's quirks (leakage, duplicates, mojibake, corrupt files, ...)
     workers: int = field(default=0, metadata=_limits(0))  # 0 = all cores
 
@@ -61,7 +64,7 @@ class PrepareConfig:
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=_limits(1))
     max_file_mb: int = field(default=DEFAULT_MAX_FILE_MB, metadata=_limits(1))  # larger files are skipped unread
     workers: int = field(default=0, metadata=_limits(0))  # 0 = all cores
-    seed: int = 0
+    seed: int = field(default=0, metadata=_limits(0, _MAX_SEED))
 
 
 @dataclass
@@ -140,7 +143,7 @@ class TrainConfig:
     feature_hflip: bool = False
     frozen_epochs: int = field(default=0, metadata=_limits(0))
     backbone_lr_scale: float = field(default=1.0, metadata=_limits(0.0))  # backbone lr = lr x this
-    seed: int = 0
+    seed: int = field(default=0, metadata=_limits(0, _MAX_SEED))
 
 
 @dataclass
@@ -154,6 +157,12 @@ class Config:
         """Raise a ConfigError naming the first key whose value is out of its range; return self."""
         for section_name in _field_types(Config):
             check_ranges(getattr(self, section_name), section_name)
+        tasks = self.model.tasks
+        if not tasks or not all(isinstance(t, str) and t.strip() for t in tasks):
+            raise ConfigError("model.tasks is empty: name at least one of artist, style, genre (--tasks artist,style)")
+        repeated = sorted({t for t in tasks if tasks.count(t) > 1})
+        if repeated:
+            raise ConfigError(f"model.tasks names {', '.join(repeated)} more than once: list each task once")
         return self
 
 
@@ -311,6 +320,9 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
             mapping = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except OSError as err:
             raise ConfigError(f"cannot read config file {path}: {err.strerror}") from None
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"config file {path} is not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                              f"{err.start}); save it as UTF-8") from None
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {path} is not valid YAML: {err}".splitlines()[0]) from None
         apply_mapping(config, mapping, source=str(path))

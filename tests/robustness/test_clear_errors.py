@@ -222,3 +222,48 @@ def test_a_damaged_data_record_is_named_and_a_damaged_prepare_report_costs_only_
     result = run_cli("evaluate", "--run", run, "--data", data, "--force", "--batch-size", "32")
     assert result.code == 0, result.stderr
     assert "prepare_report.json is unreadable" in result.stderr and (run / "eval" / "report.html").is_file()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--tasks", "artist,artist"], "model.tasks names artist more than once"),
+    (["--tasks", ""], "model.tasks is empty"),
+    (["--set", "train.seed=-1"], "'train.seed' must be in [0, 4294967295]"),
+    (["--config", "latin1.yaml"], "is not UTF-8 text (byte 0xe9"),
+])
+def test_config_mistakes_are_one_line_before_training(run_cli, prepared_small, tmp_path, monkeypatch, args, expected):
+    """Issue 21: these reached a traceback, or advice about the batch size, or a failure deep inside the run."""
+    monkeypatch.chdir(tmp_path)
+    Path("latin1.yaml").write_bytes("train:\n  epochs: 1  # r\xe9sum\xe9\n".encode("latin-1"))
+    result = run_cli(*_tiny_train_args(prepared_small, tmp_path / "run", *args))
+    assert result.code == 2 and expected in _error_line(result.stderr), result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    (["evaluate", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["predict", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["predict", "--workers", "-1"], "--workers at least 0"),
+])
+def test_batch_sizes_and_worker_counts_out_of_range_are_one_line(run_cli, evaluated_run, tmp_path, command,
+                                                                expected):
+    from PIL import Image
+
+    image = tmp_path / "painting.jpg"
+    Image.new("RGB", (40, 40), (200, 120, 40)).save(image)
+    where = ["--run", evaluated_run, "--out", tmp_path / "eval"] if command[0] == "evaluate" else [
+        "--model", evaluated_run, str(image)]
+    result = run_cli(command[0], *where, *command[1:])
+    assert result.code == 2 and expected in _error_line(result.stderr), result.stderr
+
+
+def test_ablate_without_a_selection_split_is_refused_before_training(run_cli, make_synth, tmp_path):
+    from artextract.config import PrepareConfig
+    from artextract.stages.prepare import prepare_dataset
+
+    synth = make_synth(tmp_path / "synth", artists=3, per_artist=6, size=40)
+    prepare_dataset(synth / "csv", synth / "wikiart", tmp_path / "data",
+                    PrepareConfig(image_size=32, workers=1, select_fraction=0.0))
+    result = run_cli("ablate", "--data", tmp_path / "data", "--out", tmp_path / "ab", "--variants", "gap",
+                     "--seeds", "0", "--set", "model.backbone=test_resnet", "--set", "train.image_size=32")
+    assert result.code == 2 and "has no selection split" in _error_line(result.stderr), result.stderr
+    assert not (tmp_path / "ab" / "runs").exists()

@@ -66,6 +66,28 @@ def test_a_second_ctrl_c_aborts_without_saving_the_step_in_progress(prepared_sma
     assert _same_weights(run, straight_run)
 
 
+def test_sigterm_saves_at_a_step_boundary_and_the_run_resumes_exactly(prepared_small, straight_run, tmp_path,
+                                                                      monkeypatch):
+    """Issue 21: SLURM and Kubernetes stop a job with SIGTERM (then SIGKILL); it used to kill the run unsaved."""
+    real_loss = loop_module.masked_multitask_loss
+    calls = {"n": 0}
+
+    def terminated(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:  # inside the second epoch's second step
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_loss(*args, **kwargs)
+
+    monkeypatch.setattr(loop_module, "masked_multitask_loss", terminated)
+    run = tmp_path / "run"
+    assert train(prepared_small, run, tiny_train_config(epochs=2)).interrupted
+    assert _saved_state(run) == (1, 2, 6)  # the step in progress finished and was saved
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back after the run
+    monkeypatch.undo()
+    train(prepared_small, run, tiny_train_config(epochs=2), resume=True)
+    assert _same_weights(run, straight_run)
+
+
 def test_ctrl_c_during_the_selection_pass_ends_after_the_saved_epoch(prepared_small, straight_run, tmp_path,
                                                                       monkeypatch):
     real_select = loop_module.select

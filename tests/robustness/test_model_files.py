@@ -9,10 +9,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 
-def _tampered(source, target, metadata_change=None, tensor_change=None):
+def _tampered(source, target, metadata_change=None, tensor_change=None, raw_change=None):
     with safe_open(str(source), framework="pt") as handle:
         metadata = dict(handle.metadata())
         tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
+    metadata.update(raw_change or {})
     if metadata_change:
         config = json.loads(metadata["model_config"])
         config.update(metadata_change)
@@ -44,6 +45,16 @@ def _poison(tensors):
     ({"metadata_change": {"hidden_size": 60_000}}, "model metadata is out of range"),
     ({"metadata_change": {"hidden_size": "wide"}}, "model metadata is out of range"),
     ({"tensor_change": _poison}, "hold NaN or infinite values"),
+    # issue 21: each of these used to reach a traceback, a MemoryError or NaN probabilities marked ok
+    ({"metadata_change": {"reader": "tcn"}}, "'model.reader' must be one of"),
+    ({"metadata_change": {"scan": "spiral"}}, "'model.scan' must be one of"),
+    ({"raw_change": {"image_size": "0"}}, "image_size 0 and cache_size"),
+    ({"raw_change": {"image_size": "-5"}}, "must be in [8, 4096]"),
+    ({"raw_change": {"cache_size": "30000"}}, "cache_size 30000 must be in [8, 4096]"),
+    ({"raw_change": {"mean": "[0.5]"}}, "mean must be 3 finite numbers"),
+    ({"raw_change": {"mean": '"bright"'}}, "mean must be 3 finite numbers"),
+    ({"raw_change": {"std": "[0, 0, 0]"}}, "std must be positive"),
+    ({"raw_change": {"classes": '["a", "b"]'}}, "'classes' must map each task to its list of class names"),
 ])
 def test_a_tampered_model_file_is_refused_in_one_line(run_cli, evaluated_run, images, tmp_path, change, expected):
     model = _tampered(evaluated_run / "model.safetensors", tmp_path / "model.safetensors", **change)

@@ -83,3 +83,5 @@ def test_hostile_class_names_and_paths_are_escaped_in_the_report(run_cli, evalua
     html = (out / "report.html").read_text()
     assert hostile not in html and "<script>alert(2)" not in html
     assert "&lt;img src=x onerror=" in html and "&lt;script&gt;alert(2)" in html
+    markdown = (out / "report.md").read_text()  # issue 21: report.md carried them raw, and `|` split its cells
+    assert "<img" not in markdown and "<script" not in markdown and "&lt;img src=x onerror=" in markdown

@@ -136,6 +136,11 @@ def read_model_metadata(path: Path) -> ModelInfo:
             raise ArtExtractError(f"{path} was written by a newer ArtExtract ({raw.get('artextract_version')}) with "
                                   f"model options this version lacks ({', '.join(newer)}); upgrade artextract")
         classes = json.loads(raw["classes"])
+        if not isinstance(classes, dict) or not all(isinstance(names, list) and names and
+                                                    all(isinstance(n, str) for n in names)
+                                                    for names in classes.values()):
+            raise ValueError(f"'classes' must map each task to its list of class names, got a "
+                             f"{type(classes).__name__}")
         temperature = {task: 1.0 for task in classes} | json.loads(raw.get("temperature", "{}"))
         if not all(isinstance(t, int | float) and math.isfinite(t) and t > 0 for t in temperature.values()):
             raise ValueError(f"temperatures must be positive numbers, got {temperature}")
@@ -149,18 +154,18 @@ def load_model_file(path: Path) -> tuple[nn.Module, ModelInfo]:
     """The model (eval mode, CPU) and its metadata from a `model.safetensors` written by `train`."""
     from safetensors.torch import load_file
 
-    from artextract.config import check_ranges
+    from artextract.config import Config, apply_mapping
     from artextract.errors import ConfigError
     from artextract.models import build_model
 
     info = read_model_metadata(path)
-    # Weights come from the file: never fetch or read the backbone's original weights again.
-    config = ModelConfig(**{**info.model_config, "weights": "none"})
     try:
-        # The same ranges as a config file: a hand-edited hidden size of 60,000 would allocate tens of GB.
-        check_ranges(config, "model")
+        # The same types, choices and ranges as a config file: a hand-edited reader "tcn" or hidden size of 60,000
+        # would fail deep inside, or allocate tens of GB. Weights come from the file: never fetch them again.
+        config = apply_mapping(Config(), {"model": {**info.model_config, "weights": "none"}}).validate().model
     except (ConfigError, TypeError) as err:
-        raise ArtExtractError(f"{path}: its model metadata is out of range ({err})") from None
+        raise ArtExtractError(f"{path}: its model metadata is out of range ({err}); use a model file written by "
+                              "`artextract train`") from None
     state = load_file(str(path))
     broken = [name for name, tensor in state.items() if tensor.is_floating_point() and not tensor.isfinite().all()]
     if broken:

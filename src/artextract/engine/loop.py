@@ -433,8 +433,8 @@ class _StopRequest:
 
 @contextlib.contextmanager
 def _stop_on_first_ctrl_c() -> Iterator[_StopRequest]:
-    """The first Ctrl-C asks the loop to stop after the current step (which it then saves); a second one
-    interrupts at once."""
+    """The first Ctrl-C (or SIGTERM) asks the loop to stop after the current step (which it then saves); a second
+    one interrupts at once."""
     stop = _StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -444,13 +444,17 @@ def _stop_on_first_ctrl_c() -> Iterator[_StopRequest]:
         if stop.requested:
             raise _AbortNow
         stop.requested = True
-        log.warning("Ctrl-C: stopping after this step and saving a checkpoint (press again to abort at once)")
+        if signum == signal.SIGTERM:  # what SLURM, Kubernetes and `kill` send before a kill -9
+            log.warning("SIGTERM: stopping after this step and saving a checkpoint (a second one aborts at once)")
+        else:
+            log.warning("Ctrl-C: stopping after this step and saving a checkpoint (press again to abort at once)")
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield stop
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, earlier in previous.items():
+            signal.signal(number, earlier)
 
 
 def _checkpoint(session: Session) -> dict[str, Any]:

@@ -26,6 +26,8 @@ from artextract.data.decode import SkipImage, decode_square, square_array
 from artextract.data.image_source import UnreadableFile, read_regular_file
 from artextract.errors import ArtExtractError
 
+_MAX_SIDE = 4096  # pixels: far beyond any model input here; a typo (30,000) would allocate gigabytes
+
 ImageInput = str | Path | Image.Image | np.ndarray
 
 
@@ -47,7 +49,18 @@ class Preprocessing:
         image_size = int(raw["image_size"])
         # Files written before the cache size was recorded used the 224-of-256 convention.
         cache_size = int(raw.get("cache_size", round(image_size * 8 / 7)))
-        return cls(cache_size, image_size, tuple(json.loads(raw["mean"])), tuple(json.loads(raw["std"])))
+        mean, std = json.loads(raw["mean"]), json.loads(raw["std"])
+        # Checked here: a size of 0 or 30,000 (MemoryError), a short mean or a zero std (NaN probabilities shown
+        # as valid) would otherwise surface far from the file that caused them.
+        if not (8 <= image_size <= _MAX_SIDE and 8 <= cache_size <= _MAX_SIDE):
+            raise ValueError(f"image_size {image_size} and cache_size {cache_size} must be in [8, {_MAX_SIDE}]")
+        for name, values in (("mean", mean), ("std", std)):
+            if not (isinstance(values, list) and len(values) == 3
+                    and all(isinstance(v, int | float) and math.isfinite(v) for v in values)):
+                raise ValueError(f"{name} must be 3 finite numbers (R, G, B), got {values!r}")
+        if min(std) <= 0:
+            raise ValueError(f"std must be positive, got {std!r}")
+        return cls(cache_size, image_size, tuple(mean), tuple(std))
 
     def check_cache(self, cache_size: int, folder: Path) -> None:
         """Refuse a DATA folder whose cached squares differ from the ones the model was trained on."""

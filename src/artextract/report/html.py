@@ -14,6 +14,7 @@ from artextract import __version__
 from artextract.analysis.outliers import nearest_rows
 from artextract.core.atomic import write_text
 from artextract.core.progress import log
+from artextract.core.safe_text import markdown_cell
 from artextract.layout import DataFolder, EvalFolder, RunFolder
 
 GALLERY_SIZE = 12
@@ -204,17 +205,19 @@ def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame) -> str:
             continue
         lines += ["", f"## {task}: per class", "", "| class | support | predicted | precision | recall | F1 |",
                   "|---|---|---|---|---|---|"]
-        lines += [f"| {r['name']} | {r['support']} | {r['predicted']} | {r['precision']} | {r['recall']} | "
-                  f"{r['f1']} |" for r in _per_class_rows(task_metrics)]
+        lines += [f"| {markdown_cell(r['name'])} | {r['support']} | {r['predicted']} | {r['precision']} | "
+                  f"{r['recall']} | {r['f1']} |" for r in _per_class_rows(task_metrics)]
         pairs = task_metrics.get("most_confused", [])
         if pairs:
             lines += ["", f"Most confused ({task}): " + "; ".join(
-                f"{p['true_name']} -> {p['predicted_name']} {p['count']} ({p['share_of_true']:.0%})" for p in pairs)]
+                f"{markdown_cell(p['true_name'])} -> {markdown_cell(p['predicted_name'])} {p['count']} "
+                f"({p['share_of_true']:.0%})" for p in pairs)]
         frame = outliers[(outliers["task"] == task) & outliers["flagged"]] if len(outliers) else outliers
         if frame.empty:
             continue
         lines += ["", f"## {task}: flagged outliers ({len(frame)})", "", f"![confusion](confusion_{task}.png)", "",
                   "| rank | path | label | predicted | resembles | p(label) |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r.rank} | {r.path} | {r.label_name} | {r.predicted_name} | {r.resembles_name} | "
+        lines += [f"| {r.rank} | {markdown_cell(r.path)} | {markdown_cell(r.label_name)} | "
+                  f"{markdown_cell(r.predicted_name)} | {markdown_cell(r.resembles_name)} | "
                   f"{r.p_label:.2f} |" for r in frame.head(GALLERY_SIZE * 2).itertuples()]
     return "\n".join(lines) + "\n"
