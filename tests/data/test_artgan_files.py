@@ -63,6 +63,21 @@ def test_a_file_in_no_known_format_is_an_error_naming_it(tmp_path):
         read_split_file(binary, num_classes=10)
 
 
+def test_a_row_that_is_not_utf8_is_skipped_and_named_the_rest_read(tmp_path):
+    """Issue 21: one Latin-1 byte in one row used to stop prepare for the whole file."""
+    path = tmp_path / "artist_train"
+    path.write_bytes(b"A/a_1.jpg,,0\nB/andr\xe9-lhote_2.jpg,,1\nC/c_3.jpg,,2\n")
+    rows, problems = read_split_file(path, num_classes=3)
+    assert [r.path for r in rows] == ["A/a_1.jpg", "C/c_3.jpg"]
+    (problem,) = problems
+    assert (problem.file, problem.line) == ("artist_train", 2) and "not UTF-8" in problem.reason
+
+
+def test_two_classes_with_one_name_are_refused_naming_both_lines(tmp_path):
+    with pytest.raises(DataError, match=r"lines 1 and 3 both name the class 'Monet'"):
+        read_class_file(_write(tmp_path / "artist_class", "0 Monet\n1 Renoir\n2 Monet\n"))
+
+
 def test_class_files(tmp_path):
     assert read_class_file(_write(tmp_path / "c", "0 Abstract\r\n1 Art_Nouveau \r\n\r\n")) == ["Abstract",
                                                                                                "Art_Nouveau"]

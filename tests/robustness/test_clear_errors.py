@@ -266,4 +266,76 @@ def test_ablate_without_a_selection_split_is_refused_before_training(run_cli, ma
     result = run_cli("ablate", "--data", tmp_path / "data", "--out", tmp_path / "ab", "--variants", "gap",
                      "--seeds", "0", "--set", "model.backbone=test_resnet", "--set", "train.image_size=32")
     assert result.code == 2 and "has no selection split" in _error_line(result.stderr), result.stderr
-    assert not (tmp_path / "ab" / "runs").exists()
+    assert not (tmp_path / "ab").exists()  # not even a folder holding only the lock file
+
+
+def test_a_run_killed_before_its_first_checkpoint_gets_advice_that_works(run_cli, prepared_small, tmp_path):
+    """Issue 21: --resume said "start again", and starting again was refused as "not empty"."""
+    run = tmp_path / "run"
+    assert run_cli(*_tiny_train_args(prepared_small, run)).code == 0
+    shutil.rmtree(run / "checkpoints")  # as if killed during the first epoch: config.yaml, run.json, env.json stay
+    (run / "model.safetensors").unlink()
+    (run / "notes.txt").write_text("mine")
+    resumed = run_cli(*_tiny_train_args(prepared_small, run, "--resume"))
+    assert resumed.code == 2 and "with --force instead of --resume" in _error_line(resumed.stderr)
+    again = run_cli(*_tiny_train_args(prepared_small, run, "--force"))  # what the advice says
+    assert again.code == 0, again.stderr
+    assert RunFolder(run).last.is_file() and (run / "notes.txt").read_text() == "mine"
+
+
+def test_a_refused_resume_leaves_config_yaml_as_it_was(run_cli, prepared_small, tmp_path):
+    """Issue 21: a resume with changed settings, refused (here: a damaged checkpoint), had rewritten config.yaml."""
+    run = tmp_path / "run"
+    assert run_cli(*_tiny_train_args(prepared_small, run)).code == 0
+    before = RunFolder(run).config.read_bytes()
+    RunFolder(run).last.write_bytes(b"not a checkpoint")
+    resumed = run_cli(*_tiny_train_args(prepared_small, run, "--resume", "--epochs", "3"))
+    assert resumed.code == 2 and "last.pt" in _error_line(resumed.stderr)
+    assert RunFolder(run).config.read_bytes() == before
+
+
+def test_feature_maps_cut_short_or_deleted_under_a_reader_are_one_line(prepared_small, tmp_path):
+    """Issue 21: a maps file truncated by another process killed the reader with SIGBUS (no message); one deleted
+    before a worker opened it gave FileNotFoundError."""
+    import numpy as np
+
+    from artextract.engine.data import CachedSplit, load_data_folder
+    from artextract.engine.features import FEATURES_FILE, FeatureCache, _read_layout
+    from artextract.errors import ArtExtractError
+
+    # Its own DATA without the feature folders other tests left in the shared one.
+    data = Path(shutil.copytree(prepared_small, tmp_path / "data",
+                                ignore=shutil.ignore_patterns(".artextract.lock", "features")))
+    train(data, tmp_path / "run", tiny_train_config(epochs=1, freeze_backbone=True))
+    (folder,) = (data / "features").iterdir()
+    info = load_data_folder(data)
+    split = CachedSplit(info, "train", ["artist"], FeatureCache(folder, _read_layout(folder)))
+    rows = np.arange(4)
+    assert split[rows][0].shape[0] == 4  # mapped and read
+    maps = folder / FEATURES_FILE
+    with open(maps, "r+b") as handle:  # what another process rebuilding the folder does first
+        handle.truncate(maps.stat().st_size // 2)
+    with pytest.raises(ArtExtractError, match=r"was cut short .* run the command again"):
+        split[np.arange(len(split) - 4, len(split))]  # rows past the new end: SIGBUS without the check
+    maps.unlink()
+    with pytest.raises(ArtExtractError, match="was deleted while this run used it"):
+        FeatureCache(folder, _read_layout(folder)).maps  # noqa: B018 (a worker opening its map)
+
+
+def test_a_disk_filling_up_while_the_model_file_is_written_is_the_same_one_line(run_cli, prepared_small, tmp_path,
+                                                                               monkeypatch):
+    """Issue 21: safetensors' writer reported ENOSPC as a SafetensorError traceback."""
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                              'message: "No space left on device" })')
+
+    run = RunFolder(tmp_path / "run")
+    assert run_cli(*_tiny_train_args(prepared_small, run.root)).code == 0
+    monkeypatch.setattr("safetensors.torch.save_file", full)
+    result = run_cli(*_tiny_train_args(prepared_small, run.root, "--resume", "--epochs", "3"))
+    assert result.code == 2
+    line = _error_line(result.stderr)
+    assert f"No space left on device while writing {run.model}" in line and "rerun" in line
+    assert run.last.is_file()  # the epoch's checkpoint is there: --resume goes on

@@ -146,9 +146,17 @@ def test_predict_reports_a_fifo_and_a_loop_without_blocking(run_cli, evaluated_r
     assert statuses[str(folder / "good.jpg")] == "ok"
     assert "not a regular file" in statuses[str(folder / "pipe.jpg")]
     assert "symbolic links" in statuses[str(folder / "loop.jpg")]
-    result = run_cli("predict", "--model", evaluated_run, folder, "--output", out, "--force")  # a folder given
+    # The folder given instead: the same entries reported the same way (issue 21: they were dropped silently),
+    # and a dangling link too.
+    os.symlink("gone.jpg", folder / "dangling.jpg")
+    result = run_cli("predict", "--model", evaluated_run, folder, "--output", out, "--force")
     assert result.code == 0, result.stderr
-    assert pd.read_csv(out).groupby("source")["status"].first().to_dict() == {str(folder / "good.jpg"): "ok"}
+    from_folder = pd.read_csv(out).groupby("source")["status"].first()
+    assert from_folder[str(folder / "good.jpg")] == "ok"
+    assert "not a regular file" in from_folder[str(folder / "pipe.jpg")]
+    assert "symbolic links" in from_folder[str(folder / "loop.jpg")]
+    assert "not found" in from_folder[str(folder / "dangling.jpg")]
+    assert "skipped" in result.stderr and "dangling.jpg" in result.stderr
 
 
 def test_reading_a_file_over_the_limit_stops_before_reading_it(tmp_path):

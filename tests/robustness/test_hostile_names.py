@@ -95,3 +95,21 @@ def test_no_csv_output_holds_a_formula(run_cli, evaluated_run, tmp_path):
     cells = _cells(table)
     assert not [cell for cell in cells if cell.startswith(FORMULA_STARTS)]
     assert any(cell.startswith("'=") for cell in cells)
+
+
+def test_prepare_names_path_like_class_names_and_keeps_them_as_labels(make_synth, tmp_path, caplog):
+    from artextract.config import PrepareConfig
+    from artextract.stages.prepare import prepare_dataset
+
+    synth = make_synth(tmp_path / "synth", artists=3, per_artist=6, size=40)
+    class_file = synth / "csv" / "artist_class"
+    lines = class_file.read_text().splitlines()
+    hostile = ["../../../escaped", "a/b"]
+    lines[:2] = [f"{i} {name}" for i, name in enumerate(hostile)]
+    class_file.write_text("\n".join(lines) + "\n")
+    result = prepare_dataset(synth / "csv", synth / "wikiart", tmp_path / "data", PrepareConfig(image_size=24,
+                                                                                               workers=1))
+    classes = json.loads((tmp_path / "data" / "classes.json").read_text())
+    assert classes["artist"][:2] == hostile and (result.manifest["status"] == "ok").any()
+    warned = [r.getMessage() for r in caplog.records if "looks like a file path" in r.getMessage()]
+    assert len(warned) == 2 and "'../../../escaped'" in warned[0] and "'a/b'" in warned[1]

@@ -148,6 +148,15 @@ def test_writes_killed_midway_leave_no_temporary_file_after_the_next_run(prepare
     prepare_dataset(synth / "csv", synth / "wikiart", data.root, PrepareConfig(image_size=24, workers=1))
     assert not list(data.root.glob("**/.*.tmp"))
 
+    # A frozen run's feature folder (DATA/features/<key>/, below the folders prepare cleans): its done-file save
+    # killed midway is cleaned by the next run needing those maps (issue 21).
+    frozen = tiny_train_config(epochs=1, freeze_backbone=True, batch_size=4, image_size=24)
+    train(data.root, tmp_path / "frozen1", frozen)
+    (done,) = data.root.glob("features/*/done.npy")
+    _killed_midway_through_a_write(done)
+    train(data.root, tmp_path / "frozen2", frozen)
+    assert not list(data.root.glob("**/.*.tmp"))
+
 
 def _children(pid: int) -> set[int]:
     try:

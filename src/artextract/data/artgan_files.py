@@ -87,7 +87,10 @@ def find_split_file(folder: Path, task: str, split: str) -> Path | None:
 # ---------------------------------------------------------------- reading
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_lines(path: Path, per_line: bool = False) -> list[str | None]:
+    """The file's lines. A file that is not UTF-8 is refused, unless `per_line`: then each line that is not comes
+    back as None (one bad row of a split file must not lose the file), while a file mostly of such lines (not an
+    ArtGAN file at all) is still refused."""
     try:
         data = path.read_bytes()
     except OSError as err:
@@ -96,15 +99,31 @@ def _read_lines(path: Path) -> list[str]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise DataError(f"{path}: line {line} is not UTF-8 text; is this an ArtGAN split or class file?") from None
+        refusal = DataError(f"{path}: line {line} is not UTF-8 text; is this an ArtGAN split or class file?")
+        if not per_line:
+            raise refusal from None
+        lines = [_decoded(raw) for raw in data.removeprefix(b"\xef\xbb\xbf").replace(b"\r\n", b"\n")
+                 .replace(b"\r", b"\n").split(b"\n")]
+        if sum(line is None for line in lines) * 2 > sum(bool(line) or line is None for line in lines):
+            raise refusal from None
+        return lines
     # splitlines() also splits on form feeds and other exotic separators; ArtGAN files use \n or \r\n.
-    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return list(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+
+
+def _decoded(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def read_class_file(path: Path) -> list[str]:
     """Class names in index order; the file must list indices 0..n-1 exactly once."""
     names: dict[int, str] = {}
+    lines_of: dict[str, int] = {}
     for number, raw in enumerate(_read_lines(path), start=1):
+        assert raw is not None  # strict reading: a non-UTF-8 class file was refused
         line = raw.strip()
         if not line:
             continue
@@ -114,7 +133,10 @@ def read_class_file(path: Path) -> list[str]:
         index, name = int(match.group(1)), match.group(2).strip()
         if index in names:
             raise DataError(f"{path}:{number}: class index {index} appears twice")
-        names[index] = name
+        if name in lines_of:  # two indices, one name: their paintings would be told apart by nothing
+            raise DataError(f"{path}: lines {lines_of[name]} and {number} both name the class {name!r}; give each "
+                            "class its own name")
+        names[index], lines_of[name] = name, number
     if not names:
         raise DataError(f"{path}: no classes found; expected lines of 'index name'")
     if sorted(names) != list(range(len(names))):
@@ -144,12 +166,16 @@ def read_split_file(path: Path, num_classes: int) -> tuple[list[SplitRow], list[
 
     Path checks that need the image root (escaping it, missing files) happen later, in resolution.
     """
-    lines = _read_lines(path)
-    separator = _detect_separator(lines, path)
+    lines = _read_lines(path, per_line=True)
+    separator = _detect_separator([line for line in lines if line is not None], path)
     rows: list[SplitRow] = []
     problems: list[RowProblem] = []
     name = path.name
     for number, raw in enumerate(lines, start=1):
+        if raw is None:
+            problems.append(RowProblem(name, number, "not UTF-8 text (save the file as UTF-8, or fix this row)",
+                                       ""))
+            continue
         line = raw.strip()
         if not line or _HEADER_RE.match(line):
             continue

@@ -15,6 +15,7 @@ import math
 import os
 import pickle
 import random
+import re
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -71,8 +72,10 @@ def resume_hint(path: Path) -> str:
     previous = previous_checkpoint(path)
     if previous.is_file():
         return (f"; the state saved before it is in {previous.name}: `mv {previous} {path}` and resume again, "
-                "or start the run anew without --resume")
-    return "; start the run again without --resume"
+                "or start the run anew with --force instead of --resume")
+    # --force: the folder is not empty (config.yaml and the rest were written at the start), and a plain start
+    # would be refused as such; --force removes what the run wrote and keeps the user's own files.
+    return "; start the run anew with --force instead of --resume (it replaces what this run had written)"
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -103,6 +106,7 @@ class ModelInfo:
 
 def save_model_file(path: Path, model: nn.Module, classes: dict[str, list[str]], model_config: ModelConfig,
                     preprocessing: Preprocessing, temperature: dict[str, float] | None = None) -> None:
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -110,7 +114,13 @@ def save_model_file(path: Path, model: nn.Module, classes: dict[str, list[str]],
                 "classes": json.dumps(classes, ensure_ascii=False), "model_config": json.dumps(asdict(model_config)),
                 "temperature": json.dumps(temperature or dict.fromkeys(classes, 1.0)), **preprocessing.to_metadata()}
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        try:
+            save_file(tensors, str(tmp), metadata=metadata)
+        except SafetensorError as err:  # the Rust writer reports a full disk as text: the same OSError as elsewhere
+            code = re.search(r"code: (\d+)", str(err))
+            if code is None:
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
 
 
 def read_model_metadata(path: Path) -> ModelInfo:

@@ -137,6 +137,8 @@ class CachedSplit(torch.utils.data.Dataset):
     def __getitem__(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self._images is None:
             self._images = self.features.maps if self.features is not None else open_cache(self._folder.cache)
+        if self.features is not None:
+            self.features.check()
         rows = np.asarray(rows)
         order = np.argsort(self.cache_rows[rows], kind="stable")  # sequential reads of the file
         sorted_rows = rows[order]

@@ -25,12 +25,14 @@ from torch import nn
 
 from artextract.core.atomic import atomic_path, write_json
 from artextract.core.lock import FolderLock
+from artextract.core.outdir import clean_temporaries
 from artextract.core.progress import Progress, log
 from artextract.data.cache import open_cache, read_layout
 from artextract.engine.data import DataInfo, cache_contents
 from artextract.engine.inference import forward_batches
 from artextract.engine.preprocessing import Preprocessing
 from artextract.engine.runtime import Runtime
+from artextract.errors import ArtExtractError
 from artextract.models.backbone import Backbone
 
 FEATURES_FILE, DONE_FILE, LAYOUT_FILE = "features.f16", "done.npy", "layout.json"
@@ -79,8 +81,26 @@ class FeatureCache:
     @property
     def maps(self) -> np.memmap:
         if self._maps is None:
+            self.check()
             self._maps = _open(self.folder, self.layout, "r")
         return self._maps
+
+    def check(self) -> None:
+        """A clear error when the maps file was deleted or cut short by another process (reading a memory map past
+        the end of its file would kill this one with SIGBUS). Cheap: one stat; the loader calls it per batch."""
+        path = self.folder / FEATURES_FILE
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            if self._maps is not None:
+                return  # still mapped: the open map keeps the deleted file's data
+            raise ArtExtractError(f"{path} was deleted while this run used it; run the command again (the maps "
+                                  "are computed again, and `train --resume` goes on exactly)") from None
+        needed = self.layout.count * self.layout.row_bytes
+        if size < needed:
+            raise ArtExtractError(f"{path} was cut short ({size:,} of {needed:,} bytes) by another process while "
+                                  "this run read it; run the command again (the missing maps are computed again, "
+                                  "and `train --resume` goes on exactly)")
 
     def __getstate__(self) -> dict[str, object]:  # worker processes open their own map
         return {"folder": self.folder, "layout": self.layout, "_maps": None}
@@ -135,6 +155,7 @@ def build_features(data: DataInfo, backbone: Backbone, backbone_name: str, prepr
         # done rows that it wrote into the file the other had just replaced: zeros, trusted ever after. The second
         # waits, then finds the maps computed.
         lock.wait_exclusive("computing the same feature maps")
+        clean_temporaries(folder)  # a done-file save that a kill -9 cut short
         layout = _read_layout(folder)
         if layout is None or layout.key != key or layout.count != count:
             layout = FeatureLayout(backbone_name, key, count, _map_shape(frozen, preprocessing, runtime, device))

@@ -23,7 +23,7 @@ import numpy as np
 
 from artextract.config import Config
 from artextract.core.atomic import write_json, write_text
-from artextract.core.outdir import claimed_output_dir
+from artextract.core.outdir import claimed_output_dir, undo_on_failure
 from artextract.core.progress import log
 from artextract.core.records import file_digest
 from artextract.errors import ArtExtractError, ConfigError
@@ -79,9 +79,11 @@ def parse_variants(text: str) -> list[str]:
 
 def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int],
            force: bool = False) -> AblationResult:
-    # OUT locked for the whole ablation: two on one folder would train the same runs side by side.
-    with claimed_output_dir(out, force=force, resumable_marker="runs") as out:
-        return _ablate(data, out, config, variants, seeds)
+    # OUT locked for the whole ablation: two on one folder would train the same runs side by side. One that fails
+    # before any run started leaves nothing behind (not a folder holding only the lock file); runs are kept.
+    with undo_on_failure(Path(out), keep=lambda: (Path(out) / "runs").exists()), \
+            claimed_output_dir(out, force=force, resumable_marker="runs") as claimed:
+        return _ablate(data, claimed, config, variants, seeds)
 
 
 def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int]) -> AblationResult:

@@ -56,7 +56,9 @@ def expand_inputs(arguments: Sequence[str | Path]) -> list[str]:
     for argument in arguments:
         path = Path(argument)
         if path.is_dir():
-            found += sorted(str(p) for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            # Not is_file(): a FIFO, a symlink loop or a dangling link with an image name is listed, so that it is
+            # reported as skipped with its reason, as it is when named on the command line.
+            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
         elif path.exists() or not glob.has_magic(str(argument)):
             found.append(str(argument))  # a missing file is reported, not dropped
         else:

@@ -60,6 +60,12 @@ def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfi
     csvs = read_csv_folder(csv_dir)
     for problem in csvs.problems[:20]:
         log.warning("skipped %s:%d: %s", problem.file, problem.line, problem.reason)
+    for task, names in csvs.classes.items():
+        for name in names:
+            if _path_like(name):
+                log.warning("%s class %r looks like a file path or holds control characters; it is kept as a label, "
+                            "and no output file is ever named after it (heat maps use a slug and an index)", task,
+                            name)
     source = open_source(images, config.max_file_mb << 20)
     files = source.list_files()
     for name, why in source.refused[:20]:
@@ -88,6 +94,11 @@ def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfi
         report["refused_files"] = [{"path": name, "reason": why} for name, why in source.refused]
         _write_data_files(folder, manifest, csvs.classes, report)
     return PrepareResult(out, manifest, report)
+
+
+def _path_like(name: str) -> bool:
+    return ("/" in name or "\\" in name or name.startswith(".") or ".." in name
+            or any(ord(c) < 32 for c in name))
 
 
 def _manifest(paths: list[str], images: list[ImageRecord], tasks: list[str], cache: CacheResult) -> pd.DataFrame:

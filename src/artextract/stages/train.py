@@ -75,8 +75,6 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
         primary = fabric.is_global_zero
         with undo_on_failure(run.root, keep=lambda: resume or run.last.exists() or not primary), \
                 _claim(run, primary, resume, force), _reading(data):
-            if primary and changed:
-                write_config(config, run.config, sections=("model", "train"))  # what the run now is
             if primary and not resume:
                 write_config(config, run.config, sections=("model", "train"))
                 write_environment(run.root)
@@ -92,6 +90,8 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
                     log.warning("%s", line)
             if resume:
                 resume_from_last(session)
+            if primary and changed:  # only once nothing can refuse the resume any more: a refused one changes no file
+                write_config(config, run.config, sections=("model", "train"))  # what the run now is
             result = fit(session, should_stop)
             if primary and not result.interrupted:
                 _record_finished(run, result.state.epoch)
