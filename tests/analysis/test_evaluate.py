@@ -170,3 +170,14 @@ def test_a_data_folder_without_val_images_is_evaluated_on_its_selection_split(ru
     again = run_cli("evaluate", "--run", evaluated.parent, "--data", data, "--out", tmp_path / "e",
                     "--from-predictions")
     assert again.code == 0 and json.loads((tmp_path / "e" / "metrics.json").read_text())["split"] == "select"
+    # Its report cannot be mistaken for a held-out one (issue 26): title, a warning first, the scored split named,
+    # and the calibration after T marked as fitted on the same images.
+    html = (tmp_path / "e" / "report.html").read_text()
+    assert "on the select split</h1>" in html and "Selection split, not a held-out score" in html
+    assert html.index("Selection split, not a held-out score") < html.index('id="metrics"')
+    assert "NOT held out" in html and "fitted on the\nsame images" in html
+    assert "Leak-free: Leak-free" not in html and "leak-free: Leak-free" not in html
+    markdown = (tmp_path / "e" / "report.md").read_text()
+    assert markdown.startswith("# Evaluation on the select split") and "not a held-out score" in markdown
+    held_out = (evaluated / "report.html").read_text()
+    assert "not a held-out score" not in held_out and "official val images (held out" in held_out

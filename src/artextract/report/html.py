@@ -156,7 +156,7 @@ def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metr
     from jinja2 import Environment, PackageLoader
 
     from artextract.report import plots
-    from artextract.report.summary import best_epoch, header_rows
+    from artextract.report.summary import best_epoch, header_rows, split_caveat
 
     curves = None
     if run is not None and run.metrics.is_file():
@@ -171,7 +171,8 @@ def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metr
     html = env.get_template("report.html.j2").render(
         run_name=run.root.name if run else out.root.name, split=metrics["split"], images=metrics["images"],
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), version=__version__,
-        header=header_rows(out, run, data), data_counts=data_counts, data_notes=data_notes,
+        header=header_rows(out, run, data, metrics["split"]), caveat=split_caveat(metrics["split"]),
+        data_counts=data_counts, data_notes=data_notes,
         metric_rows=_metric_rows(metrics), noise_rows=_noise_rows(metrics), curves=curves,
         tasks=_task_sections(out, metrics, outliers), skipped=metrics.get("inputs", {}).get("skipped_by_prepare", 0))
     write_text(out.report_html, html)
@@ -184,7 +185,11 @@ def _md_cell(cell: dict[str, str | None]) -> str:
 
 
 def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame) -> str:
-    lines = [f"# Evaluation ({metrics['split']}, {metrics['images']} images)", "",
+    from artextract.report.summary import split_caveat
+
+    caveat = split_caveat(metrics["split"])
+    lines = [f"# Evaluation on the {metrics['split']} split ({metrics['images']} images)", "",
+             *([f"> **{caveat}**", ""] if caveat else []),
              "| task | images | accuracy [95 % CI] | top-5 | balanced acc. | macro F1 [95 % CI] | weighted F1 | ECE | "
              "ECE after T |", "|---|---|---|---|---|---|---|---|---|"]
     for row in _metric_rows(metrics):

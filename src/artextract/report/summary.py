@@ -16,6 +16,21 @@ import pandas as pd
 
 from artextract.layout import ENVIRONMENT, DataFolder, EvalFolder, RunFolder
 
+# What a figure on each split can and cannot claim: a report of the selection or training split must not read like
+# a held-out one (the sample route has no val image, so evaluate falls back to the selection split).
+SPLIT_CAVEATS = {
+    "select": "Selection split, not a held-out score: these images also chose the epoch that was kept and fitted "
+              "the calibration temperature, so every figure here is optimistic. A held-out score needs the "
+              "official val images (split eval), or a part of train the run never saw.",
+    "train": "Training split, not a held-out score: the model learned from these images, so the figures measure "
+             "how well it fits them, not how well it generalises.",
+}
+
+
+def split_caveat(split: str) -> str | None:
+    """The warning a report of `split` opens with; None for the held-out eval split."""
+    return SPLIT_CAVEATS.get(split)
+
 
 def best_epoch(history: pd.DataFrame) -> int | None:
     """The epoch whose model was kept: the first with the highest selection score (NaN never counts), as the
@@ -83,7 +98,8 @@ def _model_rows(run: RunFolder) -> list[tuple[str, str]]:
     return rows
 
 
-def header_rows(out: EvalFolder, run: RunFolder | None, data: Path | None) -> list[tuple[str, str]]:
+def header_rows(out: EvalFolder, run: RunFolder | None, data: Path | None,
+                split: str = "eval") -> list[tuple[str, str]]:
     """(what, value) rows saying what was evaluated, on which data, by which code."""
     rows: list[tuple[str, str]] = []
     if run is not None:
@@ -94,7 +110,14 @@ def header_rows(out: EvalFolder, run: RunFolder | None, data: Path | None) -> li
     rows.append(("DATA folder", data_path or "n/a"))
     report = _read_json(DataFolder(Path(data_path)).report_json) if data_path else {}
     if report.get("protocol"):
-        rows.append(("protocol", f"{report['protocol']['name']}: {report['protocol']['description']}"))
+        name, description = report["protocol"]["name"], report["protocol"]["description"]
+        # The description may open with the name ("Leak-free protocol ..."): say it once.
+        rows.append(("protocol", description if description.lower().startswith(name.lower()) else
+                     f"{name}: {description}"))
+    rows.append(("scored split", {"eval": "eval: the official val images (held out from training and selection)",
+                                  "select": "select: the selection set carved from train (NOT held out; see the "
+                                            "warning above)",
+                                  "train": "train: the training images (NOT held out)"}.get(split, split)))
     evaluated, trained = _read_json(out.root / ENVIRONMENT), _read_json(run.root / ENVIRONMENT) if run else {}
     for label, record in (("evaluated by", evaluated), ("trained by", trained)):
         if record:
