@@ -227,3 +227,24 @@ def test_images_the_model_cannot_judge_are_predicted_with_a_warning(run_cli, eva
     warnings = {Path(r["source"]).name: r["warning"] for r in json.loads(out.read_text())}
     assert "only 8x8 pixels" in warnings["tiny.png"] and "keeps 3% of it" in warnings["strip.png"]
     assert warnings["fine.png"] == "" and "warning: " in result.stderr
+
+
+def test_the_table_keeps_whole_names_and_the_warnings_and_outputs_say_where(run_cli, evaluated_run, tmp_path):
+    """Issue 26 item 5: names cut at 41 characters, `ok` beside a warning, p.xlsx holding a text table, silent
+    --output and --cam."""
+    rng = np.random.default_rng(2)
+    names = [f"a-painting-whose-file-name-is-long-{'x' * 30}-{i}.png" for i in range(2)]
+    for name in names:
+        Image.fromarray(rng.integers(0, 255, (60, 70, 3), dtype=np.uint8)).save(tmp_path / name)
+    Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(tmp_path / "tiny.png")
+    result = run_cli("predict", "--model", evaluated_run, tmp_path)
+    assert result.code == 0, result.stderr
+    first_column = "".join(line.split("│")[1].strip() for line in result.stdout.splitlines() if line.count("│") > 2)
+    assert all(str(tmp_path / name) in first_column for name in names)  # folded lines join into the whole path
+    assert "ok, but" in result.stdout
+    refused = run_cli("predict", "--model", evaluated_run, tmp_path / "tiny.png", "--output", tmp_path / "p.xlsx")
+    assert refused.code == 2 and "not .xlsx" in refused.stderr and not (tmp_path / "p.xlsx").exists()
+    written = run_cli("predict", "--model", evaluated_run, tmp_path / "tiny.png", "--output", tmp_path / "p.txt",
+                      "--cam", tmp_path / "cams")
+    assert written.code == 0, written.stderr
+    assert f"to {tmp_path / 'p.txt'}" in written.stderr and f"heat maps in {tmp_path / 'cams'}" in written.stderr

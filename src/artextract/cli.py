@@ -423,8 +423,11 @@ def predict(
     text = format_predictions(results, format_)
     if output is not None:
         write_text(output, text)
+        typer.echo(f"artextract: wrote the predictions of {len(results)} images to {output}", err=True)
     else:
         typer.echo(text, nl=False)
+    if cam is not None:
+        typer.echo(f"artextract: heat maps in {cam}", err=True)
     if not any(r["status"] == "ok" for r in results):
         raise ArtExtractError(f"none of the {len(results)} images could be predicted (reasons above)")
 

@@ -47,18 +47,19 @@ def predictions_table(results: list[dict[str, Any]]) -> str:
     from artextract.data.wikiart import TASKS
 
     table = Table()
-    table.add_column("image")
+    table.add_column("image", overflow="fold")  # folded, never cut: long names differ at their ends
     seen = {t for r in results for t in r["predictions"]}
     tasks = [t for t in TASKS if t in seen]
     for task in tasks:
         table.add_column(task)
-    failed = any(r["status"] != "ok" for r in results)
-    if failed:
-        table.add_column("status")
+    noted = any(r["status"] != "ok" or r.get("warning") for r in results)
+    if noted:
+        table.add_column("status", overflow="fold")
     for r in results:
         cells = ["\n".join(f"{e['class']} {e['probability']:.2f}" for e in r["predictions"].get(task, []))
                  for task in tasks]
-        table.add_row(r["source"], *cells, *([r["status"]] if failed else []))
+        status = f"ok, but {r['warning']}" if r["status"] == "ok" and r.get("warning") else r["status"]
+        table.add_row(r["source"], *cells, *([status] if noted else []))
     console = Console(file=io.StringIO(), width=160)
     console.print(table)
     return console.file.getvalue()

@@ -219,6 +219,9 @@ def output_format(format_: str | None, output: Path | None) -> str:
     """The format asked for, else the one the output file's extension names, else the terminal table."""
     if format_ is None:
         suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+        if suffix not in ("", "json", "csv", "txt"):  # a p.xlsx holding a text table would mislead
+            raise ArtExtractError(f"--output {output}: predict writes a table (.txt), JSON (.json) or CSV (.csv), "
+                                  "not ." + suffix + "; name the file so, or pass --format")
         format_ = suffix if suffix in ("json", "csv") else "table"
     if format_ not in ("table", "json", "csv"):
         raise ArtExtractError(f"--format must be table, json or csv, got {format_!r}")
