@@ -255,3 +255,25 @@ def test_settings_that_defeat_the_reader_are_warned_about(run_cli, prepared_smal
                    "--set", "train.workers=0", "--set", "model.hidden_size=8")
     assert tiny.code == 0, tiny.stderr
     assert "1x1 feature grid at 32 px" in tiny.stderr
+
+
+def test_a_temperature_that_worsens_calibration_is_said_once_per_run(monkeypatch, caplog):
+    """Issue 26: the caveat came again at every better epoch."""
+    import logging
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from artextract.analysis import calibration
+    from artextract.engine.selection import fit_temperatures
+
+    eces = iter([0.01, 0.2] * 3)  # before, after: every fit makes the selection ECE worse
+    monkeypatch.setattr(calibration, "reliability", lambda y, p: {"ece": next(eces)})
+    rng = np.random.default_rng(0)
+    dataset = SimpleNamespace(labels=rng.integers(0, 3, (40, 1)), tasks=["artist"])
+    predicted = {"row": np.arange(40), "logits_artist": rng.normal(size=(40, 3)).astype(np.float32)}
+    noted: set[str] = set()
+    with caplog.at_level(logging.INFO, logger="artextract"):
+        for _epoch in range(3):
+            fit_temperatures(dataset, predicted, noted)
+    assert sum("raises the selection set's calibration error" in r.getMessage() for r in caplog.records) == 1

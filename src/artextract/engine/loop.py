@@ -83,6 +83,7 @@ class Session:
     class_weights: dict[str, torch.Tensor] | None
     features: FeatureCache | None  # the frozen backbone's maps, for the frozen epochs
     state: RunState = field(default_factory=RunState)
+    calibration_noted: set[str] = field(default_factory=set)  # tasks whose temperature caveat was logged this run
 
     @property
     def tasks(self) -> list[str]:
@@ -310,8 +311,8 @@ def _epochs(session: Session, loaders: dict[bool, Any], stop: _StopRequest,
             state.best_score, state.best_epoch, state.bad_epochs = row["score"], state.epoch, 0
         else:
             state.bad_epochs += 1
-        temperatures = (fit_temperatures(session.select_set, predicted) if improved and predicted is not None
-                        else None)
+        temperatures = (fit_temperatures(session.select_set, predicted, session.calibration_noted)
+                        if improved and predicted is not None else None)
         _save(session, improved, temperatures)
         log.info("epoch %d/%d: train loss %.4f, selection score %.4f%s, %.0f img/s", state.epoch,
                  train_cfg.epochs, epoch_losses["train_loss"], row["score"], " (best)" if improved else "",

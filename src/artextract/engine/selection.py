@@ -95,10 +95,11 @@ def selection_metrics(dataset: CachedSplit, predicted: dict[str, np.ndarray]) ->
     return metrics
 
 
-def fit_temperatures(dataset: CachedSplit, predicted: dict[str, np.ndarray]) -> dict[str, float]:
+def fit_temperatures(dataset: CachedSplit, predicted: dict[str, np.ndarray],
+                     noted: set[str] | None = None) -> dict[str, float]:
     """Per task, the temperature that minimises the selection logits' negative log-likelihood (the file's
     calibration); says so when it raises the selection set's binned calibration error (a fit on a handful of
-    images can)."""
+    images can), once per task of `noted` (the run's: not again at every better epoch)."""
     from artextract.analysis.calibration import fit_temperature, reliability
     from artextract.analysis.probabilities import softmax
 
@@ -109,7 +110,9 @@ def fit_temperatures(dataset: CachedSplit, predicted: dict[str, np.ndarray]) -> 
         y, logits = labels[labelled, column], predicted[f"logits_{task}"][labelled]
         temperatures[task] = temperature = fit_temperature(logits, y)
         before, after = reliability(y, softmax(logits))["ece"], reliability(y, softmax(logits, temperature))["ece"]
-        if after > before:
+        if after > before and task not in (noted if noted is not None else set()):
+            if noted is not None:
+                noted.add(task)
             log.info("%s: temperature %.3f raises the selection set's calibration error (%.3f -> %.3f, %d images)",
                      task, temperature, before, after, len(y))
     return temperatures
