@@ -201,8 +201,9 @@ def prepare(
 
 @app.command()
 def train(
-    data: Annotated[Path, typer.Option("--data", help="DATA folder written by `artextract prepare`.")],
     out: Annotated[Path, typer.Option("--out", help="RUN folder to write.")],
+    data: Annotated[Path | None, typer.Option("--data", help="DATA folder written by `artextract prepare` "
+                                                             "(with --resume: the run's own, by default).")] = None,
     tasks: Annotated[str | None, typer.Option(
         help=_h("model.tasks", "Comma-separated tasks: artist,style,genre."))] = None,
     backbone: Annotated[str | None, typer.Option(help=_h("model.backbone", "timm model name, e.g. resnet18."))] = None,
@@ -248,6 +249,11 @@ def train(
     # On --resume: the run's own config, then any file and --set given now (e.g. more epochs).
     cfg = _resolve_config(verbose, config, overrides, ("model", "train"), print_config,
                           base=load_config(saved) if resume else None)
+    if data is None:  # run.json records the DATA a run trained on: resuming needs no --data
+        data = RunFolder(out).trained_on() if resume else None
+        if data is None:
+            raise ArtExtractError("--data DATA is needed: the folder written by `artextract prepare`"
+                                  + (f" ({out} does not record one)" if resume else ""))
     result = run_training(data, out, cfg, resume=resume, force=force)
     state = result.state
     if result.primary:
@@ -256,7 +262,7 @@ def train(
                    f"{state.best_epoch}")
         typer.echo(f"model: {result.run.model}  metrics: {result.run.metrics}")
         _next(f"artextract evaluate --run {out}" if not result.interrupted
-              else f"artextract train --data {data} --out {out} --resume")
+              else f"artextract train --out {out} --resume")
     if result.interrupted:
         raise typer.Exit(130)
 

@@ -113,6 +113,11 @@ def test_cli_trains_and_resumes(run_cli, prepared_small, tmp_path):
     more = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--resume", "--epochs", "2")
     assert more.code == 0, more.stderr
     assert len(pd.read_csv(tmp_path / "run" / "metrics.csv")) == 2
+    # --resume finds its DATA in run.json (issue 26: --data was required)
+    again = run_cli("train", "--out", tmp_path / "run", "--resume", "--epochs", "3")
+    assert again.code == 0, again.stderr
+    assert len(pd.read_csv(tmp_path / "run" / "metrics.csv")) == 3
+    assert run_cli("train", "--out", tmp_path / "new").code == 2  # a new run still needs --data
     import yaml
 
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
