@@ -48,6 +48,7 @@ def _inside(root: str, relative: str) -> bool:
 @given(text=_LINES, encoding=_ENCODINGS, num_classes=st.integers(1, 30))
 @example(text="../../etc/passwd,1\n/abs/x.jpg,1\nC:\\x.jpg,1\na\\..\\..\\b.jpg,1\n./a//b.jpg,1\n", encoding="utf-8",
          num_classes=3)
+@example(text="Impressionism/,0\n\x85", encoding="latin-1", num_classes=1)  # a Latin-1 NEL: blank, not a bad row
 def test_split_files_parse_or_report_and_stay_inside_the_root(text, encoding, num_classes):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "artist_train"

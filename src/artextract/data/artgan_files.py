@@ -115,7 +115,8 @@ def _decoded(raw: bytes) -> str | None:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        return None
+        # Blank in a single-byte encoding (a Latin-1 no-break space or NEL): a blank line, not a bad row.
+        return "" if not raw.decode("latin-1").strip() else None
 
 
 def read_class_file(path: Path) -> list[str]:
