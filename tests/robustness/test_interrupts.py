@@ -40,7 +40,7 @@ def straight_run(prepared_small, tmp_path_factory) -> Path:
     return run
 
 
-def _interrupt_at_loss_call(monkeypatch, call: int, presses: int) -> None:
+def _interrupt_at_loss_call(monkeypatch, call: int, presses: int, signum: int = signal.SIGINT) -> None:
     real_loss = loop_module.masked_multitask_loss
     calls = {"n": 0}
 
@@ -48,7 +48,7 @@ def _interrupt_at_loss_call(monkeypatch, call: int, presses: int) -> None:
         calls["n"] += 1
         if calls["n"] == call:
             for _ in range(presses):
-                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signum)
         return real_loss(*args, **kwargs)
 
     monkeypatch.setattr(loop_module, "masked_multitask_loss", pressing)
@@ -69,16 +69,7 @@ def test_a_second_ctrl_c_aborts_without_saving_the_step_in_progress(prepared_sma
 def test_sigterm_saves_at_a_step_boundary_and_the_run_resumes_exactly(prepared_small, straight_run, tmp_path,
                                                                       monkeypatch):
     """Issue 21: SLURM and Kubernetes stop a job with SIGTERM (then SIGKILL); it used to kill the run unsaved."""
-    real_loss = loop_module.masked_multitask_loss
-    calls = {"n": 0}
-
-    def terminated(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 6:  # inside the second epoch's second step
-            os.kill(os.getpid(), signal.SIGTERM)
-        return real_loss(*args, **kwargs)
-
-    monkeypatch.setattr(loop_module, "masked_multitask_loss", terminated)
+    _interrupt_at_loss_call(monkeypatch, call=6, presses=1, signum=signal.SIGTERM)  # the second epoch's 2nd step
     run = tmp_path / "run"
     assert train(prepared_small, run, tiny_train_config(epochs=2)).interrupted
     assert _saved_state(run) == (1, 2, 6)  # the step in progress finished and was saved
