@@ -115,8 +115,15 @@ def _decoded(raw: bytes) -> str | None:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        # Blank in a single-byte encoding (a Latin-1 no-break space or NEL): a blank line, not a bad row.
-        return "" if not raw.decode("latin-1").strip() else None
+        # Blank in a single-byte encoding the file may be in (a no-break space, NEL): a blank line, not a bad row.
+        return "" if any(_blank_in(raw, encoding) for encoding in ("latin-1", "cp1252", "cp437")) else None
+
+
+def _blank_in(raw: bytes, encoding: str) -> bool:
+    try:
+        return not raw.decode(encoding).strip()
+    except UnicodeDecodeError:
+        return False
 
 
 def read_class_file(path: Path) -> list[str]:
