@@ -13,6 +13,7 @@ The folder defaults to the largest one under DATA/features/.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 from pathlib import Path
@@ -67,9 +68,13 @@ def main() -> None:
     size_mb = maps.stat().st_size / 1e6
     _epoch_reads(split, args.batch, seed=0)  # brings the file into memory
     warm = _epoch_reads(split, args.batch, seed=1)
+    rows = len(split)
+    del split  # unmapped first: the kernel keeps pages that a live mapping still holds
+    gc.collect()
     dropped = _drop_pages(maps)
     split = CachedSplit(info, "train", list(info.classes), FeatureCache(folder, layout))  # a fresh memory map
     cold = _epoch_reads(split, args.batch, seed=2)
+    assert len(split) == rows
     print(f"{folder.name}: {len(split):,} training rows of {layout.row_bytes / 1e3:,.1f} kB "
           f"({size_mb:,.0f} MB file), batch {args.batch}, shuffled")
     print(f"  warm (page cache)                {warm:10,.0f} img/s")
