@@ -196,7 +196,8 @@ def prepare(
     for line in summary_lines(result.report):
         typer.echo(line)
     typer.echo(f"report: {DataFolder(out).report_md}")
-    _next(f"artextract train --data {out} --out RUN")
+    # The recipe's config names the model and training too: the next command takes it as this one did.
+    _next(f"artextract train --data {out} --out RUN" + (f" --config {config}" if config else ""))
 
 
 @app.command()

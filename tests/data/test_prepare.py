@@ -197,3 +197,19 @@ def test_the_cli_points_at_the_next_command(run_cli, synth_quirky, tmp_path):
                      tmp_path / "data", "--image-size", "32", "--workers", "1")
     assert result.code == 0, result.stderr
     assert f"next: artextract train --data {tmp_path / 'data'} --out RUN" in result.stdout
+
+
+def test_rows_without_images_are_summarised_once_and_the_next_command_keeps_the_config(make_synth, tmp_path,
+                                                                                        run_cli):
+    """Issue 26: `closest: None` printed for every row of a sample; the next command dropped --config."""
+    synth = make_synth(tmp_path / "synth", artists=3, per_artist=6, size=40)
+    styles = sorted(p for p in (synth / "wikiart").iterdir() if p.is_dir())
+    shutil.rmtree(styles[0])  # a sample without that style's images: no close names to offer
+    config = tmp_path / "c.yaml"
+    config.write_text("prepare:\n  image_size: 24\n  workers: 1\n")
+    result = run_cli("prepare", "--csv-dir", synth / "csv", "--images", synth / "wikiart", "--out",
+                     tmp_path / "data", "--config", config)
+    assert result.code == 0, result.stderr
+    assert f"artextract train --data {tmp_path / 'data'} --out RUN --config {config}" in result.stdout
+    report = (tmp_path / "data" / "prepare_report.md").read_text()
+    assert "None" not in report and "No file with a close name exists for any of them" in report

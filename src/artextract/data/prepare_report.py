@@ -98,6 +98,16 @@ def _listing(title: str, items: list[dict[str, Any]], keys: list[str]) -> str:
     return f"\n### {title}: {len(items)}\n\n" + _table(keys, [[item.get(k, "") for k in keys] for item in shown]) + more
 
 
+def _unmatched_listing(rows: list[dict[str, Any]]) -> str:
+    """The rows matching no file; the `closest` column only when some row has a close name (a sample without
+    those images has none, and 136,149 rows of `None` say nothing)."""
+    if any(row.get("closest") for row in rows):
+        return _listing("Rows matching no file", rows, ["file", "line", "path", "closest"])
+    note = ("\nNo file with a close name exists for any of them: the images are not in --images (a sample, or an "
+            "incomplete download), not misspelt.\n" if rows else "")
+    return _listing("Rows matching no file", rows, ["file", "line", "path"]) + note
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     images, protocol = report["images"], report["protocol"]
     parts = [
@@ -138,7 +148,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     parts += [
         _listing("Conflicting duplicates", report["duplicates"]["conflicting"], ["path", "task", "labels", "rows"]),
         _listing("Malformed rows", report["malformed_rows"], ["file", "line", "reason", "text"]),
-        _listing("Rows matching no file", report["unmatched_rows"], ["file", "line", "path", "closest"]),
+        _unmatched_listing(report["unmatched_rows"]),
         _listing("Skipped images", report["skipped_images"], ["path", "reason"]),
         _listing("Files refused unread", report.get("refused_files", []), ["path", "reason"]),
         _listing("Repaired paths", report["repairs"]["rows"], ["file", "line", "csv_path", "path", "repair"]),
