@@ -339,3 +339,18 @@ def test_a_disk_filling_up_while_the_model_file_is_written_is_the_same_one_line(
     line = _error_line(result.stderr)
     assert f"No space left on device while writing {run.model}" in line and "rerun" in line
     assert run.last.is_file()  # the epoch's checkpoint is there: --resume goes on
+
+
+def test_first_mistakes_with_folders_name_the_right_command(run_cli, prepared_small, tmp_path, make_synth):
+    """Issue 26: the ArtGAN CSV folder given as --data, and a folder that is not a run given to evaluate."""
+    synth = make_synth(tmp_path / "synth", artists=3, per_artist=6, size=40)
+    csv = run_cli(*_tiny_train_args(synth / "csv", tmp_path / "run"))
+    assert csv.code == 2 and f"prepare --csv-dir {synth / 'csv'}" in _error_line(csv.stderr)
+    (tmp_path / "notarun").mkdir()
+    notarun = run_cli("evaluate", "--run", tmp_path / "notarun")
+    assert notarun.code == 2 and "is not a trained RUN folder (no model.safetensors)" in _error_line(notarun.stderr)
+    run = tmp_path / "stopped"
+    assert run_cli(*_tiny_train_args(prepared_small, run)).code == 0
+    (run / "model.safetensors").unlink()  # as a run stopped during its first epoch leaves it (last.pt saved)
+    stopped = run_cli("evaluate", "--run", run)
+    assert stopped.code == 2 and f"artextract train --out {run} --resume" in _error_line(stopped.stderr)

@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from artextract.data.artgan_files import find_class_file
 from artextract.data.cache import IMAGES_FILE, contents_digest, images_complete, open_cache, read_layout
+from artextract.data.wikiart import TASKS
 from artextract.errors import DataError
 from artextract.layout import DataFolder
 
@@ -37,6 +39,11 @@ def load_data_folder(folder: Path) -> DataInfo:
     """The manifest, classes and cache layout of a prepared DATA folder, checked for completeness."""
     data = DataFolder(Path(folder))
     if not data.manifest.is_file():
+        if Path(folder).is_dir() and any(find_class_file(Path(folder), task) for task in TASKS):
+            # The ArtGAN CSV folder given where the prepared DATA is expected (a common first mistake).
+            raise DataError(f"{folder} holds the ArtGAN CSV files, not a prepared DATA folder: prepare it first, "
+                            f"`artextract prepare --csv-dir {folder} --images wikiart.zip --out DATA`, then pass "
+                            "--data DATA")
         raise DataError(f"{folder} has no {data.manifest.name}: run `artextract prepare ... --out {folder}` first")
     try:
         classes = data.read_classes()
