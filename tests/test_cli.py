@@ -217,3 +217,15 @@ def test_next_command_hints_run_as_printed_without_an_activated_venv(monkeypatch
     words = shlex.split(hint.replace("DATA", "d"))
     done = subprocess.run(words, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_usage_errors_are_one_line_naming_the_help(run_cli):
+    """Issue 26: README promises one line for bad usage; typer printed a four-line box."""
+    for args, expected in [(("train", "--bogus"), "No such option: --bogus"),
+                           (("traim",), "No such command 'traim'. Did you mean 'train'?"),
+                           (("train", "--out", "x", "--epochs", "abc"), "Invalid value for '--epochs'")]:
+        result = run_cli(*args)
+        assert result.code == 2, (args, result.stderr)
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("artextract: error: ") and expected in line and "--help`)" in line
+    assert run_cli("--help").code == 0

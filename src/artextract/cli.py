@@ -470,13 +470,35 @@ def demo(
 _ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
-def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2.
+def _click_exceptions(name: str) -> tuple[type[BaseException], ...]:
+    """Click's exception class `name`, from the click that typer uses (recent typer releases carry their own copy
+    in typer._click) and from click itself, whichever are installed."""
+    import importlib
 
-    Typer (click) already reports usage errors with exit code 2 and Ctrl-C with 130.
-    """
+    found = []
+    for module_name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            found.append(getattr(importlib.import_module(module_name), name))
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+def main() -> None:
+    """Console entry point: user errors, usage errors included, become one line on stderr and exit code 2;
+    Ctrl-C exits with 130."""
+    usage_errors, aborts = _click_exceptions("UsageError"), _click_exceptions("Abort")
     try:
-        app()
+        code = app(standalone_mode=False)  # usage errors come here instead of click's boxed message
+        sys.exit(code if isinstance(code, int) else 0)
+    except usage_errors as err:
+        context = getattr(err, "ctx", None)
+        command = context.command_path if context is not None else "artextract"
+        typer.echo(f"artextract: error: {err.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(2)
+    except aborts:
+        typer.echo("artextract: interrupted", err=True)
+        sys.exit(130)
     except ArtExtractError as err:
         typer.echo(f"artextract: error: {err}", err=True)
         sys.exit(2)
