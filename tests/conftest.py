@@ -15,7 +15,11 @@ from artextract.cli import main
 from artextract.config import SynthConfig
 from artextract.data.synth import generate_dataset
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "artgan-wikiart"
+# The shared data (the ArtGAN CSVs in artgan-wikiart/, the real sample in wikiart-real/): ../shared/data beside the
+# checkout, or wherever ARTEXTRACT_DATA points.
+DATA_ROOT = Path(os.environ.get("ARTEXTRACT_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+SHARED_DATA = DATA_ROOT / "artgan-wikiart"
+DATA_HINT = "set ARTEXTRACT_DATA to the folder holding artgan-wikiart/ and wikiart-real/"
 # Every non-ASCII sequence in the real ArtGAN CSVs, and what it stands for (a table made by hand, so that the
 # mojibake repair is checked against something other than itself).
 REAL_MOJIBAKE = {"ã\xad": "í", "ã¶": "ö", "ã©": "é", "ã¨": "è", "ã¼": "ü", "ã³": "ó", "â\xa0": "\xa0"}

@@ -13,12 +13,13 @@ import pytest
 from artextract.config import PrepareConfig, load_config
 from artextract.stages.prepare import prepare_dataset
 
-from conftest import SHARED_DATA
+from conftest import DATA_HINT, SHARED_DATA
 
 SAMPLE = SHARED_DATA.parent / "wikiart-real" / "wikiart-train-sample.zip"
 RECIPE = Path(__file__).resolve().parents[1] / "configs" / "wikiart-real-cpu.yaml"
 pytestmark = [pytest.mark.real,
-              pytest.mark.skipif(not SAMPLE.is_file(), reason=f"the real WikiArt sample is not at {SAMPLE}")]
+              pytest.mark.skipif(not SAMPLE.is_file(),
+                                 reason=f"the real WikiArt sample is not at {SAMPLE}; {DATA_HINT}")]
 
 
 def test_prepare_the_sample_with_the_full_csvs(tmp_path):
