@@ -98,7 +98,11 @@ def _describe(run: RunFolder | None) -> str:
     try:  # a damaged or hand-edited config.yaml only costs the description
         model = yaml.safe_load(run.config.read_text(encoding="utf-8"))["model"]
         reader = "GAP" if model["reader"] == "none" else f"{model['reader']} {model['scan']} {model['pooling']}"
-        return f"{model['backbone']} ({model['weights']}) + {reader}"
+        if model.get("representation") == "pyramid":  # stage statistics instead of the last map
+            reader = "stage statistics" + (", concatenated" if model["reader"] == "none" else
+                                           f" read by {model['reader']}")
+        tuned = f", last {model['tuned_stages']} stage(s) tuned" if model.get("tuned_stages") else ""
+        return f"{model['backbone']} ({model['weights']}{tuned}) + {reader}"
     except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
         return f"unknown model ({run.config} is unreadable)"
 
