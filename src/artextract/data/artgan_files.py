@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from artextract.data.names import outside_reason
 from artextract.errors import DataError
 
 ARTIST_HEADER = "(Path to image),, (Groundtruth class)"
@@ -200,14 +201,11 @@ def read_split_file(path: Path, num_classes: int) -> tuple[list[SplitRow], list[
         if not 0 <= label < num_classes:
             problems.append(RowProblem(name, number, f"label {label} out of range 0..{num_classes - 1}", line))
             continue
-        if image.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", image):
-            problems.append(RowProblem(name, number, "absolute path (paths must be relative to the image root)",
-                                       line))
+        outside = outside_reason(image)
+        if outside:
+            problems.append(RowProblem(name, number, outside, line))
             continue
         parts = image.replace("\\", "/").split("/")
-        if ".." in parts:
-            problems.append(RowProblem(name, number, "path escapes the image root ('..')", line))
-            continue
         rows.append(SplitRow("/".join(p for p in parts if p not in ("", ".")), label, name, number))
     return rows, problems
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from artextract.config import DEFAULT_MAX_FILE_MB
+from artextract.data.names import outside_reason
 from artextract.errors import DataError
 
 _UTF8_FLAG, _ENCRYPTED_FLAG = 0x800, 0x1
@@ -128,11 +129,6 @@ def _inside(link: Path, root: Path) -> bool:
         return True
 
 
-def _unsafe_member(name: str) -> bool:
-    """A member name that would point outside the archive's folder if extracted: absolute, a drive, or `..`."""
-    parts = name.replace("\\", "/").split("/")
-    return name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts
-
 
 def _member_name(info: zipfile.ZipInfo) -> str:
     """The member's name as its creator meant it: names without the UTF-8 flag are often UTF-8 anyway."""
@@ -169,9 +165,10 @@ class ZipSource:
             named = [(_member_name(i), i) for i in self._zip.infolist() if not i.is_dir()]
             # Nothing is ever extracted, but such a name (../../x.jpg, /tmp/x.jpg) is hostile or broken: left
             # out and reported, so that it neither reaches a path nor hides the archive's wrapper folder.
-            self.refused = [(name, "its name points outside the archive (absolute, a drive or '..')")
-                            for name, _ in named if _unsafe_member(name)]
-            self._members = {name: info for name, info in named if not _unsafe_member(name)}
+            outside = {name: outside_reason(name) for name, _ in named}
+            self.refused = [(name, f"its name points outside the archive: {why}")
+                            for name, why in outside.items() if why]
+            self._members = {name: info for name, info in named if not outside[name]}
         return self._zip, self._members
 
     def list_files(self) -> list[str]:

@@ -7,6 +7,7 @@ NFD. `name_key` maps every spelling of a name to one key, so CSV rows can be mat
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u00b4": "'", "`": "'"})
@@ -54,3 +55,13 @@ def name_key(name: str) -> str:
     """One key for every spelling of a relative path: mojibake repaired, NFC, case-folded, plain apostrophes."""
     repaired = repair_mojibake(unicodedata.normalize("NFC", name))
     return unicodedata.normalize("NFC", repaired).translate(_APOSTROPHES).casefold()
+
+
+def outside_reason(path: str) -> str | None:
+    """Why a relative path from a CSV row or an archive member would point outside its root (absolute, a drive,
+    or `..`), or None when it stays inside."""
+    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", path):
+        return "absolute path (paths must be relative to the image root)"
+    if ".." in path.replace("\\", "/").split("/"):
+        return "path escapes the image root ('..')"
+    return None
