@@ -59,6 +59,15 @@ class FeatureLayout:
     def row_bytes(self) -> int:
         return int(np.prod(self.shape)) * 2
 
+    @property
+    def file_bytes(self) -> int:
+        return self.count * self.row_bytes
+
+    def file_whole(self, folder: Path) -> bool:
+        """Whether `folder` holds a maps file long enough for every row (not deleted, not cut short)."""
+        maps_file = folder / FEATURES_FILE
+        return maps_file.is_file() and maps_file.stat().st_size >= self.file_bytes
+
 
 def feature_key(frozen: nn.Module, preprocessing: Preprocessing, contents: str, tag: str = "") -> str:
     """Changes whenever the maps would: any weight of the part computing them, the preprocessing, the cached images,
@@ -96,7 +105,7 @@ class FeatureCache:
                 return  # still mapped: the open map keeps the deleted file's data
             raise ArtExtractError(f"{path} was deleted while this run used it; run the command again (the maps "
                                   "are computed again, and `train --resume` goes on exactly)") from None
-        needed = self.layout.count * self.layout.row_bytes
+        needed = self.layout.file_bytes
         if size < needed:
             raise ArtExtractError(f"{path} was cut short ({size:,} of {needed:,} bytes) by another process while "
                                   "this run read it; run the command again (the missing maps are computed again, "
@@ -119,6 +128,12 @@ def _read_layout(folder: Path) -> FeatureLayout | None:
         return None
 
 
+def _current_layout(folder: Path, key: str, count: int) -> FeatureLayout | None:
+    """The folder's layout when it is of these maps (same key, same cache rows); None otherwise."""
+    layout = _read_layout(folder)
+    return layout if layout is not None and layout.key == key and layout.count == count else None
+
+
 def _folder_and_key(data: DataInfo, backbone: Backbone, backbone_name: str,
                     preprocessing: Preprocessing) -> tuple[Path, str, int]:
     """(feature folder, key, cache rows) of the maps `backbone.frozen_part()` computes on DATA's cache."""
@@ -135,11 +150,8 @@ def find_features(data: DataInfo, backbone: Backbone, backbone_name: str, prepro
     """The already computed maps of `backbone`'s frozen part when every one of `rows` is there, else None (e.g. the
     backbone was fine-tuned, so its maps are not those cached). Computes nothing, writes nothing."""
     folder, key, count = _folder_and_key(data, backbone, backbone_name, preprocessing)
-    layout = _read_layout(folder)
-    if layout is None or layout.key != key or layout.count != count:
-        return None
-    maps_file = folder / FEATURES_FILE
-    if not maps_file.is_file() or maps_file.stat().st_size < layout.count * layout.row_bytes:
+    layout = _current_layout(folder, key, count)
+    if layout is None or not layout.file_whole(folder):
         return None
     return FeatureCache(folder, layout) if _load_done(folder, count)[rows].all() else None
 
@@ -156,20 +168,20 @@ def build_features(data: DataInfo, backbone: Backbone, backbone_name: str, prepr
         # waits, then finds the maps computed.
         lock.wait_exclusive("computing the same feature maps")
         clean_temporaries(folder)  # a done-file save that a kill -9 cut short
-        layout = _read_layout(folder)
-        if layout is None or layout.key != key or layout.count != count:
+        layout = _current_layout(folder, key, count)
+        if layout is None:
             layout = FeatureLayout(backbone_name, key, count, _map_shape(frozen, preprocessing, runtime, device))
             for stale in (folder / FEATURES_FILE, folder / DONE_FILE):
                 stale.unlink(missing_ok=True)
             write_json(folder / LAYOUT_FILE, {**asdict(layout), "preprocessing": asdict(preprocessing)})
         done = _load_done(folder, layout.count)
         maps_file = folder / FEATURES_FILE
-        if done.any() and (not maps_file.is_file() or maps_file.stat().st_size < layout.count * layout.row_bytes):
+        if done.any() and not layout.file_whole(folder):
             log.warning("features: %s was deleted or cut short; computing every map again", maps_file)
             done[:] = False
         with open(maps_file, "ab") as handle:  # sparse; rows are filled in place
-            if handle.tell() < layout.count * layout.row_bytes:
-                handle.truncate(layout.count * layout.row_bytes)
+            if handle.tell() < layout.file_bytes:
+                handle.truncate(layout.file_bytes)
         usable = data.manifest.loc[data.manifest["status"] == "ok", "cache_index"].to_numpy(np.int64)
         todo = np.sort(usable[~done[usable]])
         if len(todo):
