@@ -320,7 +320,6 @@ def evaluate(
 ) -> None:
     """Metrics with confidence intervals, calibration, validated outliers, heat maps and one HTML report."""
     from artextract.core.progress import setup_logging
-    from artextract.layout import RunFolder
     from artextract.report.terminal import metrics_table
     from artextract.stages.evaluate import evaluate_run
 
@@ -333,12 +332,6 @@ def evaluate(
         raise ArtExtractError(f"--batch-size must be at least 1, got {batch_size}")
     if not run.is_dir():
         raise ArtExtractError(f"--run {run} is not a folder")
-    folder = RunFolder(run)
-    if not from_predictions and not folder.model.is_file():
-        raise ArtExtractError(
-            f"--run {run} is not a trained RUN folder (no {folder.model.name})"
-            + (f": its training stopped before the first epoch ended; continue it with `artextract train --out "
-               f"{run} --resume`" if folder.last.is_file() else ": give the folder `artextract train --out` wrote"))
     result, report = evaluate_run(run, data=data, split=split, out=out, inject=inject_noise, batch_size=batch_size,
                                   device=device, seed=seed, from_predictions=from_predictions, force=force)
     typer.echo(metrics_table(result.metrics), nl=False)

@@ -54,8 +54,11 @@ class RunFolder:
 
     def require_model(self) -> Path:
         if not self.model.is_file():
-            raise ArtExtractError(f"{self.root} has no {self.model.name}: train a model first "
-                                  f"(artextract train --out {self.root})")
+            raise ArtExtractError(
+                f"{self.root} is not a trained RUN folder (no {self.model.name})"
+                + (f": its training stopped before the first epoch ended; continue it with `artextract train --out "
+                   f"{self.root} --resume`" if self.last.is_file() else
+                   f": train a model first (artextract train --data DATA --out {self.root})"))
         return self.model
 
     def trained_on(self) -> Path | None:

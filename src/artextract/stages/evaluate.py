@@ -361,6 +361,7 @@ def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", ou
             if folder.root.is_dir():  # (if not, reading the predictions says what is missing)
                 held.enter_context(folder_lock(folder.root))
         else:
+            run_folder.require_model()  # before DATA: a folder that is no run must not be asked for its DATA
             data = resolve_data(run_folder, data)
             # A failure before the predictions are written leaves nothing; after, they are kept for --from-predictions.
             held.enter_context(undo_on_failure(folder.root, keep=folder.predictions.is_file))
