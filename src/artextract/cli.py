@@ -278,6 +278,9 @@ def ablate(
                                                "lite2.")]
     = "gap,gru-rows,gru-cols,gru-snake,gru-2d,lstm-rows,gru-rows-attention",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; each variant trains once per seed.")] = "0,1,2",
+    folds: Annotated[int, typer.Option(min=0, max=100, help="K >= 2: score by K-fold cross-validation over the "
+                                       "train and selection splits (K runs per variant and seed, every training "
+                                       "painting scored once); 0: score on the selection split.")] = 0,
     config: ConfigOption = None,
     set_: SetOption = None,
     force: ForceOption = False,
@@ -295,7 +298,9 @@ def ablate(
         raise ArtExtractError(f"--seeds expects integers like 0,1,2, got {seeds!r}") from None
     if not seed_list:
         raise ArtExtractError("--seeds names no seed")
-    result = run_ablation(data, out, cfg, parse_variants(variants), seed_list, force=force)
+    if folds == 1:
+        raise ArtExtractError("--folds 1 leaves nothing to score on: give 0 (the selection split) or at least 2")
+    result = run_ablation(data, out, cfg, parse_variants(variants), seed_list, force=force, folds=folds)
     typer.echo(result.markdown, nl=False)
     typer.echo(f"table: {result.out / 'ablation.md'}")
 

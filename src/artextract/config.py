@@ -144,6 +144,10 @@ class TrainConfig:
     frozen_epochs: int = field(default=0, metadata=_limits(0))
     backbone_lr_scale: float = field(default=1.0, metadata=_limits(0.0))  # backbone lr = lr x this
     seed: int = field(default=0, metadata=_limits(0, _MAX_SEED))
+    # K >= 2: K-fold cross-validation over the train and selection splits pooled; this run trains on every fold but
+    # `fold` and selects on that one (engine/folds.py). 0: the selection split prepare carved.
+    folds: int = field(default=0, metadata=_limits(0, 100))
+    fold: int = field(default=0, metadata=_limits(0))
 
 
 @dataclass
@@ -163,6 +167,10 @@ class Config:
         repeated = sorted({t for t in tasks if tasks.count(t) > 1})
         if repeated:
             raise ConfigError(f"model.tasks names {', '.join(repeated)} more than once: list each task once")
+        folds, fold = self.train.folds, self.train.fold
+        if folds == 1 or (folds and fold >= folds) or (not folds and fold):
+            raise ConfigError(f"train.folds {folds} with train.fold {fold}: folds is 0 (the prepared selection split) "
+                              "or at least 2, and fold one of 0..folds-1")
         return self
 
 

@@ -1,10 +1,14 @@
 """`artextract ablate`: does the recurrent reader beat global average pooling? Every reader trained on the same
 frozen-backbone feature cache, with several seeds, scored on the selection set beside a linear probe.
 
-OUT/runs/<variant>-s<seed>/   one ordinary RUN folder per training (on a rerun, one that finished with the same
-                               settings on the same DATA is reused; any other is trained again)
+OUT/runs/<variant>-s<seed>[-f<fold>]/  one ordinary RUN folder per training (on a rerun, one that finished with
+                               the same settings on the same DATA is reused; any other is trained again)
 OUT/ablation.json, ablation.md the table: per variant and task, accuracy and macro-F1 averaged over the seeds,
-                               with 95 % bootstrap intervals over the selection images
+                               with 95 % bootstrap intervals over the scored images
+
+With --folds K the runs are scored by K-fold cross-validation over the train and selection splits pooled: K runs
+per variant and seed, each painting scored once by the run that did not train on it; about K times the paintings
+of a selection split, so differences a third to a half as large become detectable (docs/real-data.md).
 
 Every run trains for the configured epochs with early stopping off and is scored at its last epoch, so the
 selection set chooses nothing inside a run: it only measures. The linear probe is logistic regression on the
@@ -78,26 +82,28 @@ def parse_variants(text: str) -> list[str]:
 
 
 def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int],
-           force: bool = False) -> AblationResult:
+           force: bool = False, folds: int = 0) -> AblationResult:
+    """Train every variant once per seed and score it on the selection split, or with `folds` >= 2 by K-fold
+    cross-validation over the train and selection splits pooled (each painting scored once, by the run that did
+    not train on it: engine/folds.py)."""
     # OUT locked for the whole ablation: two on one folder would train the same runs side by side. One that fails
     # before any run started leaves nothing behind (not a folder holding only the lock file); runs are kept.
     with undo_on_failure(Path(out), keep=lambda: (Path(out) / "runs").exists()), \
             claimed_output_dir(out, force=force, resumable_marker="runs") as claimed:
-        return _ablate(data, claimed, config, variants, seeds)
+        return _ablate(data, claimed, config, variants, seeds, folds)
 
 
-def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int]) -> AblationResult:
+def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int],
+            folds: int) -> AblationResult:
     from artextract.analysis.compare import mcnemar_exact, paired_difference
     from artextract.analysis.metrics import seed_mean_metrics
-    from artextract.engine.data import data_key, load_data_folder
+    from artextract.engine.data import load_data_folder
+    from artextract.engine.folds import fold_view
 
     info = load_data_folder(data)
-    key = data_key(info)
     tasks = list(config.model.tasks)
-    selection_rows = info.manifest[(info.manifest["split"] == "select") & (info.manifest["status"] == "ok")]
-    if not any((selection_rows[f"label_{t}"] >= 0).any() for t in tasks if f"label_{t}" in selection_rows):
-        raise ArtExtractError(f"{data} has no selection split for {', '.join(tasks)}, and ablate scores every run "
-                              "on it: prepare the DATA again with --select-fraction above 0 (0.1 by default)")
+    if folds < 2:
+        _require_selection(info, tasks, data)
     table: dict[str, dict[str, dict[str, Any]]] = {}
     selection = None
     first_seed: dict[str, dict[str, np.ndarray]] = {}  # variant -> task -> the first seed's predictions
@@ -105,13 +111,18 @@ def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: l
         predictions: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
         seconds = []
         for seed in seeds:
-            run, took = _train_variant(data, key, out / "runs" / f"{name}-s{seed}",
-                                       _variant_config(config, name, seed))
-            seconds.append(took)
-            labels, predicted, parameters = _last_epoch_predictions(run, info, config)
-            selection = labels
+            fold_labels, fold_predictions = [], []
+            for fold in range(max(folds, 1)):  # one run on the prepared selection split when not cross-validating
+                view = fold_view(info, folds, fold)
+                run, took = _train_variant(data, view, out / "runs" / _run_name(name, seed, folds, fold),
+                                           _variant_config(config, name, seed, folds, fold))
+                seconds.append(took)
+                labels, predicted, parameters = _last_epoch_predictions(run, view, config)
+                fold_labels.append(labels)
+                fold_predictions.append(predicted)
+            selection = {t: np.concatenate([labels[t] for labels in fold_labels]) for t in tasks}
             for task in tasks:
-                predictions[task].append(predicted[task])
+                predictions[task].append(np.concatenate([predicted[task] for predicted in fold_predictions]))
         table[name] = {task: seed_mean_metrics(selection[task], np.stack(predictions[task]),
                                                len(info.classes[task]))
                        | {"trainable_parameters": parameters, "seconds_per_run": float(np.mean(seconds))}
@@ -127,30 +138,45 @@ def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: l
                 table[name][task]["vs_gap_first_seed"] = (paired_difference(correct[BASELINE], correct[name])
                                                           | {"mcnemar": mcnemar_exact(correct[BASELINE],
                                                                                       correct[name])})
-    table[LINEAR_PROBE] = _linear_probe(out / "runs" / f"{variants[0]}-s{seeds[0]}", info, config)
-    markdown = render_markdown(table, tasks, seeds, config)
+    table[LINEAR_PROBE] = _linear_probe(out / "runs" / _run_name(variants[0], seeds[0], folds, 0), info, config,
+                                        folds)
+    markdown = render_markdown(table, tasks, seeds, config, folds)
     write_json(out / "ablation.json", {"seeds": seeds, "epochs": config.train.epochs, "tasks": tasks,
-                                       "table": table})
+                                       "folds": folds, "table": table})
     write_text(out / "ablation.md", markdown)
     return AblationResult(out, table, markdown)
 
 
-def _variant_config(config: Config, name: str, seed: int) -> Config:
+def _require_selection(info: Any, tasks: list[str], data: Path) -> None:
+    selection_rows = info.manifest[(info.manifest["split"] == "select") & (info.manifest["status"] == "ok")]
+    if not any((selection_rows[f"label_{t}"] >= 0).any() for t in tasks if f"label_{t}" in selection_rows):
+        raise ArtExtractError(f"{data} has no selection split for {', '.join(tasks)}, and ablate scores every run "
+                              "on it: prepare the DATA again with --select-fraction above 0 (0.1 by default), or "
+                              "cross-validate with --folds 5")
+
+
+def _run_name(variant: str, seed: int, folds: int, fold: int) -> str:
+    return f"{variant}-s{seed}" + (f"-f{fold}" if folds >= 2 else "")
+
+
+def _variant_config(config: Config, name: str, seed: int, folds: int = 0, fold: int = 0) -> Config:
     variant = copy.deepcopy(config)
     for key, value in VARIANTS[name].items():
         section, _, field_name = key.rpartition(".")
         setattr(getattr(variant, section or "model"), field_name, value)
     variant.train.seed, variant.train.patience, variant.train.freeze_backbone = seed, 0, True
+    variant.train.folds, variant.train.fold = (folds, fold) if folds >= 2 else (0, 0)
     return variant
 
 
-def _train_variant(data: Path, key: str, run: Path, config: Config) -> tuple[Path, float]:
+def _train_variant(data: Path, view: Any, run: Path, config: Config) -> tuple[Path, float]:
     """Train one variant, or reuse a run that finished all its epochs with the same settings on the same DATA
-    (`key`: its data_key); returns (RUN, seconds)."""
+    (`view`: DATA as the run sees it, its folds applied); returns (RUN, seconds)."""
+    from artextract.engine.data import data_key
     from artextract.layout import RunFolder
     from artextract.stages.train import train
 
-    seconds = _finished_seconds(RunFolder(run), key, config)
+    seconds = _finished_seconds(RunFolder(run), data_key(view), config)
     if seconds is not None:
         return run, seconds
     started = time.perf_counter()
@@ -239,14 +265,19 @@ def _last_epoch_predictions(run: Path, info: Any, config: Config) -> tuple[dict[
             {t: np.concatenate(v) for t, v in predicted.items()}, trainable)
 
 
-def _pooled(features: Any, split: Any) -> np.ndarray:
-    rows = split.cache_rows
-    return np.concatenate([features.maps[rows[i: i + 512]].astype(np.float32).mean(axis=(2, 3))
-                           for i in range(0, len(rows), 512)])
+def _pooled(features: Any, rows: np.ndarray, known: dict[int, np.ndarray]) -> np.ndarray:
+    """The global-average-pooled maps of cache `rows`, each computed once into `known`."""
+    missing = np.array([r for r in rows if r not in known], dtype=np.int64)
+    for i in range(0, len(missing), 512):
+        chunk = missing[i: i + 512]
+        for row, vector in zip(chunk, features.maps[chunk].astype(np.float32).mean(axis=(2, 3)), strict=True):
+            known[int(row)] = vector
+    return np.stack([known[int(r)] for r in rows])
 
 
-def _linear_probe(run: Path, info: Any, config: Config) -> dict[str, dict[str, Any]]:
-    """Logistic regression on the pooled maps of the training split, scored on the selection split."""
+def _linear_probe(run: Path, info: Any, config: Config, folds: int) -> dict[str, dict[str, Any]]:
+    """Logistic regression on the pooled maps of the training split, scored on the selection split (with `folds`,
+    on each fold in turn, C chosen on the first fold's training part and kept for the others)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
@@ -254,23 +285,32 @@ def _linear_probe(run: Path, info: Any, config: Config) -> dict[str, dict[str, A
 
     from artextract.analysis.metrics import seed_mean_metrics
     from artextract.engine.data import CachedSplit
+    from artextract.engine.folds import fold_view
 
     features = _features_and_model(run, info, config, final=False)[3]
     tasks = list(config.model.tasks)
-    train, select = CachedSplit(info, "train", tasks, features), CachedSplit(info, "select", tasks, features)
-    x_train, x_select = _pooled(features, train), _pooled(features, select)
+    pooled = {}  # cache row -> its pooled map, computed once for every fold
     result = {}
     for column, task in enumerate(tasks):
-        labelled = train.labels[:, column] >= 0
         started = time.perf_counter()
-        search = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
-                              {"logisticregression__C": list(PROBE_C_GRID)}, cv=3, n_jobs=1)
-        search.fit(x_train[labelled], train.labels[labelled, column])
-        predicted = search.predict(x_select)
-        result[task] = seed_mean_metrics(select.labels[:, column], predicted[None], len(info.classes[task])) | {
-            "C": float(search.best_params_["logisticregression__C"]),
-            "trainable_parameters": int(x_train.shape[1] + 1) * len(info.classes[task]),
-            "seconds_per_run": time.perf_counter() - started}
+        labels, predicted, chosen = [], [], None
+        for fold in range(max(folds, 1)):
+            view = fold_view(info, folds, fold)
+            train, select = CachedSplit(view, "train", tasks, features), CachedSplit(view, "select", tasks, features)
+            x_train, x_select = (_pooled(features, split.cache_rows, pooled) for split in (train, select))
+            labelled = train.labels[:, column] >= 0
+            grid = [chosen] if chosen is not None else list(PROBE_C_GRID)
+            search = GridSearchCV(make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)),
+                                  {"logisticregression__C": grid}, cv=3, n_jobs=1) if len(grid) > 1 else None
+            probe = search or make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=chosen))
+            probe.fit(x_train[labelled], train.labels[labelled, column])
+            chosen = float(search.best_params_["logisticregression__C"]) if search is not None else chosen
+            labels.append(select.labels[:, column])
+            predicted.append(probe.predict(x_select))
+        result[task] = seed_mean_metrics(np.concatenate(labels), np.concatenate(predicted)[None],
+                                         len(info.classes[task])) | {
+            "C": chosen, "trainable_parameters": int(x_train.shape[1] + 1) * len(info.classes[task]),
+            "seconds_per_run": (time.perf_counter() - started) / max(folds, 1)}
     return result
 
 
@@ -279,12 +319,14 @@ def _headline(figures: dict[str, dict[str, Any]]) -> str:
 
 
 def render_markdown(table: dict[str, dict[str, dict[str, Any]]], tasks: list[str], seeds: list[int],
-                    config: Config) -> str:
+                    config: Config, folds: int = 0) -> str:
     model = config.model
+    scored = (f"{folds}-fold cross-validation over the training and selection paintings pooled (each scored once, "
+              "by the run that did not train on it; one run per fold)" if folds >= 2 else "Selection set")
     lines = [f"# Reader ablation on frozen {model.backbone} features ({model.weights} weights)", "",
-             f"Selection set; {len(seeds)} seeds ({', '.join(map(str, seeds))}), {config.train.epochs} epochs each, "
+             f"{scored}; {len(seeds)} seeds ({', '.join(map(str, seeds))}), {config.train.epochs} epochs each, "
              f"scored at the last epoch; hidden size {model.hidden_size}, channel reduction "
-             f"{model.reduce_channels or 'none'}. Brackets: 95 % bootstrap intervals over the selection images of "
+             f"{model.reduce_channels or 'none'}. Brackets: 95 % bootstrap intervals over the scored images of "
              "the seed-averaged figure.", ""]
     for task in tasks:
         lines += [f"## {task}", "", "| reader | accuracy [95 % CI] | macro-F1 [95 % CI] | accuracy per seed | "

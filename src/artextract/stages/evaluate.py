@@ -108,11 +108,13 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     from artextract.engine.checkpoint import load_model_file
     from artextract.engine.data import load_data_folder
     from artextract.engine.features import backbone_batch_size, find_features
+    from artextract.engine.folds import run_fold_view
     from artextract.engine.inference import run_model
     from artextract.engine.runtime import Runtime
 
     model, meta = load_model_file(run.require_model())
-    info = load_data_folder(data)
+    recorded = run.read_info("restore it from a copy, or evaluate another run") if run.run_info.is_file() else {}
+    info = run_fold_view(load_data_folder(data), recorded)  # a cross-validation run selects on its own fold
     _check_classes(meta.classes, info.classes, data)
     meta.preprocessing.check_cache(info.cache_size, data)
     manifest = info.manifest

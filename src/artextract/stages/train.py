@@ -26,6 +26,7 @@ from artextract.core.progress import log
 from artextract.core.records import file_digest
 from artextract.engine.checkpoint import previous_checkpoint, resume_hint
 from artextract.engine.data import DataInfo, data_key, load_data_folder
+from artextract.engine.folds import fold_view
 from artextract.engine.loop import RunState, Session, build_session, describe, fit, resume_from_last, warnings_for
 from artextract.engine.runtime import Runtime, make_fabric
 from artextract.errors import ArtExtractError, DataError
@@ -55,7 +56,7 @@ def check_tasks(data: DataInfo, tasks: list[str]) -> None:
 def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force: bool = False,
           should_stop: Callable[[int], bool] | None = None) -> TrainResult:
     """Train (or resume) the run in `out`. `should_stop(epoch)` is polled after each epoch (for tests and tools)."""
-    data = load_data_folder(data_dir)
+    data = fold_view(load_data_folder(data_dir), config.train.folds, config.train.fold)
     run = RunFolder(Path(out))
     if resume and not (run.last.is_file() and run.config.is_file()):
         raise ArtExtractError(f"{run.root} holds no run to resume ({run.last.name} or {run.config.name} missing)"
@@ -79,7 +80,8 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
                 write_config(config, run.config, sections=("model", "train"))
                 write_environment(run.root)
                 write_json(run.run_info, {"data": str(data.folder.root.resolve()), "tasks": list(config.model.tasks),
-                                          "data_key": data_key(data)})
+                                          "data_key": data_key(data)}
+                           | ({"folds": [config.train.folds, config.train.fold]} if config.train.folds else {}))
             fabric.barrier()
             session = build_session(fabric, runtime, data, run, config)
             if primary:
@@ -157,13 +159,14 @@ def _space_needed(session: Session, run: RunFolder) -> int:
 
 
 def _resume_changes(run: RunFolder, config: Config) -> dict[str, tuple[object, object]]:
-    """What `config` changes in the run being resumed; the model cannot change, the training settings can."""
+    """What `config` changes in the run being resumed; the model and the cross-validation fold cannot change, the
+    other training settings can."""
     changed = changed_keys(load_config(run.config), config, ("model", "train"))
-    model = {k: v for k, v in changed.items() if k.startswith("model.")}
-    if model:
-        key, (old, new) = next(iter(model.items()))
+    fixed = {k: v for k, v in changed.items() if k.startswith("model.") or k in ("train.folds", "train.fold")}
+    if fixed:
+        key, (old, new) = next(iter(fixed.items()))
         raise ArtExtractError(f"cannot resume {run.root} with {key}={new!r}: the run was trained with {old!r}, and "
-                              "its checkpoint holds that model. Start a new run (another --out) to change the model")
+                              "its checkpoint learnt that. Start a new run (another --out) to change it")
     for key, (old, new) in changed.items():
         log.warning("resuming with %s=%r (was %r); config.yaml now says so", key, new, old)
     if "train.epochs" in changed:
