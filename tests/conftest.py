@@ -86,7 +86,8 @@ def tiny_train_config(**train_overrides: object):
     # One torch thread, whatever else runs: the same arithmetic in every run (resume tests compare bits).
     train = {"epochs": 2, "batch_size": 16, "image_size": 32, "lr": 3e-3, "workers": 0, "accelerator": "cpu",
              "patience": 0, "log_every": 2, "cpu_threads": 1, **train_overrides}
-    return Config(model=ModelConfig(backbone="test_resnet", hidden_size=16), train=TrainConfig(**train))
+    return Config(model=ModelConfig(backbone="test_resnet", hidden_size=16, output_stride=8),
+                  train=TrainConfig(**train))
 
 
 @pytest.fixture(scope="session")

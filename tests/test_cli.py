@@ -119,7 +119,7 @@ def test_ablate_compares_readers_on_cached_features(run_cli, prepared_small, tmp
     import json
 
     config = tmp_path / "c.yaml"
-    config.write_text("model:\n  backbone: test_resnet\n  hidden_size: 8\n  tasks: [artist]\n"
+    config.write_text("model:\n  backbone: test_resnet\n  output_stride: 8\n  hidden_size: 8\n  tasks: [artist]\n"
                       "train:\n  epochs: 2\n  batch_size: 16\n  image_size: 32\n  workers: 0\n  accelerator: cpu\n")
     args = ["ablate", "--data", prepared_small, "--out", tmp_path / "ab", "--config", config,
             "--variants", "gap,gru-rows", "--seeds", "0,1"]
@@ -159,7 +159,7 @@ def test_ablate_runs_the_partial_tuning_flip_and_pyramid_variants(run_cli, prepa
 
     data = shutil.copytree(prepared_small, tmp_path / "data", ignore=shutil.ignore_patterns("features", ".*lock"))
     config = tmp_path / "c.yaml"
-    config.write_text("model:\n  backbone: test_resnet\n  hidden_size: 8\n  tasks: [artist]\n"
+    config.write_text("model:\n  backbone: test_resnet\n  output_stride: 8\n  hidden_size: 8\n  tasks: [artist]\n"
                       "train:\n  epochs: 2\n  batch_size: 16\n  image_size: 32\n  workers: 0\n  accelerator: cpu\n"
                       "  cpu_threads: 1\n")
     # Configured with the pyramid, as the real-data recipe is: the last-map variants still read the last map.

@@ -36,6 +36,7 @@ def _limits(low: float | None = None, high: float | None = None, *, above: bool 
     return {"range": (low, high, above, below)}
 
 
+OUTPUT_STRIDES = (8, 16, 32)
 _MAX_SEED = 2**32 - 1  # numpy's seeds; a negative one fails deep inside a run
 
 
@@ -91,6 +92,9 @@ class ModelConfig:
     # map: the last feature map, read as a sequence of positions; pyramid: every stage's channel means and standard
     # deviations, read as a sequence of stages (reader gru/lstm) or concatenated (reader none)
     representation: Literal["map", "pyramid"] = "map"
+    # 32: the network's own; 16 or 8 dilate its last stages instead of striding, a 2x or 4x finer grid for the
+    # reader from the same weights (at 4x or 16x the compute of those stages)
+    output_stride: int = 32
 
     def reader_description(self) -> str:
         """The reader in words, as the start-up summary and the report say it."""
@@ -167,6 +171,9 @@ class Config:
         repeated = sorted({t for t in tasks if tasks.count(t) > 1})
         if repeated:
             raise ConfigError(f"model.tasks names {', '.join(repeated)} more than once: list each task once")
+        if self.model.output_stride not in OUTPUT_STRIDES:
+            raise ConfigError(f"config key 'model.output_stride' must be one of "
+                              f"{', '.join(map(str, OUTPUT_STRIDES))}, got {self.model.output_stride!r}")
         folds, fold = self.train.folds, self.train.fold
         if folds == 1 or (folds and fold >= folds) or (not folds and fold):
             raise ConfigError(f"train.folds {folds} with train.fold {fold}: folds is 0 (the prepared selection split) "

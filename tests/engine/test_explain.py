@@ -1,6 +1,7 @@
 """Heat maps are registered to the pixels the model saw: a known bright patch lights up where it is."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,3 +36,36 @@ def test_grad_cam_peaks_on_a_known_patch_of_the_evaluation_view():
     assert hot.any() and rows.min() >= 2 and rows.max() <= 13 and cols.min() >= 18 and cols.max() <= 29
     bright = view.mean(axis=2) > 0
     assert cam[bright].mean() > 5 * cam[~bright].mean()
+
+
+class _PassThrough(nn.Module):
+    """An RNN stand-in whose output at each position is its input there (so attention scores see the map)."""
+
+    def forward(self, sequence: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return sequence, None
+
+
+@pytest.mark.parametrize("scan", ["rows", "cols", "snake", "2d"])
+def test_attention_maps_peak_on_a_known_patch_whatever_the_scan(scan):
+    """The reader's attention comes back in grid order and is drawn over the view the model saw: a scan whose
+    order was not undone (or a transposed map) would light up another place of this off-centre patch."""
+    from artextract.engine.explain import attention_maps
+    from artextract.models.reader import SequenceReader
+
+    reader = SequenceReader(2, scan=scan, hidden_size=1, bidirectional=True, pooling="attention")
+    reader.rnn = _PassThrough()
+    if scan == "2d":
+        reader.column_rnn = _PassThrough()
+    with torch.no_grad():  # score = 20 * tanh(brightness): the bright cells take nearly all the weight
+        first, second = reader.attention.score[0], reader.attention.score[2]
+        first.weight.fill_(1.0), first.bias.zero_(), second.weight.fill_(20.0), second.bias.zero_()
+    model = ConvRecurrentClassifier(_Brightness(), reader, {"artist": 2})
+    preprocessing = Preprocessing(cache_size=40, image_size=32, mean=(0.0,) * 3, std=(1.0,) * 3)
+    square = np.zeros((40, 40, 3), np.uint8)
+    square[8:16, 24:32] = 255  # rows 4-11, columns 20-27 of the view: grid cells (1-2, 5-6) of the 8 x 8 map
+    maps = attention_maps(model, torch.from_numpy(square)[None], preprocessing)
+    assert maps is not None and maps.shape == (1, 32, 32)
+    rows, cols = np.nonzero(maps[0] > 0.5 * maps[0].max())
+    assert rows.min() >= 4 and rows.max() <= 11 and cols.min() >= 20 and cols.max() <= 27
+    bright = preprocessing.visible(square).mean(axis=2) > 0
+    assert maps[0][bright].mean() > 20 * maps[0][~bright].mean()

@@ -87,7 +87,7 @@ def test_ablate_cross_validates_every_training_painting_once(run_cli, prepared_s
     from artextract.engine.data import load_data_folder
 
     config = tmp_path / "c.yaml"
-    config.write_text("model:\n  backbone: test_resnet\n  hidden_size: 8\n  tasks: [artist]\n"
+    config.write_text("model:\n  backbone: test_resnet\n  output_stride: 8\n  hidden_size: 8\n  tasks: [artist]\n"
                       "train:\n  epochs: 1\n  batch_size: 16\n  image_size: 32\n  workers: 0\n  accelerator: cpu\n"
                       "  cpu_threads: 1\n")
     args = ["ablate", "--data", prepared_small, "--out", tmp_path / "ab", "--config", config,

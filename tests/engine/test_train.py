@@ -104,7 +104,7 @@ def test_bad_inputs_exit_2_without_leaving_a_run_folder(run_cli, prepared_small,
 
 def test_cli_trains_and_resumes(run_cli, prepared_small, tmp_path):
     config = tmp_path / "c.yaml"
-    config.write_text("model:\n  backbone: test_resnet\n  hidden_size: 16\n"
+    config.write_text("model:\n  backbone: test_resnet\n  output_stride: 8\n  hidden_size: 16\n"
                       "train:\n  batch_size: 16\n  image_size: 32\n  workers: 0\n  accelerator: cpu\n")
     first = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--config", config, "--epochs",
                     "1", "--reader", "lstm")
@@ -130,7 +130,7 @@ def test_cli_trains_and_resumes(run_cli, prepared_small, tmp_path):
 def test_two_process_ddp_on_cpu(prepared_small, tmp_path):
     """Fabric launches a second process (gloo); metrics cover the whole selection set exactly once."""
     config = tmp_path / "c.yaml"
-    config.write_text("model:\n  backbone: test_resnet\n  hidden_size: 16\n"
+    config.write_text("model:\n  backbone: test_resnet\n  output_stride: 8\n  hidden_size: 16\n"
                       "train:\n  batch_size: 8\n  image_size: 32\n  workers: 0\n  accelerator: cpu\n  epochs: 2\n")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-m", "artextract", "train", "--data", str(prepared_small), "--out",
@@ -236,7 +236,7 @@ def test_resume_with_more_epochs_says_so_and_records_it(run_cli, prepared_small,
 
     args = ["--data", prepared_small, "--out", tmp_path / "run", "--backbone", "test_resnet", "--batch-size", "16",
             "--image-size", "32", "--set", "train.accelerator=cpu", "--set", "train.workers=0",
-            "--set", "model.hidden_size=8"]
+            "--set", "model.hidden_size=8", "--set", "model.output_stride=8"]
     first = run_cli("train", *args, "--epochs", "1")
     assert first.code == 0, first.stderr
     assert "model: test_resnet (none weights)" in first.stderr and "steps of 16 per epoch" in first.stderr

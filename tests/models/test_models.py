@@ -88,6 +88,25 @@ def test_attention_is_returned_in_grid_order():
         torch.testing.assert_close(rows(images)["attention"], cols(images)["attention"])
 
 
+def test_a_smaller_output_stride_gives_the_reader_a_finer_grid_from_the_same_weights():
+    """The test suite's pipelines run test_resnet at 32 px with output_stride 8: a 4 x 4 grid, not one cell."""
+    from artextract.config import Config, apply_mapping
+    from tests.conftest import tiny_train_config
+
+    config = tiny_train_config()
+    model = build_model(config.model, CLASSES).eval()
+    size = config.train.image_size
+    assert model.backbone(torch.zeros(1, 3, size, size)).shape[2:] == (4, 4)
+    coarse = build_model(_tiny(), CLASSES).eval()
+    assert coarse.backbone(torch.zeros(1, 3, size, size)).shape[2:] == (1, 1)
+    assert set(coarse.backbone.state_dict()) == set(model.backbone.state_dict())  # dilated, same weights
+    assert model.backbone.cache_tag == "os8" and coarse.backbone.cache_tag == ""  # never one feature cache
+    with pytest.raises(ConfigError, match="cannot be dilated"):
+        build_model(_tiny(backbone="vit_tiny_patch16_224", output_stride=8), CLASSES)
+    with pytest.raises(ConfigError, match="output_stride"):
+        apply_mapping(Config(), {"model": {"output_stride": 4}}).validate()
+
+
 def test_heads_follow_the_configured_tasks():
     model = build_model(_tiny(tasks=["style"]), CLASSES).eval()
     assert model.tasks == ["style"] and list(model(torch.randn(1, 3, 32, 32))["logits"]) == ["style"]

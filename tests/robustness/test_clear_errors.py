@@ -28,7 +28,7 @@ def _copy_data(prepared: Path, where: Path) -> Path:
 def _tiny_train_args(data: Path, run: Path, *extra: str) -> list[str]:
     return ["train", "--data", data, "--out", run, "--backbone", "test_resnet", "--image-size", "32",
             "--epochs", "1", "--batch-size", "16", "--set", "train.accelerator=cpu", "--set", "train.workers=0",
-            "--set", "model.hidden_size=16", *extra]
+            "--set", "model.hidden_size=16", "--set", "model.output_stride=8", *extra]
 
 
 def _error_line(stderr: str) -> str:

@@ -54,10 +54,11 @@ class Backbone(nn.Module):
     """A head-less timm model whose `forward` returns the last feature map as N x C x H x W; with `tuned_stages`,
     `frozen_part()` computes the maps entering the last stages and `tail` finishes the map from them."""
 
-    def __init__(self, model: nn.Module, tuned_stages: int = 0, representation: str = "map") -> None:
+    def __init__(self, model: nn.Module, tuned_stages: int = 0, representation: str = "map",
+                 output_stride: int = 32) -> None:
         super().__init__()
         self.model = model
-        self.tuned_stages, self.representation = tuned_stages, representation
+        self.tuned_stages, self.representation, self.output_stride = tuned_stages, representation, output_stride
         plan = stage_plan(model)
         if tuned_stages and (plan is None or tuned_stages > len(plan[1])):
             available = f"it has {len(plan[1])} stages" if plan else "it is not a staged CNN this version can split"
@@ -82,8 +83,10 @@ class Backbone(nn.Module):
 
     @property
     def cache_tag(self) -> str:
-        """What, besides the weights and preprocessing, makes a cache row: "" for the last map."""
-        return f"tune{self.tuned_stages}" if self.tuned_stages else "pyramid" if self.level_channels else ""
+        """What, besides the weights and preprocessing, makes a cache row: "" for the last map at the network's own
+        stride (dilation changes the maps, not the weights)."""
+        kind = f"tune{self.tuned_stages}" if self.tuned_stages else "pyramid" if self.level_channels else ""
+        return "-".join(part for part in (f"os{self.output_stride}" if self.output_stride != 32 else "", kind) if part)
 
     def _probe_levels(self) -> list[int]:
         was_training = self.model.training
@@ -160,9 +163,11 @@ def _moments(maps: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, spread], dim=1)
 
 
-def create_backbone(name: str, weights: str = "none", tuned_stages: int = 0, representation: str = "map") -> Backbone:
+def create_backbone(name: str, weights: str = "none", tuned_stages: int = 0, representation: str = "map",
+                    output_stride: int = 32) -> Backbone:
     """`weights`: "none", "imagenet" (an installed package's file first, else the hub), or the path of a
-    .safetensors / .pth file. `tuned_stages`: see the module's docstring."""
+    .safetensors / .pth file. `tuned_stages`: see the module's docstring. `output_stride` 16 or 8: the last stages
+    dilated instead of strided (timm's option; the families that lack it say so)."""
     import timm
 
     if not timm.is_model(name):  # "arch" or "arch.tag"; the tag picks the weights' preprocessing (mean, std)
@@ -175,14 +180,19 @@ def create_backbone(name: str, weights: str = "none", tuned_stages: int = 0, rep
     from_hub = weights == "imagenet"
     if from_hub:
         check_imagenet_available(name)
+    dilation = {"output_stride": output_stride} if output_stride != 32 else {}  # not every family takes the key
     try:
-        model = timm.create_model(name, pretrained=from_hub, num_classes=0)
+        model = timm.create_model(name, pretrained=from_hub, num_classes=0, **dilation)
+    except TypeError as err:
+        if not dilation:
+            raise
+        raise ConfigError(f"model.output_stride={output_stride}: {name} cannot be dilated ({err}); use 32") from None
     except Exception as err:  # download and cache errors come in many types from several libraries
         if not from_hub:
             raise
         raise ArtExtractError(f"could not load ImageNet weights for {name} ({str(err).splitlines()[0][:160]}); "
                               f"{imagenet_hint(name)}") from None
-    backbone = Backbone(model, tuned_stages, representation)
+    backbone = Backbone(model, tuned_stages, representation, output_stride)
     if weights not in ("none", "imagenet"):
         head = (getattr(model, "pretrained_cfg", None) or {}).get("classifier", "fc")
         heads = (head,) if isinstance(head, str) else tuple(head)

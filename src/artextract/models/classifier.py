@@ -51,7 +51,7 @@ def build_model(model_config: ModelConfig, classes: Mapping[str, Sequence[str]])
     if not model_config.tasks:
         raise ConfigError("model.tasks is empty: name at least one of artist, style, genre")
     backbone = create_backbone(model_config.backbone, model_config.weights, model_config.tuned_stages,
-                               model_config.representation)
+                               model_config.representation, model_config.output_stride)
     pyramid = model_config.representation == "pyramid"
     # A pyramid's levels are projected to a common width first; the sequence reader then needs no reduction.
     width = (model_config.reduce_channels or model_config.hidden_size) if pyramid else backbone.num_features
