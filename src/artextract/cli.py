@@ -19,6 +19,7 @@ import typer
 
 from artextract import __version__
 from artextract.errors import ArtExtractError
+from artextract.models.readers import reader_help
 
 app = typer.Typer(
     name="artextract",
@@ -211,7 +212,7 @@ def train(
     weights: Annotated[str | None, typer.Option(
         help=_h("model.weights", "none, imagenet, or a .safetensors/.pth file."))] = None,
     reader: Annotated[str | None, typer.Option(
-        help=_h("model.reader", "gru, lstm or none (global average pooling)."))] = None,
+        help=_h("model.reader", reader_help() + "."))] = None,
     epochs: Annotated[int | None, typer.Option(help=_h("train.epochs", "Number of epochs."))] = None,
     batch_size: Annotated[int | None, typer.Option(help=_h("train.batch_size", "Images per device per step."))] = None,
     image_size: Annotated[int | None, typer.Option(
@@ -273,9 +274,9 @@ def ablate(
     data: Annotated[Path, typer.Option("--data", help="DATA folder written by `artextract prepare`.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the runs and the table (rerunning reuses "
                                                     "finished runs).")],
-    variants: Annotated[str, typer.Option(help="Comma-separated variants to compare: readers of the last map, and "
-                                               "tune1, tune2, flip, tune1-flip, pyramid-gap, pyramid-gru, lite1, "
-                                               "lite2.")]
+    variants: Annotated[str, typer.Option(help="Comma-separated variants to compare: readers of the last map (gap, "
+                                               "gru-rows, ..., or any reader's name), and tune1, tune2, flip, "
+                                               "tune1-flip, pyramid-gap, pyramid-gru, lite1, lite2.")]
     = "gap,gru-rows,gru-cols,gru-snake,gru-2d,lstm-rows,gru-rows-attention",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; each variant trains once per seed.")] = "0,1,2",
     folds: Annotated[int, typer.Option(min=0, max=100, help="K >= 2: score by K-fold cross-validation over the "

@@ -75,7 +75,7 @@ class ModelConfig:
     tasks: list[str] = field(default_factory=lambda: ["artist", "style", "genre"])
     backbone: str = "resnet18"  # any timm model name
     weights: str = "none"  # none | imagenet | path to a .safetensors or .pth file
-    reader: Literal["gru", "lstm", "none"] = "gru"  # none = global average pooling (the ablation baseline)
+    reader: str = "gru"  # a name of models/readers.py's registry: gru, lstm, none (global average pooling)
     scan: Literal["rows", "cols", "snake", "2d"] = "rows"
     # 4096 is far beyond any useful reader; it keeps a typo (60000) from allocating tens of GB
     hidden_size: int = field(default=256, metadata=_limits(1, 4096))
@@ -95,17 +95,6 @@ class ModelConfig:
     # 32: the network's own; 16 or 8 dilate its last stages instead of striding, a 2x or 4x finer grid for the
     # reader from the same weights (at 4x or 16x the compute of those stages)
     output_stride: int = 32
-
-    def reader_description(self) -> str:
-        """The reader in words, as the start-up summary and the report say it."""
-        if self.representation == "pyramid":
-            return ("the stages' channel statistics, concatenated" if self.reader == "none" else
-                    f"{'bi' if self.bidirectional else ''}{self.reader.upper()}({self.hidden_size}) over the stages' "
-                    f"channel statistics, {self.pooling} pooling")
-        if self.reader == "none":
-            return "global average pooling"
-        return (f"{'bi' if self.bidirectional else ''}{self.reader.upper()}({self.hidden_size}) over {self.scan}, "
-                f"{self.pooling} pooling")
 
 
 @dataclass

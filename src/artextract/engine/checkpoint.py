@@ -167,12 +167,14 @@ def load_model_file(path: Path) -> tuple[nn.Module, ModelInfo]:
     from artextract.config import Config, apply_mapping
     from artextract.errors import ConfigError
     from artextract.models import build_model
+    from artextract.models.readers import reader_kind
 
     info = read_model_metadata(path)
     try:
         # The same types, choices and ranges as a config file: a hand-edited reader "tcn" or hidden size of 60,000
         # would fail deep inside, or allocate tens of GB. Weights come from the file: never fetch them again.
         config = apply_mapping(Config(), {"model": {**info.model_config, "weights": "none"}}).validate().model
+        reader_kind(config.reader)
     except (ConfigError, TypeError) as err:
         raise ArtExtractError(f"{path}: its model metadata is out of range ({err}); use a model file written by "
                               "`artextract train`") from None

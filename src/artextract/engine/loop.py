@@ -34,6 +34,7 @@ from artextract.engine.selection import evaluate_split, fit_temperatures, select
 from artextract.errors import ArtExtractError, ConfigError
 from artextract.layout import RunFolder
 from artextract.models import ConvRecurrentClassifier, build_model
+from artextract.models.readers import describe_reader, reader_kind
 
 
 class TrainingFault(ArtExtractError):
@@ -162,7 +163,7 @@ def describe(session: Session) -> list[str]:
     reader_and_heads = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("backbone."))
     tuned = sum(p.numel() for p in model.backbone.tuned_parameters())
     trained = reader_and_heads + tuned if t.freeze_backbone else total
-    reader = m.reader_description()
+    reader = describe_reader(m)
     frozen_plan = (f"backbone frozen but its last {m.tuned_stages} stages: they, the reader and the heads train "
                    "from the maps entering them in DATA/features/" if m.tuned_stages else
                    "backbone frozen: reader and heads train from DATA/features/")
@@ -193,7 +194,7 @@ def warnings_for(session: Session) -> list[str]:
                      f"{round(size * 8 / 7)} for sharp crops")
     grid = (session.features.layout.shape[1:] if session.features is not None and not session.config.model.tuned_stages
             else _grid(session))
-    if session.config.model.reader != "none" and grid[0] * grid[1] < 16:
+    if reader_kind(session.config.model.reader).sequential and grid[0] * grid[1] < 16:
         found.append(f"the backbone leaves a {grid[0]}x{grid[1]} feature grid at {size} px: the recurrent reader "
                      f"reads a sequence of only {grid[0] * grid[1]} positions; use a larger --image-size")
     return found

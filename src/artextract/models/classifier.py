@@ -10,11 +10,12 @@ from torch import nn
 from artextract.config import ModelConfig
 from artextract.errors import ConfigError
 from artextract.models.backbone import Backbone, create_backbone
-from artextract.models.reader import GapReader, PyramidReader, SequenceReader
+from artextract.models.reader import Reader
+from artextract.models.readers import reader_kind
 
 
 class ConvRecurrentClassifier(nn.Module):
-    def __init__(self, backbone: Backbone, reader: nn.Module, num_classes: Mapping[str, int],
+    def __init__(self, backbone: Backbone, reader: Reader, num_classes: Mapping[str, int],
                  dropout: float = 0.0) -> None:
         super().__init__()
         self.backbone = backbone
@@ -50,19 +51,9 @@ def build_model(model_config: ModelConfig, classes: Mapping[str, Sequence[str]])
                           f"{', '.join(classes) or 'no task'}")
     if not model_config.tasks:
         raise ConfigError("model.tasks is empty: name at least one of artist, style, genre")
+    kind = reader_kind(model_config.reader)
     backbone = create_backbone(model_config.backbone, model_config.weights, model_config.tuned_stages,
                                model_config.representation, model_config.output_stride)
-    pyramid = model_config.representation == "pyramid"
-    # A pyramid's levels are projected to a common width first; the sequence reader then needs no reduction.
-    width = (model_config.reduce_channels or model_config.hidden_size) if pyramid else backbone.num_features
-    if model_config.reader == "none":
-        reader: nn.Module = GapReader(backbone.num_features)
-    else:
-        reader = SequenceReader(width, cell=model_config.reader, scan="rows" if pyramid else model_config.scan,
-                                hidden_size=model_config.hidden_size, layers=model_config.layers,
-                                bidirectional=model_config.bidirectional, pooling=model_config.pooling,
-                                reduce_channels=0 if pyramid else model_config.reduce_channels)
-        if pyramid:
-            reader = PyramidReader(backbone.level_channels, reader, width)
+    reader = kind.build(backbone.num_features, backbone.level_channels, model_config)
     num_classes = {task: len(classes[task]) for task in model_config.tasks}
     return ConvRecurrentClassifier(backbone, reader, num_classes, model_config.dropout)

@@ -9,8 +9,20 @@ stage's channel statistics) as a sequence of stages, fine to coarse (and back, w
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 from torch import nn
+
+
+class Reader(Protocol):
+    """What the classifier needs of a reader (registered in models/readers.py): the embedding's width, and a
+    forward from the feature map to (N x out_features embedding, N x (H*W) attention in row-major grid order or
+    None)."""
+
+    out_features: int
+
+    def __call__(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]: ...
 
 
 def scan_sequence(feature_map: torch.Tensor, scan: str) -> torch.Tensor:

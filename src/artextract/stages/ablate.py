@@ -72,12 +72,24 @@ class AblationResult:
     markdown: str
 
 
+def variant_settings(name: str) -> dict[str, Any] | None:
+    """The settings of variant `name`: one of VARIANTS, or any registered reader by its name (models/readers.py)
+    reading the last map; None for neither."""
+    from artextract.models.readers import READERS
+
+    if name in VARIANTS:
+        return VARIANTS[name]
+    return {**_MAP, "reader": name} if name in READERS else None
+
+
 def parse_variants(text: str) -> list[str]:
+    from artextract.models.readers import READERS
+
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in VARIANTS]
+    unknown = [n for n in names if variant_settings(n) is None]
     if unknown or not names:
         raise ConfigError(f"unknown variants {', '.join(unknown) or '(none given)'}; choose among "
-                          f"{', '.join(VARIANTS)}")
+                          f"{', '.join(VARIANTS)}, or a reader's name ({', '.join(READERS)})")
     return names
 
 
@@ -86,6 +98,9 @@ def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: li
     """Train every variant once per seed and score it on the selection split, or with `folds` >= 2 by K-fold
     cross-validation over the train and selection splits pooled (each painting scored once, by the run that did
     not train on it: engine/folds.py)."""
+    from artextract.models.readers import reader_kind
+
+    reader_kind(config.model.reader)  # refused before the first run, not after the first variants trained
     # OUT locked for the whole ablation: two on one folder would train the same runs side by side. One that fails
     # before any run started leaves nothing behind (not a folder holding only the lock file); runs are kept.
     with undo_on_failure(Path(out), keep=lambda: (Path(out) / "runs").exists()), \
@@ -161,7 +176,7 @@ def _run_name(variant: str, seed: int, folds: int, fold: int) -> str:
 
 def _variant_config(config: Config, name: str, seed: int, folds: int = 0, fold: int = 0) -> Config:
     variant = copy.deepcopy(config)
-    for key, value in VARIANTS[name].items():
+    for key, value in (variant_settings(name) or {}).items():
         section, _, field_name = key.rpartition(".")
         setattr(getattr(variant, section or "model"), field_name, value)
     variant.train.seed, variant.train.patience, variant.train.freeze_backbone = seed, 0, True

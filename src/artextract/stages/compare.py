@@ -16,11 +16,13 @@ import pandas as pd
 import yaml
 
 from artextract.analysis.compare import mcnemar_exact, paired_difference
+from artextract.config import load_config
 from artextract.core.progress import log
 from artextract.core.records import read_record
 from artextract.core.safe_text import markdown_cell
 from artextract.errors import ArtExtractError
 from artextract.layout import EvalFolder, RunFolder
+from artextract.models.readers import reader_label
 from artextract.stages.evaluate import REWRITE_HINT, read_predictions
 
 
@@ -96,14 +98,10 @@ def _describe(run: RunFolder | None) -> str:
     if run is None or not run.config.is_file():
         return "unknown model"
     try:  # a damaged or hand-edited config.yaml only costs the description
-        model = yaml.safe_load(run.config.read_text(encoding="utf-8"))["model"]
-        reader = "GAP" if model["reader"] == "none" else f"{model['reader']} {model['scan']} {model['pooling']}"
-        if model.get("representation") == "pyramid":  # stage statistics instead of the last map
-            reader = "stage statistics" + (", concatenated" if model["reader"] == "none" else
-                                           f" read by {model['reader']}")
-        tuned = f", last {model['tuned_stages']} stage(s) tuned" if model.get("tuned_stages") else ""
-        return f"{model['backbone']} ({model['weights']}{tuned}) + {reader}"
-    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError):
+        model = load_config(run.config).model
+        tuned = f", last {model.tuned_stages} stage(s) tuned" if model.tuned_stages else ""
+        return f"{model.backbone} ({model.weights}{tuned}) + {reader_label(model)}"
+    except (OSError, ValueError, yaml.YAMLError, KeyError, TypeError, ArtExtractError):
         return f"unknown model ({run.config} is unreadable)"
 
 

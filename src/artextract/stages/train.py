@@ -31,6 +31,7 @@ from artextract.engine.loop import RunState, Session, build_session, describe, f
 from artextract.engine.runtime import Runtime, make_fabric
 from artextract.errors import ArtExtractError, DataError
 from artextract.layout import RunFolder
+from artextract.models.readers import reader_kind
 
 
 @dataclass
@@ -56,6 +57,7 @@ def check_tasks(data: DataInfo, tasks: list[str]) -> None:
 def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force: bool = False,
           should_stop: Callable[[int], bool] | None = None) -> TrainResult:
     """Train (or resume) the run in `out`. `should_stop(epoch)` is polled after each epoch (for tests and tools)."""
+    reader_kind(config.model.reader)  # an unknown reader is refused before anything is read or written
     data = fold_view(load_data_folder(data_dir), config.train.folds, config.train.fold)
     run = RunFolder(Path(out))
     if resume and not (run.last.is_file() and run.config.is_file()):
