@@ -19,11 +19,21 @@ def test_atomic_write_replaces_whole_file_or_nothing(tmp_path):
 
 
 def test_env_json_records_versions_and_command(tmp_path):
-    record = json.loads(write_environment(tmp_path).read_text())
-    assert record["versions"]["artextract"]
-    assert record["versions"]["torch"]
-    assert isinstance(record["command"], list)
-    assert record["device"]["cpu_count"] >= 1
+    import os
+    import sys
+
+    import torch
+
+    from artextract.core.version import VERSION
+
+    written = write_environment(tmp_path / "env.json")
+    record = json.loads(written.read_text())
+    assert written == tmp_path / "env.json"
+    assert record["versions"]["artextract"] == VERSION
+    assert record["versions"]["torch"] == torch.__version__.split("+")[0] or record["versions"]["torch"] == \
+        torch.__version__
+    assert record["command"][1:] == sys.argv[1:]
+    assert record["device"]["cpu_count"] == os.cpu_count()
 
 
 def test_progress_logs_lines_when_not_a_terminal(caplog):

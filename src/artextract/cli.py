@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from artextract import __version__
+from artextract.core.version import VERSION
 from artextract.errors import ArtExtractError
 from artextract.models.readers import reader_help
 
@@ -40,7 +40,7 @@ PrintConfigOption = Annotated[bool, typer.Option("--print-config", help="Print t
 
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"artextract {__version__}")
+        typer.echo(f"artextract {VERSION}")
         raise typer.Exit()
 
 
@@ -56,10 +56,10 @@ def _record(out: Path, cfg: Any, section: str) -> None:
     """The resolved config and the environment beside a command's outputs."""
     from artextract.config import write_config
     from artextract.core.environment import write_environment
-    from artextract.layout import CONFIG
+    from artextract.layout import CONFIG, ENVIRONMENT
 
     write_config(cfg, out / CONFIG, sections=(section,))
-    write_environment(out)
+    write_environment(Path(out) / ENVIRONMENT)
 
 
 def _h(key: str, text: str) -> str:

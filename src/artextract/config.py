@@ -36,6 +36,8 @@ def _limits(low: float | None = None, high: float | None = None, *, above: bool 
     return {"range": (low, high, above, below)}
 
 
+# The ArtGAN tasks, smallest first: the order prepare stratifies and cross-validation deals folds in.
+TASKS = ("artist", "style", "genre")
 OUTPUT_STRIDES = (8, 16, 32)
 _MAX_SEED = 2**32 - 1  # numpy's seeds; a negative one fails deep inside a run
 
@@ -72,7 +74,7 @@ class PrepareConfig:
 class ModelConfig:
     """The convolutional-recurrent classifier: backbone -> reader -> one head per task."""
 
-    tasks: list[str] = field(default_factory=lambda: ["artist", "style", "genre"])
+    tasks: list[str] = field(default_factory=lambda: list(TASKS))
     backbone: str = "resnet18"  # any timm model name
     weights: str = "none"  # none | imagenet | path to a .safetensors or .pth file
     reader: str = "gru"  # a name of models/readers.py's registry: gru, lstm, none (global average pooling)

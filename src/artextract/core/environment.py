@@ -12,9 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from artextract import __version__
 from artextract.core.atomic import write_json
-from artextract.layout import ENVIRONMENT
+from artextract.core.version import VERSION
 
 _PACKAGES = ("torch", "torchvision", "timm", "lightning", "numpy", "pillow", "pandas", "pyarrow", "scikit-learn")
 
@@ -34,7 +33,7 @@ def git_commit(start: Path | None = None) -> str | None:
 
 
 def package_versions() -> dict[str, str | None]:
-    versions: dict[str, str | None] = {"artextract": __version__, "python": platform.python_version()}
+    versions: dict[str, str | None] = {"artextract": VERSION, "python": platform.python_version()}
     for name in _PACKAGES:
         try:
             versions[name] = importlib.metadata.version(name)
@@ -64,7 +63,8 @@ def environment_record() -> dict[str, Any]:
     }
 
 
-def write_environment(folder: str | os.PathLike[str]) -> Path:
-    path = Path(folder) / ENVIRONMENT
+def write_environment(path: str | os.PathLike[str]) -> Path:
+    """Write the record to `path` (a folder's env.json: layout.ENVIRONMENT names it)."""
+    path = Path(path)
     write_json(path, environment_record())
     return path

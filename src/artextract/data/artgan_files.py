@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from artextract.config import TASKS
 from artextract.data.names import outside_reason
 from artextract.errors import DataError
 
@@ -24,7 +25,7 @@ _HEADER_RE = re.compile(r"^\(\s*path to image\s*\)\s*,,?\s*\(\s*groundtruth clas
 _CLASS_LINE_RE = re.compile(r"^(\d+)\s+(\S.*)$")
 
 # The names each file goes by; variants with and without an extension circulate.
-_CLASS_FILE_STEMS = {task: f"{task}_class" for task in ("artist", "style", "genre")}
+_CLASS_FILE_STEMS = {task: f"{task}_class" for task in TASKS}
 _EXTENSIONS = ("", ".csv", ".txt")
 
 
@@ -221,7 +222,7 @@ class CsvFolder:
     missing: list[str]  # tasks skipped because their files are absent
 
 
-def read_csv_folder(folder: Path, tasks: Sequence[str] = ("artist", "style", "genre")) -> CsvFolder:
+def read_csv_folder(folder: Path, tasks: Sequence[str] = TASKS) -> CsvFolder:
     """Read the class file and the train/val split files of each task found in `folder`.
 
     A task with no files at all is skipped (and listed in `missing`); a task with a class file but no split

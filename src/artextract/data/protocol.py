@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from artextract.config import TASKS
 from artextract.data.artgan_files import CsvFolder, SplitRow
 from artextract.data.path_index import PathIndex
 
@@ -132,7 +133,7 @@ def assign_splits(collected: Collected, protocol: str, select_fraction: float, s
 
 def _stratum(record: ImageRecord) -> str:
     """Stratify by the first labelled task in priority order: artist (the smallest task), style, genre."""
-    for task in ("artist", "style", "genre"):
+    for task in TASKS:
         if record.labels.get(task, -1) >= 0:
             return f"{task}:{record.labels[task]}"
     return ""

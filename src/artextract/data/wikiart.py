@@ -4,7 +4,7 @@ The class names here are the published ones (the class files of cs-chan/ArtGAN);
 class files it is given and uses these only to generate synthetic data.
 """
 
-TASKS = ("artist", "style", "genre")
+from artextract.config import TASKS as TASKS  # defined with the config, re-exported with the dataset's facts
 
 ARTISTS = (
     "Albrecht_Durer", "Boris_Kustodiev", "Camille_Pissarro", "Childe_Hassam", "Claude_Monet", "Edgar_Degas",

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from artextract import __version__
 from artextract.config import ModelConfig
 from artextract.core.atomic import atomic_path
+from artextract.core.version import VERSION
 from artextract.engine.preprocessing import Preprocessing
 from artextract.errors import ArtExtractError
 
@@ -110,7 +110,7 @@ def save_model_file(path: Path, model: nn.Module, classes: dict[str, list[str]],
     from safetensors.torch import save_file
 
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    metadata = {"artextract_format": MODEL_FORMAT, "artextract_version": __version__,
+    metadata = {"artextract_format": MODEL_FORMAT, "artextract_version": VERSION,
                 "classes": json.dumps(classes, ensure_ascii=False), "model_config": json.dumps(asdict(model_config)),
                 "temperature": json.dumps(temperature or dict.fromkeys(classes, 1.0)), **preprocessing.to_metadata()}
     with atomic_path(path) as tmp:

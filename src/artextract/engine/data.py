@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from artextract.config import TASKS
 from artextract.data.artgan_files import find_class_file
 from artextract.data.cache import IMAGES_FILE, contents_digest, images_complete, open_cache, read_layout
-from artextract.data.wikiart import TASKS
 from artextract.errors import DataError
 from artextract.layout import DataFolder
 

@@ -14,11 +14,11 @@ import copy
 import numpy as np
 import pandas as pd
 
+from artextract.config import TASKS
 from artextract.core.progress import log
 from artextract.engine.data import DataInfo
 
 FOLD_SEED = 0
-_STRATA_TASKS = ("artist", "style", "genre")  # the first labelled one, smallest task first (as prepare stratifies)
 _POOLED = ("train", "select")
 
 
@@ -29,7 +29,7 @@ def fold_of_rows(manifest: pd.DataFrame, folds: int) -> np.ndarray:
     pooled = (manifest["split"].astype(str).isin(_POOLED) & (manifest["status"].astype(str) == "ok")).to_numpy()
     strata = np.full(len(manifest), "", dtype=object)
     unassigned = np.ones(len(manifest), dtype=bool)
-    for task in _STRATA_TASKS:
+    for task in TASKS:  # stratified by the first labelled task, as prepare does
         column = f"label_{task}"
         if column in manifest.columns:
             labels = manifest[column].to_numpy()

@@ -10,11 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from artextract import __version__
 from artextract.analysis.outliers import nearest_rows
 from artextract.core.atomic import write_text
 from artextract.core.progress import log
 from artextract.core.safe_text import markdown_cell
+from artextract.core.version import VERSION
 from artextract.layout import DataFolder, EvalFolder, RunFolder
 
 GALLERY_SIZE = 12
@@ -170,7 +170,7 @@ def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metr
     env = Environment(loader=PackageLoader("artextract.report", "templates"), autoescape=True)
     html = env.get_template("report.html.j2").render(
         run_name=run.root.name if run else out.root.name, split=metrics["split"], images=metrics["images"],
-        generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), version=__version__,
+        generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), version=VERSION,
         header=header_rows(out, run, data, metrics["split"]), caveat=split_caveat(metrics["split"]),
         data_counts=data_counts, data_notes=data_notes,
         metric_rows=_metric_rows(metrics), noise_rows=_noise_rows(metrics), curves=curves,

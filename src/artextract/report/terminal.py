@@ -44,7 +44,7 @@ def predictions_table(results: list[dict[str, Any]]) -> str:
     from rich.console import Console
     from rich.table import Table
 
-    from artextract.data.wikiart import TASKS
+    from artextract.config import TASKS
 
     table = Table()
     table.add_column("image", overflow="fold")  # folded, never cut: long names differ at their ends

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from artextract.config import Config, ModelConfig, PrepareConfig, SynthConfig, TrainConfig, write_config
 from artextract.core.progress import log
-from artextract.layout import CONFIG
+from artextract.layout import CONFIG, ENVIRONMENT
 
 NOISE = 0.05  # share of labels flipped to show that the outlier scores find them
 
@@ -47,7 +47,7 @@ def run_demo(out: Path, config: Config | None = None) -> DemoResult:
 
     config = config or smoke_config()
     write_config(config, out / CONFIG)
-    write_environment(out)
+    write_environment(Path(out) / ENVIRONMENT)
     log.info("demo 1/4: generating %d paintings", config.synth.artists * config.synth.per_artist)
     generate_dataset(out / "synth", config.synth)
     log.info("demo 2/4: prepare (manifest, leak-free splits, cache)")

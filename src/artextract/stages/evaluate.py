@@ -40,7 +40,7 @@ from artextract.core.progress import log
 from artextract.core.records import read_classes, read_record
 from artextract.core.safe_text import write_csv
 from artextract.errors import ArtExtractError
-from artextract.layout import EvalFolder, RunFolder
+from artextract.layout import ENVIRONMENT, EvalFolder, RunFolder
 
 TOP_K = 5
 REWRITE_HINT = "rerun artextract evaluate with --force (and without --from-predictions) to write it again"
@@ -373,5 +373,5 @@ def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", ou
         result = analyse(folder, split, inject, seed)
         if not from_predictions:  # heat maps need the model; a recomputation reuses the ones already drawn
             explain_examples(model, meta, data, folder, result.outliers, result.metrics, seed)
-        write_environment(folder.root)
+        write_environment(folder.root / ENVIRONMENT)
         return result, write_report(folder, run_folder, data, result.metrics, result.outliers)

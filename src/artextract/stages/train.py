@@ -30,7 +30,7 @@ from artextract.engine.folds import fold_view
 from artextract.engine.loop import RunState, Session, build_session, describe, fit, resume_from_last, warnings_for
 from artextract.engine.runtime import Runtime, make_fabric
 from artextract.errors import ArtExtractError, DataError
-from artextract.layout import RunFolder
+from artextract.layout import ENVIRONMENT, RunFolder
 from artextract.models.readers import reader_kind
 
 
@@ -80,7 +80,7 @@ def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force
                 _claim(run, primary, resume, force), _reading(data):
             if primary and not resume:
                 write_config(config, run.config, sections=("model", "train"))
-                write_environment(run.root)
+                write_environment(run.root / ENVIRONMENT)
                 write_json(run.run_info, {"data": str(data.folder.root.resolve()), "tasks": list(config.model.tasks),
                                           "data_key": data_key(data)}
                            | ({"folds": [config.train.folds, config.train.fold]} if config.train.folds else {}))
