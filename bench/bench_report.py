@@ -24,9 +24,10 @@ from PIL import Image
 
 from artextract.core.atomic import write_bytes, write_json
 from artextract.layout import EvalFolder
+from artextract.report.gallery import explained_rows, thumbnail_rows
 from artextract.report.html import write_report
 from artextract.report.images import REPORT_FORMAT, blend, encode
-from artextract.stages.evaluate import analyse, explained_rows, thumbnail_rows
+from artextract.stages.evaluate import analyse
 
 CLASSES = {"artist": 23, "style": 27, "genre": 10}
 SIDE = 224

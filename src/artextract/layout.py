@@ -9,10 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from artextract.core.records import read_classes, read_record
 from artextract.errors import ArtExtractError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+REWRITE_HINT = "rerun artextract evaluate with --force (and without --from-predictions) to write it again"
 CONFIG, ENVIRONMENT = "config.yaml", "env.json"  # written beside every stage's outputs (env.json by core.environment)
 
 
@@ -108,3 +113,33 @@ class EvalFolder:
     def figure(self, kind: str, task: str) -> Path:
         """`kind` is "f1" or "reliability"."""
         return self.root / f"{kind}_{task}.png"
+
+    def read_predictions(self) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+        """predictions.parquet and its classes.json, checked: a damaged or hand-edited file is named in one line,
+        not met as a traceback deep inside the metrics."""
+        import numpy as np
+        import pandas as pd
+
+        fix = REWRITE_HINT
+        classes = read_classes(self.classes, fix)
+        try:
+            predictions = pd.read_parquet(self.predictions)
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise ArtExtractError(f"{self.predictions} is damaged ({str(err).splitlines()[0]}); {fix}") from None
+        needed = ["path", "split", "cache_index", "embedding", *(f"{kind}_{task}" for task in classes
+                                                                  for kind in ("label", "pred", "logits"))]
+        missing = [column for column in needed if column not in predictions.columns]
+        if missing:
+            raise ArtExtractError(f"{self.predictions} has no column {missing[0]!r}; {fix}")
+        for task, names in classes.items():
+            labels = pd.to_numeric(predictions[f"label_{task}"], errors="coerce")
+            bad = ~labels.between(-1, len(names) - 1)
+            bad |= ~pd.to_numeric(predictions[f"pred_{task}"], errors="coerce").between(0, len(names) - 1)  # NaN
+            widths = predictions[f"logits_{task}"].map(lambda row: len(row) if hasattr(row, "__len__") else -1)
+            bad |= widths != len(names)
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise ArtExtractError(f"{self.predictions} row {row} ({predictions['path'].iloc[row]}): "
+                                      f"label_{task}, pred_{task} or logits_{task} does not fit the {len(names)} "
+                                      f"{task} classes of {self.classes.name}; {fix}")
+        return predictions, classes

@@ -36,6 +36,9 @@ def test_grad_cam_peaks_on_a_known_patch_of_the_evaluation_view():
     assert hot.any() and rows.min() >= 2 and rows.max() <= 13 and cols.min() >= 18 and cols.max() <= 29
     bright = view.mean(axis=2) > 0
     assert cam[bright].mean() > 5 * cam[~bright].mean()
+    model.train()  # explaining a model mid-training leaves it training (it used to be switched to eval silently)
+    grad_cam(model, torch.from_numpy(square)[None], "artist", torch.tensor([0]), preprocessing)
+    assert model.training
 
 
 class _PassThrough(nn.Module):

@@ -10,6 +10,9 @@ only, rather than switching the model to train mode.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -18,8 +21,19 @@ from artextract.engine.preprocessing import Preprocessing
 from artextract.models import ConvRecurrentClassifier
 
 
-def _inputs(model: ConvRecurrentClassifier, squares: torch.Tensor, preprocessing: Preprocessing) -> torch.Tensor:
+@contextmanager
+def _evaluation_mode(model: ConvRecurrentClassifier) -> Iterator[None]:
+    """The model in eval mode for the explanation (no dropout, frozen batch statistics), and in the mode it was in
+    afterwards: explaining a model mid-training must not leave it in eval mode."""
+    was_training = model.training
     model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _inputs(model: ConvRecurrentClassifier, squares: torch.Tensor, preprocessing: Preprocessing) -> torch.Tensor:
     return preprocessing.eval_view(squares.to(next(model.parameters()).device))
 
 
@@ -36,10 +50,9 @@ def grad_cam(model: ConvRecurrentClassifier, squares: torch.Tensor, task: str, c
              preprocessing: Preprocessing) -> np.ndarray:
     """N x side x side maps of where the model found evidence for `classes` (one class per uint8 square)."""
     inputs = _inputs(model, squares, preprocessing)
-    with torch.backends.cudnn.flags(enabled=False), torch.enable_grad():
+    with _evaluation_mode(model), torch.backends.cudnn.flags(enabled=False), torch.enable_grad():
         feature_map = model.backbone(inputs).detach().requires_grad_(True)
-        embedding, _ = model.reader(feature_map)
-        logits = model.heads[task](embedding)
+        logits = model.read_map(feature_map)["logits"][task]  # type: ignore[index]
         chosen = logits.gather(1, classes.to(inputs.device).view(-1, 1)).sum()
         (gradient,) = torch.autograd.grad(chosen, feature_map)
     weights = gradient.mean(dim=(2, 3), keepdim=True)
@@ -50,8 +63,9 @@ def grad_cam(model: ConvRecurrentClassifier, squares: torch.Tensor, task: str, c
 def attention_maps(model: ConvRecurrentClassifier, squares: torch.Tensor,
                    preprocessing: Preprocessing) -> np.ndarray | None:
     """N x side x side attention over the feature-map positions, or None for readers without attention."""
-    feature_map = model.backbone(_inputs(model, squares, preprocessing))
-    _, attention = model.reader(feature_map)
+    with _evaluation_mode(model):
+        feature_map = model.backbone(_inputs(model, squares, preprocessing))
+        attention = model.read_map(feature_map).get("attention")
     if attention is None:
         return None
     h, w = feature_map.shape[2:]

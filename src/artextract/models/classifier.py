@@ -34,6 +34,10 @@ class ConvRecurrentClassifier(nn.Module):
         part computes; the tuned stages, if any, run here).
         """
         feature_map = self.backbone.tail(inputs) if from_features else self.backbone(inputs)
+        return self.read_map(feature_map)
+
+    def read_map(self, feature_map: torch.Tensor) -> dict[str, object]:
+        """Everything after the backbone: reader, dropout, heads (what Grad-CAM differentiates through)."""
         embedding, attention = self.reader(feature_map)
         pooled = self.dropout(embedding)
         out: dict[str, object] = {"logits": {task: head(pooled) for task, head in self.heads.items()},

@@ -21,9 +21,8 @@ from artextract.core.progress import log
 from artextract.core.records import read_record
 from artextract.core.safe_text import markdown_cell
 from artextract.errors import ArtExtractError
-from artextract.layout import EvalFolder, RunFolder
+from artextract.layout import REWRITE_HINT, EvalFolder, RunFolder
 from artextract.models.readers import reader_label
-from artextract.stages.evaluate import REWRITE_HINT, read_predictions
 
 
 @dataclass
@@ -45,7 +44,7 @@ def load_evaluation(path: Path) -> Evaluation:
         raise ArtExtractError(f"{path} holds no evaluation (predictions.parquet and metrics.json): run "
                               f"`artextract evaluate --run RUN` first")
     metrics = read_record(folder.metrics, REWRITE_HINT, keys=("split", "tasks"))
-    predictions, classes = read_predictions(folder)
+    predictions, classes = folder.read_predictions()
     split = predictions[predictions["split"] == metrics["split"]]
     _check_agreement(folder, metrics, split)
     run = _run_of(folder)
