@@ -27,9 +27,10 @@ import torch
 
 from artextract.config import load_config
 from artextract.engine.data import load_data_folder
-from artextract.engine.loop import build_session, train_epoch
+from artextract.engine.loop import train_epoch
 from artextract.engine.runtime import Runtime, make_fabric
 from artextract.engine.sampler import make_loader
+from artextract.engine.session import build_session
 from artextract.layout import RunFolder
 
 from generated import generated_data

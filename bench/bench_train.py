@@ -26,9 +26,10 @@ import torch
 from artextract.config import Config, ModelConfig, PrepareConfig, SynthConfig, TrainConfig
 from artextract.data.synth import generate_dataset
 from artextract.engine.data import load_data_folder
-from artextract.engine.loop import build_session, train_epoch
+from artextract.engine.loop import train_epoch
 from artextract.engine.runtime import Runtime, make_fabric
 from artextract.engine.sampler import make_loader
+from artextract.engine.session import build_session
 from artextract.layout import RunFolder
 from artextract.stages.prepare import prepare_dataset
 

@@ -142,8 +142,9 @@ def test_two_process_ddp_on_cpu(prepared_small, tmp_path):
     # Recompute the selection score of the saved best model in one process: it must match the logged one.
     from lightning.fabric import Fabric
 
-    from artextract.engine.loop import build_session, select
+    from artextract.engine.loop import select
     from artextract.engine.runtime import Runtime
+    from artextract.engine.session import build_session
     from artextract.layout import RunFolder
 
     info = load_data_folder(prepared_small)

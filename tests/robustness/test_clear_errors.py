@@ -110,7 +110,7 @@ def test_a_disk_filling_up_mid_run_is_one_line_and_the_last_checkpoint_survives(
     def full(path, state):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr("artextract.engine.loop.save_checkpoint", full)
+    monkeypatch.setattr("artextract.engine.checkpoint.save_checkpoint", full)
     result = run_cli(*_tiny_train_args(prepared_small, run.root, "--resume", "--epochs", "2"))
     assert result.code == 2
     line = _error_line(result.stderr)

@@ -27,8 +27,10 @@ from artextract.core.records import file_digest
 from artextract.engine.checkpoint import previous_checkpoint, resume_hint
 from artextract.engine.data import DataInfo, data_key, load_data_folder
 from artextract.engine.folds import fold_view
-from artextract.engine.loop import RunState, Session, build_session, describe, fit, resume_from_last, warnings_for
+from artextract.engine.loop import fit
 from artextract.engine.runtime import Runtime, make_fabric
+from artextract.engine.session import RunState, Session, build_session, resume_from_last
+from artextract.engine.startup import describe, warnings_for
 from artextract.errors import ArtExtractError, DataError
 from artextract.layout import ENVIRONMENT, RunFolder
 from artextract.models.readers import reader_kind
