@@ -32,6 +32,7 @@ from artextract.engine.preprocessing import Preprocessing
 from artextract.errors import ArtExtractError
 
 if TYPE_CHECKING:
+    from artextract.engine.runtime import Runtime
     from artextract.engine.session import Session
 
 MODEL_FORMAT = "1"
@@ -163,8 +164,9 @@ def read_model_metadata(path: Path) -> ModelInfo:
         raise ArtExtractError(f"{path}: damaged model metadata ({err!r})") from None
 
 
-def load_model_file(path: Path) -> tuple[nn.Module, ModelInfo]:
-    """The model (eval mode, CPU) and its metadata from a `model.safetensors` written by `train`."""
+def load_model_file(path: Path, runtime: Runtime | None = None) -> tuple[nn.Module, ModelInfo]:
+    """The model (eval mode; on the CPU, or placed by `runtime`: device, channels_last) and its metadata from a
+    `model.safetensors` written by `train`."""
     from safetensors.torch import load_file
 
     from artextract.config import Config, apply_mapping
@@ -192,7 +194,7 @@ def load_model_file(path: Path) -> tuple[nn.Module, ModelInfo]:
     except RuntimeError as err:
         raise ArtExtractError(f"{path}: weights do not match the model its metadata describes "
                               f"({str(err).splitlines()[0]})") from None
-    return model.eval(), info
+    return (runtime.place(model) if runtime is not None else model).eval(), info
 
 
 def checkpoint_of(session: Session) -> dict[str, Any]:

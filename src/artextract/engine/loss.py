@@ -22,6 +22,21 @@ def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def per_image_losses(logits: dict[str, torch.Tensor], labels: torch.Tensor, tasks: list[str],
+                     weights: dict[str, torch.Tensor] | None = None,
+                     label_smoothing: float = 0.0) -> torch.Tensor:
+    """N x tasks cross-entropy of each image (times its class weight, if any), 0 where the image has no label
+    for the task (label -1)."""
+    columns = []
+    for column, task in enumerate(tasks):
+        target = labels[:, column]
+        weight = None if weights is None else weights[task].to(labels.device)
+        losses = F.cross_entropy(logits[task].float(), target.clamp(min=0), reduction="none", weight=weight,
+                                 label_smoothing=label_smoothing)
+        columns.append(losses * (target >= 0))
+    return torch.stack(columns, dim=1)
+
+
 def masked_multitask_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor, tasks: list[str],
                           weights: dict[str, torch.Tensor] | None = None,
                           label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -33,15 +48,14 @@ def masked_multitask_loss(logits: dict[str, torch.Tensor], labels: torch.Tensor,
     """
     total = torch.zeros((), device=labels.device)
     per_task = {}
+    losses = per_image_losses(logits, labels, tasks, weights, label_smoothing)
     for column, task in enumerate(tasks):
         target = labels[:, column]
         mask = target >= 0
         weight = None if weights is None else weights[task].to(labels.device)
-        losses = F.cross_entropy(logits[task].float(), target.clamp(min=0), reduction="none", weight=weight,
-                                 label_smoothing=label_smoothing)
         # The weighted mean, as F.cross_entropy(weight=...) defines it: divided by the labelled images' weights.
         norm = mask.sum().float() if weight is None else (weight[target.clamp(min=0)] * mask).sum()
-        task_loss = (losses * mask).sum() / norm.clamp(min=1e-12)
+        task_loss = losses[:, column].sum() / norm.clamp(min=1e-12)
         per_task[task] = task_loss.detach()
         total = total + task_loss
     return total, per_task

@@ -13,13 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, f1_score
 from torch import nn
 
 from artextract.core.progress import log
 from artextract.engine.data import CachedSplit
 from artextract.engine.inference import forward_batches
+from artextract.engine.loss import per_image_losses
 from artextract.engine.preprocessing import Preprocessing
 from artextract.engine.runtime import Runtime
 
@@ -48,9 +48,7 @@ def evaluate_split(fabric: Any, model: nn.Module, dataset: CachedSplit, preproce
         for task in tasks:
             outputs[f"pred_{task}"].append(logits[task].argmax(dim=1))
             outputs[f"logits_{task}"].append(logits[task])
-        outputs["loss"].append(torch.stack([
-            F.cross_entropy(logits[t], labels[:, c].clamp(min=0), reduction="none") * (labels[:, c] >= 0)
-            for c, t in enumerate(tasks)], dim=1))
+        outputs["loss"].append(per_image_losses(logits, labels, tasks))  # plain: no class weights, no smoothing
         outputs["row"].append(picked)
     gathered = {}
     widths = {"loss": len(tasks)} | {f"logits_{t}": model.heads[t].out_features for t in tasks}
@@ -77,7 +75,10 @@ def task_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float
 
 
 def selection_metrics(dataset: CachedSplit, predicted: dict[str, np.ndarray]) -> dict[str, float]:
-    """Per task `select_acc_<task>`, `select_macro_f1_<task>`; `select_loss`; `score` = mean macro-F1."""
+    """Per task `select_acc_<task>`, `select_macro_f1_<task>`; `select_loss`; `score` = mean macro-F1.
+
+    `select_loss` is the training loss's function (engine/loss.py) without class weights or label smoothing: the
+    plain cross-entropy, summed over tasks of each task's mean, so that runs with other loss settings compare."""
     rows = predicted["row"]
     assert len(np.unique(rows)) == len(rows) == len(dataset), "every selection image scored exactly once"
     labels = dataset.labels[rows]

@@ -13,9 +13,7 @@ def describe(session: Session) -> list[str]:
     config, fabric, model = session.config, session.fabric, session.raw_model
     m, t = config.model, config.train
     total = sum(p.numel() for p in model.parameters())
-    reader_and_heads = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("backbone."))
-    tuned = sum(p.numel() for p in model.backbone.tuned_parameters())
-    trained = reader_and_heads + tuned if t.freeze_backbone else total
+    trained = model.trained_parameter_count(backbone_frozen=t.freeze_backbone)
     reader = describe_reader(m)
     frozen_plan = (f"backbone frozen but its last {m.tuned_stages} stages: they, the reader and the heads train "
                    "from the maps entering them in DATA/features/" if m.tuned_stages else

@@ -27,6 +27,13 @@ class ConvRecurrentClassifier(nn.Module):
     def tasks(self) -> list[str]:
         return list(self.heads)
 
+    def trained_parameter_count(self, backbone_frozen: bool) -> int:
+        """Parameters that training updates: reader and heads, plus the tuned stages when the backbone is frozen,
+        plus the whole backbone when it is not."""
+        outside = sum(p.numel() for name, p in self.named_parameters() if not name.startswith("backbone."))
+        backbone = self.backbone.tuned_parameters() if backbone_frozen else list(self.backbone.parameters())
+        return outside + sum(p.numel() for p in backbone)
+
     def forward(self, inputs: torch.Tensor, from_features: bool = False) -> dict[str, object]:
         """`{"logits": {task: N x C}, "embedding": N x D}`, plus `"attention"` (N x H*W) for attention readers.
 

@@ -247,11 +247,10 @@ def _features_and_model(run: Path, info: Any, config: Config, final: bool = True
     from artextract.layout import RunFolder
 
     folder = RunFolder(run)
-    model, meta = load_model_file(folder.model)
+    runtime = Runtime.resolve(config.train.accelerator, config.train.precision, config.train.channels_last)
+    model, meta = load_model_file(folder.model, runtime)
     if final:
         model.load_state_dict(load_checkpoint(folder.last)["model"])
-    runtime = Runtime.resolve(config.train.accelerator, config.train.precision, config.train.channels_last)
-    model = runtime.place(model)
     features = build_features(info, model.backbone, meta.model_config["backbone"], meta.preprocessing, runtime,
                               runtime.device, config.train.batch_size)  # all rows are there: nothing is computed
     return model, meta.preprocessing, runtime, features
@@ -274,8 +273,7 @@ def _last_epoch_predictions(run: Path, info: Any, config: Config) -> tuple[dict[
     for out in forward_batches(model, maps, preprocessing, runtime, from_features=True):
         for task in tasks:
             predicted[task].append(out["logits"][task].float().argmax(dim=1).cpu().numpy())
-    trainable = (sum(p.numel() for name, p in model.named_parameters() if not name.startswith("backbone."))
-                 + sum(p.numel() for p in model.backbone.tuned_parameters()))
+    trainable = model.trained_parameter_count(backbone_frozen=True)
     return ({t: split.labels[:, c] for c, t in enumerate(tasks)},
             {t: np.concatenate(v) for t, v in predicted.items()}, trainable)
 

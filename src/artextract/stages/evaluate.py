@@ -105,7 +105,8 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     from artextract.engine.inference import run_model
     from artextract.engine.runtime import Runtime
 
-    model, meta = load_model_file(run.require_model())
+    runtime = Runtime.resolve(device_name)
+    model, meta = load_model_file(run.require_model(), runtime)
     recorded = run.read_info("restore it from a copy, or evaluate another run") if run.run_info.is_file() else {}
     info = run_fold_view(load_data_folder(data), recorded)
     _check_classes(meta.classes, info.classes, data)
@@ -122,8 +123,6 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     images = open_cache(info.folder.cache)
     rows = rows.sort_values("cache_index", kind="stable").reset_index(drop=True)  # read the cache in file order
     cache_rows = rows["cache_index"].to_numpy()
-    runtime = Runtime.resolve(device_name)
-    model = runtime.place(model)
     # A frozen-backbone run's maps of these images are in DATA/features/ already (same weights, same key): reading
     # them skips the backbone, by far the costliest part of the pass.
     features = find_features(info, model.backbone, meta.model_config["backbone"], meta.preprocessing, cache_rows)

@@ -95,9 +95,8 @@ class Predictor:
         self.path = Path(path)
         if self.path.suffix.lower() in {".pt", ".pth", ".ckpt", ".pkl"}:
             _refuse_pickle(self.path)
-        model, self.info = load_model_file(self.path)
         self.runtime = Runtime.resolve(device)
-        self.model = self.runtime.place(model)
+        self.model, self.info = load_model_file(self.path, self.runtime)
         self.preprocessing = self.info.preprocessing
         self.classes: dict[str, list[str]] = self.info.classes
         self.calibrated = calibrated
