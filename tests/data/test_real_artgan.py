@@ -14,8 +14,10 @@ from artextract.stages.prepare import prepare_dataset
 
 from conftest import DATA_HINT, REAL_MOJIBAKE, SHARED_DATA
 
-pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(),
-                                reason=f"real ArtGAN CSVs not found at {SHARED_DATA}; {DATA_HINT}")
+# The real tier: the slowest set-up of the suite (a tree of 81,446 tiny images), and it needs ../shared.
+pytestmark = [pytest.mark.real,
+              pytest.mark.skipif(not SHARED_DATA.is_dir(),
+                                 reason=f"real ArtGAN CSVs not found at {SHARED_DATA}; {DATA_HINT}")]
 
 ROWS = {"artist_train": 13_346, "artist_val": 5_706, "genre_train.csv": 45_503, "genre_val.csv": 19_492,
         "style_train.csv": 57_025, "style_val.csv": 24_421}
