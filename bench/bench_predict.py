@@ -25,7 +25,7 @@ from artextract.data.synth import generate_dataset
 from artextract.engine.checkpoint import save_model_file
 from artextract.engine.preprocessing import Preprocessing
 from artextract.models import build_model
-from artextract.stages.predict import expand_inputs, load_model
+from artextract.predictor import expand_inputs, load_model
 
 CLASSES = {"artist": [f"a{i}" for i in range(23)], "style": [f"s{i}" for i in range(27)],
            "genre": [f"g{i}" for i in range(10)]}

@@ -127,7 +127,7 @@ def test_read_only_destinations_fail_before_the_work(run_cli, evaluated_run, pre
     result = run_cli("predict", "--model", evaluated_run, image, "--output", "/sys/artextract/p.csv")
     assert result.code == 2 and "cannot write /sys/artextract/p.csv" in result.stderr
     assert "calibrated" not in result.stderr  # refused before the model was even loaded
-    monkeypatch.setattr("artextract.stages.predict.Predictor.iter_predict",
+    monkeypatch.setattr("artextract.predictor.Predictor.iter_predict",
                         lambda *a, **k: pytest.fail("predicted into a read-only --cam"))
     result = run_cli("predict", "--model", evaluated_run, image, "--cam", "/sys/artextract-cams")
     assert result.code == 2 and "cannot write to /sys/artextract-cams" in result.stderr

@@ -1,0 +1,214 @@
+"""Classify new paintings with a trained `model.safetensors`: the Python API (`artextract predict` formats it).
+
+    >>> import artextract
+    >>> model = artextract.load_model("RUN/model.safetensors")
+    >>> model.predict(["painting.jpg"], top_k=3)
+    [{'source': 'painting.jpg', 'status': 'ok', 'predictions': {'artist': [{'class': 'Claude_Monet', ...}]}}]
+
+Images go through the model's own `Preprocessing` (decoded to the cache's square as `prepare` does, then the
+evaluation view) and the shared inference loop, so a painting gets the same prediction here as in `evaluate`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from artextract.analysis.probabilities import softmax
+from artextract.analysis.probabilities import top_k as top_classes
+from artextract.core.progress import Progress
+from artextract.core.safe_text import slug
+from artextract.data.decode import SkipImage
+from artextract.engine.checkpoint import load_model_file
+from artextract.engine.inference import forward_batches
+from artextract.engine.preprocessing import ImageInput, Preprocessing
+from artextract.engine.runtime import Runtime
+from artextract.errors import ArtExtractError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif"}
+
+
+@dataclass
+class Prediction:
+    source: str
+    status: str = "ok"  # "ok", or why the image could not be used
+    predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    warning: str = ""  # why the model may not be able to judge this image (too small, a thin strip)
+    calibrated: bool = True  # probabilities through the model's fitted temperatures
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "status": self.status, "warning": self.warning,
+                "calibrated": self.calibrated, "predictions": self.predictions}
+
+
+def expand_inputs(arguments: Sequence[str | Path]) -> list[str]:
+    """Files named directly, image files found recursively in folders, and glob matches, in order."""
+    found: list[str] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            # Not is_file(): a FIFO, a symlink loop or a dangling link with an image name is listed, so that it is
+            # reported as skipped with its reason, as it is when named on the command line.
+            found += sorted(str(p) for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
+        elif path.exists() or not glob.has_magic(str(argument)):
+            found.append(str(argument))  # a missing file is reported, not dropped
+        else:
+            found += sorted(glob.glob(str(argument), recursive=True))
+    return found
+
+
+class _Decoded(torch.utils.data.Dataset):
+    def __init__(self, items: Sequence[ImageInput], preprocessing: Preprocessing) -> None:
+        self.items, self.preprocessing = items, preprocessing
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> tuple[int, np.ndarray | None, str, str]:
+        """(index, square or None, status, warning)."""
+        try:
+            square, width, height = self.preprocessing.decode(self.items[index])
+        except SkipImage as err:
+            return index, None, str(err), ""
+        return index, square, "ok", self.preprocessing.doubts(width, height)
+
+
+def _collate(batch: list[Any]) -> list[Any]:
+    return batch
+
+
+class Predictor:
+    """A trained model ready to classify images; create it with `artextract.load_model(path)`."""
+
+    def __init__(self, path: str | Path, device: str = "auto", calibrated: bool = True) -> None:
+        """`calibrated`: probabilities through the temperatures fitted on the selection set (stored in the model
+        file); False gives the plain softmax of the logits."""
+        self.path = Path(path)
+        if self.path.suffix.lower() in {".pt", ".pth", ".ckpt", ".pkl"}:
+            _refuse_pickle(self.path)
+        self.runtime = Runtime.resolve(device)
+        self.model, self.info = load_model_file(self.path, self.runtime)
+        self.preprocessing = self.info.preprocessing
+        self.classes: dict[str, list[str]] = self.info.classes
+        self.calibrated = calibrated
+        self.temperature = self.info.temperature if calibrated else dict.fromkeys(self.classes, 1.0)
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(self.classes)
+
+    def logits(self, squares: np.ndarray) -> dict[str, np.ndarray]:
+        """Logits per task for decoded uint8 N x S x S x 3 squares (S = the model's cache size)."""
+        batches = [torch.from_numpy(squares)]
+        with contextlib.closing(forward_batches(self.model, batches, self.preprocessing, self.runtime)) as outputs:
+            out = next(outputs)
+        return {task: logits.float().cpu().numpy() for task, logits in out["logits"].items()}
+
+    def iter_predict(self, items: Sequence[ImageInput], top_k: int = 5, batch_size: int = 64, workers: int = 0,
+                     progress: bool = False) -> Iterator[tuple[Prediction, np.ndarray | None]]:
+        """(prediction, decoded square or None) per input, in input order, decoding in `workers` processes."""
+        loader = torch.utils.data.DataLoader(_Decoded(list(items), self.preprocessing),
+                                             batch_size=batch_size, num_workers=workers, collate_fn=_collate)
+        with Progress(len(items), "predict", enabled=progress) as bar:
+            for batch in loader:
+                good = [array for _, array, _, _ in batch if array is not None]
+                ranked = {task: top_classes(softmax(values, self.temperature[task]), top_k)
+                          for task, values in (self.logits(np.stack(good)) if good else {}).items()}
+                row = 0
+                for index, array, status, warning in batch:
+                    result = Prediction(_describe(items[index]), status, warning=warning, calibrated=self.calibrated)
+                    if array is not None:
+                        for task, (ids, probabilities) in ranked.items():
+                            result.predictions[task] = [{"class": self.classes[task][c], "probability": float(p)}
+                                                        for c, p in zip(ids[row], probabilities[row], strict=True)]
+                        row += 1
+                    yield result, array
+                bar.update(len(batch))
+
+    def predict(self, images: ImageInput | Sequence[ImageInput], top_k: int = 5, as_frame: bool = False,
+                batch_size: int = 64) -> list[dict[str, Any]] | pd.DataFrame:
+        """Top-k classes with probabilities per task for each image (paths, folders, globs, PIL images or H x W x 3
+        arrays; folders and globs are expanded as on the command line).
+
+        Returns a list of plain dicts, or with `as_frame=True` a DataFrame with one row per image, task and rank.
+        Unusable images are not dropped: their `status` says why.
+        """
+        single = isinstance(images, str | Path | Image.Image | np.ndarray)
+        items = [found for item in ([images] if single else list(images))
+                 for found in (expand_inputs([item]) if isinstance(item, str | Path) else [item])]
+        results = [r.as_dict() for r, _ in self.iter_predict(items, top_k, batch_size)]
+        return to_frame(results) if as_frame else results
+
+    def heatmaps(self, squares: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
+        """(top-1 class, Grad-CAM map) for each decoded square, for `task`; each map covers the evaluation view
+        (`self.preprocessing.visible(square)`), the pixels the model saw."""
+        from artextract.engine.explain import grad_cam
+
+        classes = torch.tensor(self.logits(squares)[task].argmax(axis=1))
+        return classes.numpy(), grad_cam(self.model, torch.from_numpy(squares), task, classes, self.preprocessing)
+
+    def write_heatmaps(self, square: np.ndarray, source: str, index: int, folder: Path) -> None:
+        """Grad-CAM overlays of the top-1 class of each task: FOLDER/<index>-<name>-<task>-<class index>-<class>.png,
+        every part but the indices a slug (a class or file name never picks the path)."""
+        from artextract.core.atomic import write_bytes
+        from artextract.report.images import overlay_png
+
+        stem = slug(Path(source).stem or "image")
+        for task in self.tasks:
+            classes, heat = self.heatmaps(square[None], task)
+            top = int(classes[0])
+            write_bytes(folder / f"{index:05d}-{stem}-{slug(task)}-{top:03d}-{slug(self.classes[task][top])}.png",
+                        overlay_png(self.preprocessing.visible(square), heat[0]))
+
+
+def _describe(item: ImageInput) -> str:
+    if isinstance(item, str | Path):
+        return str(item)
+    return f"<{type(item).__name__}>"
+
+
+def _refuse_pickle(path: Path) -> None:
+    """A .pt/.pth model file is opened only as plain tensors; anything that would need unpickling is refused."""
+    if not path.is_file():
+        raise ArtExtractError(f"model file {path} does not exist")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # the unpickler raises many types; each means "not plain tensors"
+        raise ArtExtractError(f"refused to load {path}: it holds pickled objects, which could run code "
+                              f"({str(err).splitlines()[0][:120]}). Use the run's model.safetensors") from None
+    raise ArtExtractError(f"{path} is a bare checkpoint without class names or preprocessing; use the run's "
+                          "model.safetensors")
+
+
+def to_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    rows = []
+    for result in results:
+        if not result["predictions"]:
+            rows.append({"source": result["source"], "status": result["status"], "task": None, "rank": None,
+                         "class": None, "probability": None, "warning": result.get("warning", "")})
+        for task, ranked in result["predictions"].items():
+            rows += [{"source": result["source"], "status": result["status"], "task": task, "rank": rank,
+                      "class": entry["class"], "probability": entry["probability"],
+                      "warning": result.get("warning", "")} for rank, entry in enumerate(ranked, start=1)]
+    frame = pd.DataFrame(rows, columns=["source", "status", "task", "rank", "class", "probability", "warning"])
+    return frame.astype({"rank": "Int64"})  # a whole number, blank where an image failed
+
+
+def load_model(path: str | Path, device: str = "auto", calibrated: bool = True) -> Predictor:
+    """Load a `model.safetensors` written by `artextract train` (or the RUN folder holding it); everything it
+    needs is in the file. Probabilities are calibrated by the temperatures fitted on the selection set unless
+    `calibrated=False`."""
+    if Path(path).is_dir():
+        from artextract.layout import RunFolder
+
+        path = RunFolder(Path(path)).require_model()
+    return Predictor(path, device, calibrated)
