@@ -282,6 +282,8 @@ def ablate(
     folds: Annotated[int, typer.Option(min=0, max=100, help="K >= 2: score by K-fold cross-validation over the "
                                        "train and selection splits (K runs per variant and seed, every training "
                                        "painting scored once); 0: score on the selection split.")] = 0,
+    probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Add the linear probe (logistic regression on "
+                                        "the first variant's pooled features) to the table.")] = True,
     config: ConfigOption = None,
     set_: SetOption = None,
     force: ForceOption = False,
@@ -301,7 +303,8 @@ def ablate(
         raise ArtExtractError("--seeds names no seed")
     if folds == 1:
         raise ArtExtractError("--folds 1 leaves nothing to score on: give 0 (the selection split) or at least 2")
-    result = run_ablation(data, out, cfg, parse_variants(variants), seed_list, force=force, folds=folds)
+    result = run_ablation(data, out, cfg, parse_variants(variants), seed_list, force=force, folds=folds,
+                          probe=probe)
     typer.echo(result.markdown, nl=False)
     typer.echo(f"table: {result.out / 'ablation.md'}")
 

@@ -106,3 +106,6 @@ def test_ablate_cross_validates_every_training_painting_once(run_cli, prepared_s
     assert run_cli(*args).code == 0  # finished fold runs are reused
     assert (tmp_path / "ab" / "runs" / "gap-s0-f1" / "model.safetensors").stat().st_mtime_ns == stamp
     assert run_cli(*args[:-1], "1").code == 2
+    quick = run_cli(*args, "--no-probe")  # the same runs, reused; no probe in the table
+    assert quick.code == 0 and "linear-probe" not in json.loads((tmp_path / "ab" / "ablation.json").read_text())[
+        "table"]

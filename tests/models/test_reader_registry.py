@@ -59,5 +59,5 @@ def test_a_registered_reader_trains_evaluates_ablates_and_compares(max_reader, r
 def test_an_unregistered_reader_is_named_with_the_choices(run_cli, prepared_small, tmp_path):
     result = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--reader", "tcn",
                      "--backbone", "test_resnet")
-    assert result.code == 2 and "must be one of none, gru, lstm, got 'tcn'" in result.stderr
+    assert result.code == 2 and "must be one of none, gru, lstm, mlp, got 'tcn'" in result.stderr
     assert not (tmp_path / "run").exists()

@@ -132,6 +132,19 @@ class GapReader(nn.Module):
         return feature_map.mean(dim=(2, 3)), None
 
 
+class MlpReader(nn.Module):
+    """Global average pooling, then one hidden layer (Linear, GELU, dropout): a non-linear reader of pooled
+    features (for the pyramid, of the concatenated stage statistics), without recurrence."""
+
+    def __init__(self, in_channels: int, hidden_size: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.hidden = nn.Sequential(nn.Linear(in_channels, hidden_size), nn.GELU(), nn.Dropout(dropout))
+        self.out_features = hidden_size
+
+    def forward(self, feature_map: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.hidden(feature_map.mean(dim=(2, 3))), None
+
+
 class PyramidReader(nn.Module):
     """Each level's statistics projected to `width` channels and normalised, then read in order by a
     `SequenceReader` as a 1 x levels map (so pooling works as for any map; attention weights over stages are not

@@ -68,6 +68,12 @@ def _build_pooling(channels: int, levels: list[int], model: ModelConfig) -> nn.M
     return GapReader(channels)  # over the pyramid's 1 x 1 "map": the statistics, concatenated
 
 
+def _build_mlp(channels: int, levels: list[int], model: ModelConfig) -> nn.Module:
+    from artextract.models.reader import MlpReader
+
+    return MlpReader(channels, model.hidden_size, model.dropout)
+
+
 def _build_recurrent(channels: int, levels: list[int], model: ModelConfig) -> nn.Module:
     from artextract.models.reader import PyramidReader, SequenceReader
 
@@ -97,3 +103,9 @@ for _cell in ("gru", "lstm"):
         _cell, f"a {_cell.upper()} over the scanned grid", _build_recurrent, _describe_recurrent,
         label=lambda m: (f"stage statistics read by {m.reader}" if m.representation == "pyramid"
                          else f"{m.reader} {m.scan} {m.pooling}"), sequential=True))
+register_reader(ReaderKind(
+    "mlp", "global average pooling, then one hidden layer", _build_mlp,
+    describe=lambda m: (f"the stages' channel statistics, concatenated, then an MLP({m.hidden_size})"
+                        if m.representation == "pyramid" else f"global average pooling, then an MLP({m.hidden_size})"),
+    label=lambda m: f"stage statistics + MLP({m.hidden_size})" if m.representation == "pyramid" else
+    f"GAP + MLP({m.hidden_size})", sequential=False))

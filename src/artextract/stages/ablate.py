@@ -56,6 +56,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # every stage's channel statistics, concatenated or read as a sequence of stages by a GRU
     "pyramid-gap": {"representation": "pyramid", "reader": "none"},
     "pyramid-gru": {"representation": "pyramid", "reader": "gru"},
+    "pyramid-mlp": {"representation": "pyramid", "reader": "mlp"},
     # the configured model on the larger Lite backbones
     "lite1": {"backbone": "tf_efficientnet_lite1"},
     "lite2": {"backbone": "tf_efficientnet_lite2"},
@@ -94,7 +95,7 @@ def parse_variants(text: str) -> list[str]:
 
 
 def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int],
-           force: bool = False, folds: int = 0) -> AblationResult:
+           force: bool = False, folds: int = 0, probe: bool = True) -> AblationResult:
     """Train every variant once per seed and score it on the selection split, or with `folds` >= 2 by K-fold
     cross-validation over the train and selection splits pooled (each painting scored once, by the run that did
     not train on it: engine/folds.py)."""
@@ -105,11 +106,11 @@ def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: li
     # before any run started leaves nothing behind (not a folder holding only the lock file); runs are kept.
     with undo_on_failure(Path(out), keep=lambda: (Path(out) / "runs").exists()), \
             claimed_output_dir(out, force=force, resumable_marker="runs") as claimed:
-        return _ablate(data, claimed, config, variants, seeds, folds)
+        return _ablate(data, claimed, config, variants, seeds, folds, probe)
 
 
 def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int],
-            folds: int) -> AblationResult:
+            folds: int, probe: bool) -> AblationResult:
     from artextract.analysis.compare import mcnemar_exact, paired_difference
     from artextract.analysis.metrics import seed_mean_metrics
     from artextract.engine.data import load_data_folder
@@ -153,8 +154,9 @@ def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: l
                 table[name][task]["vs_gap_first_seed"] = (paired_difference(correct[BASELINE], correct[name])
                                                           | {"mcnemar": mcnemar_exact(correct[BASELINE],
                                                                                       correct[name])})
-    table[LINEAR_PROBE] = _linear_probe(out / "runs" / _run_name(variants[0], seeds[0], folds, 0), info, config,
-                                        folds)
+    if probe:  # on the first variant's features (minutes on wide ones such as the pyramid's 4,128 statistics)
+        table[LINEAR_PROBE] = _linear_probe(out / "runs" / _run_name(variants[0], seeds[0], folds, 0), info,
+                                            config, folds)
     markdown = render_markdown(table, tasks, seeds, config, folds)
     write_json(out / "ablation.json", {"seeds": seeds, "epochs": config.train.epochs, "tasks": tasks,
                                        "folds": folds, "table": table})
