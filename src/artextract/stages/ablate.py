@@ -21,7 +21,7 @@ import copy
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -29,11 +29,8 @@ from artextract.config import Config
 from artextract.core.atomic import write_json, write_text
 from artextract.core.outdir import claimed_output_dir, undo_on_failure
 from artextract.core.progress import log
-from artextract.core.records import file_digest
 from artextract.errors import ArtExtractError, ConfigError
-
-if TYPE_CHECKING:
-    from artextract.layout import RunFolder
+from artextract.stages.ablate_runs import features_and_model, last_epoch_predictions, train_or_reuse
 
 # name -> settings over the configured ones (model settings, or "train.KEY" for a training setting). The readers
 # of the last map name their representation, so that a recipe configured with the pyramid still compares them.
@@ -130,10 +127,10 @@ def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: l
             fold_labels, fold_predictions = [], []
             for fold in range(max(folds, 1)):  # one run on the prepared selection split when not cross-validating
                 view = fold_view(info, folds, fold)
-                run, took = _train_variant(data, view, out / "runs" / _run_name(name, seed, folds, fold),
+                run, took = train_or_reuse(data, view, out / "runs" / _run_name(name, seed, folds, fold),
                                            _variant_config(config, name, seed, folds, fold))
                 seconds.append(took)
-                labels, predicted, parameters = _last_epoch_predictions(run, view, config)
+                labels, predicted, parameters = last_epoch_predictions(run, view, config)
                 fold_labels.append(labels)
                 fold_predictions.append(predicted)
             selection = {t: np.concatenate([labels[t] for labels in fold_labels]) for t in tasks}
@@ -186,100 +183,6 @@ def _variant_config(config: Config, name: str, seed: int, folds: int = 0, fold: 
     return variant
 
 
-def _train_variant(data: Path, view: Any, run: Path, config: Config) -> tuple[Path, float]:
-    """Train one variant, or reuse a run that finished all its epochs with the same settings on the same DATA
-    (`view`: DATA as the run sees it, its folds applied); returns (RUN, seconds)."""
-    from artextract.engine.data import data_key
-    from artextract.layout import RunFolder
-    from artextract.stages.train import train
-
-    seconds = _finished_seconds(RunFolder(run), data_key(view), config)
-    if seconds is not None:
-        return run, seconds
-    started = time.perf_counter()
-    train(data, run, config, force=True)
-    return run, time.perf_counter() - started
-
-
-def _finished_seconds(folder: RunFolder, key: str, config: Config) -> float | None:
-    """The training seconds of a finished run of exactly `config` on the DATA of `key`; None for anything else (an
-    interrupted run, one of an earlier ablation with other settings, or on other DATA), which is trained again."""
-    import pandas as pd
-
-    from artextract.config import config_yaml
-
-    if not (folder.config.is_file() and folder.model.is_file() and folder.metrics.is_file()):
-        return None  # not trained yet, or interrupted before its first epoch
-    try:
-        info = folder.read_info("")
-        same = (folder.config.read_text(encoding="utf-8") == config_yaml(config, ("model", "train"))
-                and info.get("data_key") == key)
-        history = pd.read_csv(folder.metrics)
-    except (OSError, ValueError, ArtExtractError):  # damaged: train it again
-        same = False
-    if not same:
-        log.info("ablate: %s was trained with other settings or on other DATA; training it again", folder.root)
-        return None
-    if not _verifiably_finished(folder, info, config.train.epochs):
-        return None
-    return float(history["epoch_seconds"].sum()) if len(history) == config.train.epochs else None
-
-
-def _verifiably_finished(folder: RunFolder, info: dict[str, Any], epochs: int) -> bool:
-    """Whether run.json records the run finishing all `epochs`, and its checkpoint and model file are still the
-    files it wrote then (a restored last.pt.prev holds an earlier epoch: scoring it would change the table)."""
-    finished = info.get("finished")
-    if not isinstance(finished, dict) or finished.get("epoch") != epochs:
-        log.info("ablate: %s did not record finishing its %d epochs; training it again", folder.root, epochs)
-        return False
-    if (file_digest(folder.last) != finished.get("last_sha256")
-            or file_digest(folder.model) != finished.get("model_sha256")):
-        log.warning("ablate: %s's %s or %s is not the file its training finished with (replaced or restored "
-                    "since); training it again", folder.root, folder.last.name, folder.model.name)
-        return False
-    return True
-
-
-def _features_and_model(run: Path, info: Any, config: Config, final: bool = True) -> tuple[Any, Any, Any, Any]:
-    """The run's model (its last epoch's weights when `final`) placed by the runtime, its preprocessing, the
-    runtime, and the feature cache it trained on."""
-    from artextract.engine.checkpoint import load_checkpoint, load_model_file
-    from artextract.engine.features import build_features
-    from artextract.engine.runtime import Runtime
-    from artextract.layout import RunFolder
-
-    folder = RunFolder(run)
-    runtime = Runtime.resolve(config.train.accelerator, config.train.precision, config.train.channels_last)
-    model, meta = load_model_file(folder.model, runtime)
-    if final:
-        model.load_state_dict(load_checkpoint(folder.last)["model"])
-    features = build_features(info, model.backbone, meta.model_config["backbone"], meta.preprocessing, runtime,
-                              runtime.device, config.train.batch_size)  # all rows are there: nothing is computed
-    return model, meta.preprocessing, runtime, features
-
-
-def _last_epoch_predictions(run: Path, info: Any, config: Config) -> tuple[dict[str, np.ndarray],
-                                                                           dict[str, np.ndarray], int]:
-    import torch
-
-    from artextract.engine.data import CachedSplit
-    from artextract.engine.inference import forward_batches
-
-    model, preprocessing, runtime, features = _features_and_model(run, info, config)
-    tasks = list(config.model.tasks)
-    split = CachedSplit(info, "select", tasks, features)
-    batch = config.train.batch_size
-    chunks = [np.arange(len(split))[i: i + batch] for i in range(0, len(split), batch)]
-    predicted: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
-    maps = (torch.from_numpy(np.ascontiguousarray(features.maps[split.cache_rows[rows]])) for rows in chunks)
-    for out in forward_batches(model, maps, preprocessing, runtime, from_features=True):
-        for task in tasks:
-            predicted[task].append(out["logits"][task].float().argmax(dim=1).cpu().numpy())
-    trainable = model.trained_parameter_count(backbone_frozen=True)
-    return ({t: split.labels[:, c] for c, t in enumerate(tasks)},
-            {t: np.concatenate(v) for t, v in predicted.items()}, trainable)
-
-
 def _pooled(features: Any, rows: np.ndarray, known: dict[int, np.ndarray]) -> np.ndarray:
     """The global-average-pooled maps of cache `rows`, each computed once into `known`."""
     missing = np.array([r for r in rows if r not in known], dtype=np.int64)
@@ -302,7 +205,7 @@ def _linear_probe(run: Path, info: Any, config: Config, folds: int) -> dict[str,
     from artextract.engine.data import CachedSplit
     from artextract.engine.folds import fold_view
 
-    features = _features_and_model(run, info, config, final=False)[3]
+    features = features_and_model(run, info, config, final=False)[3]
     tasks = list(config.model.tasks)
     pooled = {}  # cache row -> its pooled map, computed once for every fold
     result = {}
