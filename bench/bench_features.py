@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from artextract.config import load_config
+from artextract.config_files import load_config
 from artextract.data.cache import open_cache
 from artextract.engine.data import load_data_folder
 from artextract.engine.features import backbone_batch_size, build_features

@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from artextract.config import load_config
+from artextract.config_files import load_config
 from artextract.engine.data import load_data_folder
 from artextract.engine.loop import train_epoch
 from artextract.engine.runtime import Runtime, make_fabric

@@ -99,7 +99,7 @@ def test_the_demo_gives_its_recurrent_reader_a_grid_of_at_least_4x4():
 def test_the_smoke_preset_file_matches_the_demo_settings():
     from pathlib import Path
 
-    from artextract.config import load_config
+    from artextract.config_files import load_config
     from artextract.stages.demo import smoke_config
 
     preset = load_config(Path(__file__).resolve().parents[1] / "configs" / "cpu-smoke.yaml")

@@ -1,6 +1,7 @@
 import pytest
 
-from artextract.config import Config, load_config, write_config
+from artextract.config import Config
+from artextract.config_files import load_config, write_config
 from artextract.errors import ConfigError
 
 

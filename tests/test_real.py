@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from artextract.config import PrepareConfig, load_config
+from artextract.config import PrepareConfig
+from artextract.config_files import load_config
 from artextract.stages.prepare import prepare_dataset
 
 from conftest import DATA_HINT, SHARED_DATA

@@ -54,7 +54,7 @@ def _root(
 
 def _record(out: Path, cfg: Any, section: str) -> None:
     """The resolved config and the environment beside a command's outputs."""
-    from artextract.config import write_config
+    from artextract.config_files import write_config
     from artextract.core.environment import write_environment
     from artextract.layout import CONFIG, ENVIRONMENT
 
@@ -65,7 +65,7 @@ def _record(out: Path, cfg: Any, section: str) -> None:
 def _h(key: str, text: str) -> str:
     """Help text of a flag that sets config key `key`, with the key and its default (flags left unset keep the
     config file's value, so Typer itself shows no default)."""
-    from artextract.config import default_value
+    from artextract.config_files import default_value
 
     return f"{text} (config {key}; default: {default_value(key)})"
 
@@ -74,7 +74,7 @@ def _resolve_config(verbose: bool, path: Path | None, overrides: list[str], sect
                     print_config: bool, base: Any = None) -> Any:
     """Logging set up, then the config: `base` (defaults if None), the file, the overrides; range-checked.
     With `print_config` the resolved `sections` are printed and the command ends there."""
-    from artextract.config import config_yaml, load_config
+    from artextract.config_files import config_yaml, load_config
     from artextract.core.progress import setup_logging
 
     setup_logging(verbose)
@@ -237,7 +237,7 @@ def train(
     verbose: VerboseOption = False,
 ) -> None:
     """Train a convolutional-recurrent classifier on a prepared DATA folder (one GPU, several, or the CPU)."""
-    from artextract.config import load_config
+    from artextract.config_files import load_config
     from artextract.layout import RunFolder
     from artextract.stages.train import train as run_training
 

@@ -57,7 +57,7 @@ def _cells(html: str, what: str) -> str:
 
 
 def test_report_header_says_what_was_evaluated(evaluated_run, evaluated):
-    from artextract.config import load_config
+    from artextract.config_files import load_config
     from artextract.engine.checkpoint import load_model_file
 
     html = (evaluated / "report.html").read_text()

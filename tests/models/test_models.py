@@ -90,7 +90,8 @@ def test_attention_is_returned_in_grid_order():
 
 def test_a_smaller_output_stride_gives_the_reader_a_finer_grid_from_the_same_weights():
     """The test suite's pipelines run test_resnet at 32 px with output_stride 8: a 4 x 4 grid, not one cell."""
-    from artextract.config import Config, apply_mapping
+    from artextract.config import Config
+    from artextract.config_files import apply_mapping
     from tests.conftest import tiny_train_config
 
     config = tiny_train_config()

@@ -169,7 +169,8 @@ def load_model_file(path: Path, runtime: Runtime | None = None) -> tuple[nn.Modu
     `model.safetensors` written by `train`."""
     from safetensors.torch import load_file
 
-    from artextract.config import Config, apply_mapping
+    from artextract.config import Config
+    from artextract.config_files import apply_mapping
     from artextract.errors import ConfigError
     from artextract.models import build_model
     from artextract.models.readers import reader_kind

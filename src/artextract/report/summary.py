@@ -77,7 +77,7 @@ def _training(run: RunFolder, epochs_planned: int | None) -> str:
 
 
 def _model_rows(run: RunFolder) -> list[tuple[str, str]]:
-    from artextract.config import load_config
+    from artextract.config_files import load_config
     from artextract.errors import ConfigError
 
     try:

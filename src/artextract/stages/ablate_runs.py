@@ -38,7 +38,7 @@ def _finished_seconds(folder: RunFolder, key: str, config: Config) -> float | No
     interrupted run, one of an earlier ablation with other settings, or on other DATA), which is trained again."""
     import pandas as pd
 
-    from artextract.config import config_yaml
+    from artextract.config_files import config_yaml
 
     if not (folder.config.is_file() and folder.model.is_file() and folder.metrics.is_file()):
         return None  # not trained yet, or interrupted before its first epoch

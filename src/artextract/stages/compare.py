@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 
 from artextract.analysis.compare import mcnemar_exact, paired_difference
-from artextract.config import load_config
+from artextract.config_files import load_config
 from artextract.core.progress import log
 from artextract.core.records import read_record
 from artextract.core.safe_text import markdown_cell

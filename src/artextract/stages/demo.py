@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from artextract.config import Config, ModelConfig, PrepareConfig, SynthConfig, TrainConfig, write_config
+from artextract.config import Config, ModelConfig, PrepareConfig, SynthConfig, TrainConfig
+from artextract.config_files import write_config
 from artextract.core.progress import log
 from artextract.layout import CONFIG, ENVIRONMENT
 

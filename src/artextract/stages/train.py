@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from artextract.config import Config, changed_keys, load_config, write_config
+from artextract.config import Config
+from artextract.config_files import changed_keys, load_config, write_config
 from artextract.core.atomic import write_json
 from artextract.core.environment import write_environment
 from artextract.core.lock import folder_lock
