@@ -109,3 +109,9 @@ def test_ablate_cross_validates_every_training_painting_once(run_cli, prepared_s
     quick = run_cli(*args, "--no-probe")  # the same runs, reused; no probe in the table
     assert quick.code == 0 and "linear-probe" not in json.loads((tmp_path / "ab" / "ablation.json").read_text())[
         "table"]
+    # Without gap, the first variant is the baseline every other one is paired against.
+    paired = run_cli(*args[:-6], "--variants", "gru-rows,gru-cols", "--seeds", "0", "--folds", "2", "--no-probe")
+    assert paired.code == 0, paired.stderr
+    report = json.loads((tmp_path / "ab" / "ablation.json").read_text())
+    assert report["baseline"] == "gru-rows" and "vs_baseline_first_seed" in report["table"]["gru-cols"]["artist"]
+    assert "vs gru-rows, first seed" in paired.stdout

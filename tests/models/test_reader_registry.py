@@ -52,7 +52,7 @@ def test_a_registered_reader_trains_evaluates_ablates_and_compares(max_reader, r
                       "--variants", "gap,max", "--seeds", "0")
     assert ablated.code == 0, ablated.stderr
     table = json.loads((tmp_path / "ab" / "ablation.json").read_text())["table"]
-    assert "vs_gap_first_seed" in table["max"]["artist"]
+    assert "vs_baseline_first_seed" in table["max"]["artist"]
     assert table["max"]["artist"]["trainable_parameters"] == table["gap"]["artist"]["trainable_parameters"]
 
 

@@ -59,7 +59,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lite2": {"backbone": "tf_efficientnet_lite2"},
 }
 LINEAR_PROBE = "linear-probe"
-BASELINE = "gap"  # every other reader is also tested against it, paired
+BASELINE = "gap"  # every other variant is tested against it, paired (against the first variant when it is absent)
 PROBE_C_GRID = (0.01, 0.1, 1.0)  # inverse regularisation strengths tried by 3-fold cross-validation on train
 
 
@@ -143,20 +143,20 @@ def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: l
         first_seed[name] = {task: runs[0] for task, runs in predictions.items()}
         log.info("ablate: %s done (%s)", name, _headline(table[name]))
     assert selection is not None
-    if BASELINE in first_seed:  # each reader against GAP on the same images: the paired test of `compare`
-        for name in first_seed.keys() - {BASELINE}:
-            for task in tasks:
-                labelled = selection[task] >= 0
-                correct = {n: first_seed[n][task][labelled] == selection[task][labelled] for n in (BASELINE, name)}
-                table[name][task]["vs_gap_first_seed"] = (paired_difference(correct[BASELINE], correct[name])
-                                                          | {"mcnemar": mcnemar_exact(correct[BASELINE],
-                                                                                      correct[name])})
+    baseline = BASELINE if BASELINE in first_seed else variants[0]
+    for name in first_seed.keys() - {baseline}:  # each variant against the baseline, on the same images
+        for task in tasks:
+            labelled = selection[task] >= 0
+            correct = {n: first_seed[n][task][labelled] == selection[task][labelled] for n in (baseline, name)}
+            table[name][task]["vs_baseline_first_seed"] = (paired_difference(correct[baseline], correct[name])
+                                                           | {"mcnemar": mcnemar_exact(correct[baseline],
+                                                                                       correct[name])})
     if probe:  # on the first variant's features (minutes on wide ones such as the pyramid's 4,128 statistics)
         table[LINEAR_PROBE] = _linear_probe(out / "runs" / _run_name(variants[0], seeds[0], folds, 0), info,
                                             config, folds)
-    markdown = render_markdown(table, tasks, seeds, config, folds)
+    markdown = render_markdown(table, tasks, seeds, config, folds, baseline)
     write_json(out / "ablation.json", {"seeds": seeds, "epochs": config.train.epochs, "tasks": tasks,
-                                       "folds": folds, "table": table})
+                                       "folds": folds, "baseline": baseline, "table": table})
     write_text(out / "ablation.md", markdown)
     return AblationResult(out, table, markdown)
 
@@ -237,7 +237,7 @@ def _headline(figures: dict[str, dict[str, Any]]) -> str:
 
 
 def render_markdown(table: dict[str, dict[str, dict[str, Any]]], tasks: list[str], seeds: list[int],
-                    config: Config, folds: int = 0) -> str:
+                    config: Config, folds: int = 0, baseline: str = BASELINE) -> str:
     model = config.model
     scored = (f"{folds}-fold cross-validation over the training and selection paintings pooled (each scored once, "
               "by the run that did not train on it; one run per fold)" if folds >= 2 else "Selection set")
@@ -248,13 +248,14 @@ def render_markdown(table: dict[str, dict[str, dict[str, Any]]], tasks: list[str
              "the seed-averaged figure.", ""]
     for task in tasks:
         lines += [f"## {task}", "", "| reader | accuracy [95 % CI] | macro-F1 [95 % CI] | accuracy per seed | "
-                  "vs gap, first seed: difference [95 % CI], McNemar p | trainable parameters | seconds per run |",
+                  f"vs {baseline}, first seed: difference [95 % CI], McNemar p | trainable parameters | "
+                  "seconds per run |",
                   "|---|---|---|---|---|---|---|"]
         for name, tasks_figures in table.items():
             f = tasks_figures[task]
             acc, f1 = f["accuracy_interval_95"], f["macro_f1_interval_95"]
             per_seed = ", ".join(f"{a:.3f}" for a in f["accuracy_per_run"])
-            paired = f.get("vs_gap_first_seed")
+            paired = f.get("vs_baseline_first_seed")
             versus = (f"{paired['difference']:+.3f} [{paired['interval_95'][0]:+.3f}, {paired['interval_95'][1]:+.3f}]"
                       f", p {paired['mcnemar']['p_value']:.2g}" if paired else "")
             lines.append(f"| {name} | {f['accuracy']:.3f} [{acc[0]:.3f}, {acc[1]:.3f}] | {f['macro_f1']:.3f} "
