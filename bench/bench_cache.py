@@ -22,7 +22,8 @@ import numpy as np
 from PIL import Image
 
 from artextract.config import SynthConfig
-from artextract.data.cache import build_cache, open_images
+from artextract.data.cache import build_cache
+from artextract.data.cache_files import open_images
 from artextract.data.decode import decode_square
 from artextract.data.image_source import FolderSource
 from artextract.data.synth import generate_dataset

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from artextract.config_files import load_config
-from artextract.data.cache import open_cache
+from artextract.data.cache_files import open_cache
 from artextract.engine.data import load_data_folder
 from artextract.engine.features import backbone_batch_size, build_features
 from artextract.engine.inference import forward_batches, run_model

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from artextract.config import PrepareConfig
-from artextract.data.cache import open_images, read_layout
+from artextract.data.cache_files import open_images, read_layout
 from artextract.data.decode import decode_square
 from artextract.stages.prepare import prepare_dataset
 

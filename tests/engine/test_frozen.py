@@ -51,7 +51,7 @@ def test_frozen_training_reads_cached_maps_and_leaves_the_backbone_alone(prepare
                            torch.device("cpu"), 16)
     assert (folder / "done.npy").stat().st_mtime_ns == stamp  # nothing was computed again
     rows = data.manifest["cache_index"].to_numpy()[:8]
-    from artextract.data.cache import open_cache
+    from artextract.data.cache_files import open_cache
 
     squares = torch.from_numpy(np.ascontiguousarray(open_cache(data.folder.cache)[rows]))
     with torch.no_grad():
@@ -85,7 +85,7 @@ def test_an_interrupted_feature_build_resumes(prepared_small, tmp_path, monkeypa
     from artextract.engine.preprocessing import Preprocessing
 
     preprocessing = Preprocessing(data.cache_size, 32, model.backbone.mean, model.backbone.std)
-    monkeypatch.setattr(features_module, "_SAVE_EVERY_S", 0.0)
+    monkeypatch.setattr("artextract.core.row_store.SAVE_EVERY_S", 0.0)
     real = features_module.forward_batches
 
     def dies_after_two(*args, **kwargs):

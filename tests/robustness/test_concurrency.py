@@ -18,7 +18,7 @@ from artextract.core import lock as lock_module
 from artextract.core.lock import FolderBusy, FolderLock, folder_lock
 from artextract.core.outdir import claimed_output_dir
 from artextract.data import cache as cache_module
-from artextract.data.cache import open_cache
+from artextract.data.cache_files import open_cache
 from artextract.layout import DataFolder, RunFolder
 from artextract.stages.prepare import prepare_dataset
 from artextract.stages.train import train

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from artextract.config import PrepareConfig
-from artextract.data.cache import open_cache
+from artextract.data.cache_files import open_cache
 from artextract.engine.data import data_key, load_data_folder
 from artextract.layout import DataFolder
 from artextract.stages.prepare import prepare_dataset

@@ -94,7 +94,7 @@ def prepare(
 ) -> None:
     """Build the leak-free manifest, the image cache and the report from the ArtGAN CSVs and images."""
     from artextract.core.outdir import prepare_output_dir
-    from artextract.data.cache import LAYOUT_FILE
+    from artextract.data.cache_files import LAYOUT_FILE
     from artextract.data.prepare_report import summary_lines
     from artextract.layout import DataFolder
     from artextract.stages.prepare import parse_shard, prepare_dataset

@@ -25,10 +25,8 @@ Why raw arrays rather than small JPEGs: reading a row is a memory copy, with no 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -36,91 +34,28 @@ from pathlib import Path
 
 import numpy as np
 
-from artextract.core.atomic import atomic_path, write_json
+from artextract.core.atomic import write_json
 from artextract.core.lock import FolderLock
 from artextract.core.outdir import clean_temporaries, require_free_space
 from artextract.core.processes import become_worker
 from artextract.core.progress import Progress, log
+from artextract.core.row_store import save_array, saving_progress, sync_file
+from artextract.data.cache_files import (
+    IMAGES_FILE,
+    LAYOUT_FILE,
+    CacheLayout,
+    fingerprint,
+    images_complete,
+    open_images,
+    pixels_digest,
+    read_layout,
+)
 from artextract.data.decode import SkipImage, decode_square
 from artextract.data.image_source import ImageSource, UnreadableFile
-from artextract.errors import DataError
 
-IMAGES_FILE, LAYOUT_FILE = "images.u8", "layout.json"
 PENDING, OK, SKIPPED = 0, 1, 2
 STATUS_DTYPE = np.dtype([("state", "u1"), ("width", "<i4"), ("height", "<i4"), ("bytes", "<i8"),
                          ("source", "<u8"), ("pixels", "<u8")])
-_SAVE_EVERY_S = 5.0
-
-
-@dataclass(frozen=True)
-class CacheLayout:
-    image_size: int
-    count: int
-    fingerprint: str
-    format: str = "uint8 NxHxWx3, C order"
-    max_pixels: int = 0  # 0: a layout.json of an older ArtExtract, which did not record them
-    max_file_bytes: int = 0
-
-    @property
-    def row_bytes(self) -> int:
-        return self.image_size * self.image_size * 3
-
-    def describe(self, other: CacheLayout | None = None) -> str:
-        """'N images at S px', with the limits when they are what differs from `other`."""
-        text = f"{self.count} images at {self.image_size} px"
-        if other is not None and (other.count, other.image_size) == (self.count, self.image_size):
-            text += (f" with limits of {self.max_pixels:,} pixels and {self.max_file_bytes >> 20:,} MB per file"
-                     if self.max_pixels else " by an older ArtExtract")
-        return text
-
-
-def fingerprint(paths: Sequence[str], image_size: int, max_pixels: int, max_file_bytes: int) -> str:
-    digest = hashlib.sha256(f"{image_size}\n{max_pixels}\n{max_file_bytes}\n".encode())
-    for path in paths:
-        digest.update(path.encode("utf-8") + b"\n")
-    return digest.hexdigest()
-
-
-def contents_digest(fingerprint: str, pixels: Sequence[int] | np.ndarray | None) -> str:
-    """What the cache holds: its layout and every row's pixel digest (None: DATA of an older ArtExtract, which
-    did not record them; its layout fingerprint then, as that version keyed its feature maps)."""
-    if pixels is None:
-        return fingerprint
-    digest = hashlib.sha256(fingerprint.encode())
-    digest.update(np.asarray(pixels, dtype="<u8").tobytes())
-    return digest.hexdigest()
-
-
-def pixels_digest(array: np.ndarray) -> int:
-    return int.from_bytes(hashlib.blake2b(array.tobytes(), digest_size=8).digest(), "little")
-
-
-def open_images(cache_dir: Path, layout: CacheLayout, mode: str = "r") -> np.memmap:
-    """The cached images as a read-only (or `r+`) memory map of shape N x S x S x 3."""
-    shape = (layout.count, layout.image_size, layout.image_size, 3)
-    return np.memmap(cache_dir / IMAGES_FILE, dtype=np.uint8, mode=mode, shape=shape)
-
-
-def images_complete(cache_dir: Path, layout: CacheLayout) -> bool:
-    """Whether the images file exists and holds every row of `layout` (it may have been deleted or cut short)."""
-    path = cache_dir / IMAGES_FILE
-    return path.is_file() and path.stat().st_size >= layout.count * layout.row_bytes
-
-
-def open_cache(cache_dir: Path) -> np.memmap:
-    """The cached images of a prepared DATA folder, read-only; a clear error when the cache is unusable."""
-    layout = read_layout(cache_dir)
-    if layout is None or not images_complete(cache_dir, layout):
-        raise DataError(f"{cache_dir} holds no complete image cache; rerun artextract prepare on {cache_dir.parent} "
-                        "(it resumes and rebuilds what is missing)")
-    return open_images(cache_dir, layout)
-
-
-def read_layout(cache_dir: Path) -> CacheLayout | None:
-    try:
-        return CacheLayout(**json.loads((cache_dir / LAYOUT_FILE).read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
 
 
 def _status_name(layout: CacheLayout, shard: tuple[int, int]) -> str:
@@ -293,47 +228,31 @@ def _build_shard(source: ImageSource, members: Sequence[str], cache_dir: Path, l
         own_errors = {int(k): v for k, v in json.loads(own_errors_path.read_text()).items()}
 
     def save() -> None:
-        with atomic_path(own_status_path) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, own, allow_pickle=False)
+        sync_file(images_file)  # the rows the workers wrote are on disk before the status says they are done
+        save_array(own_status_path, own)
         write_json(own_errors_path, {str(k): v for k, v in sorted(own_errors.items())})
 
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    last_save = time.monotonic()
-    try:
-        with Progress(len(todo), f"cache ({workers} workers)") as progress:
-            if workers == 1:
-                _init_worker(source, cache_dir, layout, max_pixels)
-                results = map(_build_one, todo)
-                pool = None
-            else:
-                pool = ProcessPoolExecutor(workers, initializer=_init_worker,
-                                           initargs=(source, cache_dir, layout, max_pixels, True))
-                results = pool.map(_build_one, todo, chunksize=32)
-            try:
-                for row, state, width, height, nbytes, pixels, reason in results:
-                    own[row] = (state, width, height, nbytes, sources[row], pixels)
-                    own_errors.pop(row, None)  # a row decided again keeps only its new reason
-                    if reason:
-                        own_errors[row] = reason
-                    progress.update()
-                    if time.monotonic() - last_save > _SAVE_EVERY_S:
-                        save()
-                        last_save = time.monotonic()
-            finally:
-                if pool is not None:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                _worker.clear()
-    finally:
-        _sync(images_file)
-        save()  # what is done stays done, even on Ctrl-C
+    with saving_progress(save) as saver, Progress(len(todo), f"cache ({workers} workers)") as progress:
+        if workers == 1:
+            _init_worker(source, cache_dir, layout, max_pixels)
+            results = map(_build_one, todo)
+            pool = None
+        else:
+            pool = ProcessPoolExecutor(workers, initializer=_init_worker,
+                                       initargs=(source, cache_dir, layout, max_pixels, True))
+            results = pool.map(_build_one, todo, chunksize=32)
+        try:
+            for row, state, width, height, nbytes, pixels, reason in results:
+                own[row] = (state, width, height, nbytes, sources[row], pixels)
+                own_errors.pop(row, None)  # a row decided again keeps only its new reason
+                if reason:
+                    own_errors[row] = reason
+                progress.update()
+                saver.tick()
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+            _worker.clear()
     merged, errors = load_status(cache_dir, layout)
     return CacheResult(layout, merged, errors, built_now=len(todo), reused=reused)
-
-
-def _sync(path: Path) -> None:
-    """Flush rows the workers wrote through their memory maps before the status says they are done."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

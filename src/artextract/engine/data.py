@@ -19,7 +19,7 @@ import torch
 
 from artextract.config import TASKS
 from artextract.data.artgan_files import find_class_file
-from artextract.data.cache import IMAGES_FILE, contents_digest, images_complete, open_cache, read_layout
+from artextract.data.cache_files import IMAGES_FILE, contents_digest, images_complete, open_cache, read_layout
 from artextract.errors import DataError
 from artextract.layout import DataFolder
 

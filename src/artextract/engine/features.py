@@ -14,8 +14,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,11 +21,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from artextract.core.atomic import atomic_path, write_json
+from artextract.core.atomic import write_json
 from artextract.core.lock import FolderLock
 from artextract.core.outdir import clean_temporaries
 from artextract.core.progress import Progress, log
-from artextract.data.cache import open_cache, read_layout
+from artextract.core.row_store import save_array, saving_progress, sync_file
+from artextract.data.cache_files import open_cache, read_layout
 from artextract.engine.data import DataInfo, cache_contents
 from artextract.engine.inference import forward_batches
 from artextract.engine.preprocessing import Preprocessing
@@ -36,7 +35,6 @@ from artextract.errors import ArtExtractError
 from artextract.models.backbone import Backbone
 
 FEATURES_FILE, DONE_FILE, LAYOUT_FILE = "features.f16", "done.npy", "layout.json"
-_SAVE_EVERY_S = 10.0
 # On a CPU small batches stay in the caches: Lite0 at 224 px on 2 cores ran 44-60 img/s at batch 4-16 against
 # 30 at 64 (bench/bench_features.py). A GPU takes the training batch.
 CPU_FEATURE_BATCH = 16
@@ -219,22 +217,13 @@ def _compute(data: DataInfo, backbone: nn.Module, preprocessing: Preprocessing, 
 
     def save() -> None:
         maps.flush()
-        with open(folder / FEATURES_FILE, "rb") as handle:  # the rows are on disk before the status says so
-            os.fsync(handle.fileno())
-        with atomic_path(folder / DONE_FILE) as tmp, open(tmp, "wb") as handle:
-            np.save(handle, done, allow_pickle=False)
+        sync_file(folder / FEATURES_FILE)  # the rows are on disk before the done record says so
+        save_array(folder / DONE_FILE, done)
 
     batches = (torch.from_numpy(np.ascontiguousarray(images[rows])) for rows in chunks)
-    last_save = time.monotonic()
-    try:
-        with Progress(len(todo), "features") as progress:
-            for rows, out in zip(chunks, forward_batches(backbone, batches, preprocessing, runtime, device),
-                                 strict=True):
-                maps[rows] = out.to(torch.float16).cpu().numpy()
-                done[rows] = True
-                progress.update(len(rows))
-                if time.monotonic() - last_save > _SAVE_EVERY_S:
-                    save()
-                    last_save = time.monotonic()
-    finally:
-        save()  # what is computed stays computed, even on Ctrl-C
+    with saving_progress(save) as saver, Progress(len(todo), "features") as progress:
+        for rows, out in zip(chunks, forward_batches(backbone, batches, preprocessing, runtime, device), strict=True):
+            maps[rows] = out.to(torch.float16).cpu().numpy()
+            done[rows] = True
+            progress.update(len(rows))
+            saver.tick()

@@ -97,7 +97,7 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     DATA is opened once, here; a cross-validation run's selection split is its own held-out fold."""
     import torch
 
-    from artextract.data.cache import open_cache
+    from artextract.data.cache_files import open_cache
     from artextract.engine.checkpoint import load_model_file
     from artextract.engine.data import load_data_folder
     from artextract.engine.features import backbone_batch_size, find_features
