@@ -87,3 +87,10 @@ def test_no_import_cycle_at_load_time():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
+
+
+def test_every_module_is_small_enough_to_read():
+    """One responsibility per module: none over 300 lines (split it by job when it grows past that)."""
+    long = {path.relative_to(SOURCE).as_posix(): count for path in SOURCE.rglob("*.py")
+            if (count := len(path.read_text(encoding="utf-8").splitlines())) > 300}
+    assert not long, long
