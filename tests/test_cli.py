@@ -14,6 +14,8 @@ def test_help_lists_the_stages(run_cli):
     listed = {line.replace("│", " ").split()[0] for line in result.stdout.splitlines()
               if line.replace("│", " ").split()}
     assert {"synth", "prepare", "train", "ablate", "evaluate", "compare", "predict", "demo"} <= listed
+    train_help = run_cli("train", "--help").stdout
+    assert "--freeze-backbone" in train_help and "<bool>" not in train_help  # a flag takes no value
 
 
 def test_version(run_cli):

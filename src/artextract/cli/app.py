@@ -19,6 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: the rich layout of recent Typer puts a `<bool>` placeholder after every flag, as if it took a value.
+    rich_markup_mode=None,
 )
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML file with config sections.",
