@@ -10,7 +10,6 @@ backbone, weights, image size, normalisation or cache contents gives another key
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -28,7 +27,7 @@ from artextract.core.progress import Progress, log
 from artextract.core.row_store import save_array, saving_progress, sync_file
 from artextract.data.cache_files import open_cache, read_layout
 from artextract.engine.data import DataInfo, cache_contents
-from artextract.engine.inference import forward_batches
+from artextract.engine.inference import forward_batches, map_shape
 from artextract.engine.preprocessing import Preprocessing
 from artextract.engine.runtime import Runtime
 from artextract.errors import ArtExtractError
@@ -168,7 +167,7 @@ def build_features(data: DataInfo, backbone: Backbone, backbone_name: str, prepr
         clean_temporaries(folder)  # a done-file save that a kill -9 cut short
         layout = _current_layout(folder, key, count)
         if layout is None:
-            layout = FeatureLayout(backbone_name, key, count, _map_shape(frozen, preprocessing, runtime, device))
+            layout = FeatureLayout(backbone_name, key, count, map_shape(frozen, preprocessing, runtime, device))
             for stale in (folder / FEATURES_FILE, folder / DONE_FILE):
                 stale.unlink(missing_ok=True)
             write_json(folder / LAYOUT_FILE, {**asdict(layout), "preprocessing": asdict(preprocessing)})
@@ -187,14 +186,6 @@ def build_features(data: DataInfo, backbone: Backbone, backbone_name: str, prepr
                      len(usable) - len(todo))
             _compute(data, frozen, preprocessing, runtime, device, batch_size, folder, layout, done, todo)
     return FeatureCache(folder, layout)
-
-
-def _map_shape(backbone: nn.Module, preprocessing: Preprocessing, runtime: Runtime,
-               device: torch.device) -> tuple[int, int, int]:
-    probe = torch.zeros(1, preprocessing.cache_size, preprocessing.cache_size, 3, dtype=torch.uint8)
-    with contextlib.closing(forward_batches(backbone, [probe], preprocessing, runtime, device)) as outputs:
-        out = next(outputs)
-    return tuple(int(d) for d in out.shape[1:])  # type: ignore[return-value]
 
 
 def _load_done(folder: Path, count: int) -> np.ndarray:

@@ -3,6 +3,7 @@ and the frozen-backbone feature cache all run their model through `forward_batch
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -54,3 +55,13 @@ def run_model(model: nn.Module, batches: Iterable[torch.Tensor], total: int, pre
             parts.setdefault("embedding", []).append(out["embedding"].float().cpu().numpy())
             bar.update(len(out["embedding"]))
     return {key: np.concatenate(value) for key, value in parts.items()}
+
+
+def map_shape(module: nn.Module, preprocessing: Preprocessing, runtime: Runtime,
+              device: torch.device) -> tuple[int, int, int]:
+    """(channels, height, width) of what `module` (a backbone, or the frozen part of one) makes of one evaluation
+    view: the shape of a feature cache's rows, and the grid a reader reads."""
+    probe = torch.zeros(1, preprocessing.cache_size, preprocessing.cache_size, 3, dtype=torch.uint8)
+    with contextlib.closing(forward_batches(module, [probe], preprocessing, runtime, device)) as outputs:
+        out = next(outputs)
+    return tuple(int(d) for d in out.shape[1:])  # type: ignore[return-value]

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-
+from artextract.engine.inference import map_shape
 from artextract.engine.session import Session
 from artextract.models.readers import describe_reader, reader_kind
 
@@ -52,11 +51,6 @@ def warnings_for(session: Session) -> list[str]:
 
 
 def _grid(session: Session) -> tuple[int, int]:
-    size = session.preprocessing.image_size
-    probe = torch.zeros(1, 3, size, size, device=session.fabric.device)
-    model = session.raw_model.backbone
-    was_training = model.training
-    with torch.no_grad():
-        shape = model.eval()(probe).shape
-    model.train(was_training)
-    return int(shape[2]), int(shape[3])
+    _, height, width = map_shape(session.raw_model.backbone, session.preprocessing, session.runtime,
+                                 session.fabric.device)
+    return height, width
