@@ -10,6 +10,11 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# One intra-op thread per test process (and the processes it starts): on 2 shared cores, oversubscribed threads
+# slowed the suite from 5 to 13 minutes. Training code that picks its own count (train.cpu_threads) still does.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch
 
 from artextract.cli import main
 from artextract.config import SynthConfig
@@ -23,6 +28,9 @@ DATA_HINT = "set ARTEXTRACT_DATA to the folder holding artgan-wikiart/ and wikia
 # Every non-ASCII sequence in the real ArtGAN CSVs, and what it stands for (a table made by hand, so that the
 # mojibake repair is checked against something other than itself).
 REAL_MOJIBAKE = {"ã\xad": "í", "ã¶": "ö", "ã©": "é", "ã¨": "è", "ã¼": "ü", "ã³": "ó", "â\xa0": "\xa0"}
+
+
+torch.set_num_threads(1)
 
 
 @dataclass
