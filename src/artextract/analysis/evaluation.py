@@ -58,7 +58,8 @@ def analyse_task(task: str, names: list[str], scored: pd.DataFrame, select: pd.D
             frames[mode] = score_task(task, paths, noisy, logits, embeddings, names, seed=seed)
             flipped_paths = dict(zip(paths, flipped, strict=True))
             modes[mode] = {"flipped": int(flipped.sum()), "scores": noise_detection(frames[mode], flipped_paths)}
-            frames[mode] = frames[mode].assign(injected_noise=frames[mode]["path"].map(flipped_paths))
+            if mode == _GALLERY_MODE:
+                frames[mode] = frames[mode].assign(injected_noise=frames[mode]["path"].map(flipped_paths))
         metrics["noise_detection"] = {"fraction": inject, "headline": HEADLINE, "modes": modes}
         original = dict(zip(paths, labels, strict=True))
         frame = frames[_GALLERY_MODE].assign(original_label=frames[_GALLERY_MODE]["path"].map(original))

@@ -114,6 +114,8 @@ def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: l
     from artextract.engine.folds import fold_view
 
     info = load_data_folder(data)
+    # DATA as each fold's runs see it (one view, the prepared selection split, when not cross-validating)
+    views = [fold_view(info, folds, fold) for fold in range(max(folds, 1))]
     tasks = list(config.model.tasks)
     if folds < 2:
         _require_selection(info, tasks, data)
@@ -125,8 +127,7 @@ def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: l
         seconds = []
         for seed in seeds:
             fold_labels, fold_predictions = [], []
-            for fold in range(max(folds, 1)):  # one run on the prepared selection split when not cross-validating
-                view = fold_view(info, folds, fold)
+            for fold, view in enumerate(views):
                 run, took = train_or_reuse(data, view, out / "runs" / _run_name(name, seed, folds, fold),
                                            _variant_config(config, name, seed, folds, fold))
                 seconds.append(took)
@@ -152,8 +153,8 @@ def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: l
                                                            | {"mcnemar": mcnemar_exact(correct[baseline],
                                                                                        correct[name])})
     if probe:  # on the first variant's features (minutes on wide ones such as the pyramid's 4,128 statistics)
-        table[LINEAR_PROBE] = _linear_probe(out / "runs" / _run_name(variants[0], seeds[0], folds, 0), info,
-                                            config, folds)
+        table[LINEAR_PROBE] = _linear_probe(out / "runs" / _run_name(variants[0], seeds[0], folds, 0), views,
+                                            config)
     markdown = render_markdown(table, tasks, seeds, config, folds, baseline)
     write_json(out / "ablation.json", {"seeds": seeds, "epochs": config.train.epochs, "tasks": tasks,
                                        "folds": folds, "baseline": baseline, "table": table})
@@ -193,7 +194,7 @@ def _pooled(features: Any, rows: np.ndarray, known: dict[int, np.ndarray]) -> np
     return np.stack([known[int(r)] for r in rows])
 
 
-def _linear_probe(run: Path, info: Any, config: Config, folds: int) -> dict[str, dict[str, Any]]:
+def _linear_probe(run: Path, views: list[Any], config: Config) -> dict[str, dict[str, Any]]:
     """Logistic regression on the pooled maps of the training split, scored on the selection split (with `folds`,
     on each fold in turn, C chosen on the first fold's training part and kept for the others)."""
     from sklearn.linear_model import LogisticRegression
@@ -203,8 +204,8 @@ def _linear_probe(run: Path, info: Any, config: Config, folds: int) -> dict[str,
 
     from artextract.analysis.metrics import seed_mean_metrics
     from artextract.engine.data import CachedSplit
-    from artextract.engine.folds import fold_view
 
+    info = views[0]
     features = features_and_model(run, info, config, final=False)[3]
     tasks = list(config.model.tasks)
     pooled = {}  # cache row -> its pooled map, computed once for every fold
@@ -212,8 +213,7 @@ def _linear_probe(run: Path, info: Any, config: Config, folds: int) -> dict[str,
     for column, task in enumerate(tasks):
         started = time.perf_counter()
         labels, predicted, chosen = [], [], None
-        for fold in range(max(folds, 1)):
-            view = fold_view(info, folds, fold)
+        for view in views:
             train, select = CachedSplit(view, "train", tasks, features), CachedSplit(view, "select", tasks, features)
             x_train, x_select = (_pooled(features, split.cache_rows, pooled) for split in (train, select))
             labelled = train.labels[:, column] >= 0
@@ -228,7 +228,7 @@ def _linear_probe(run: Path, info: Any, config: Config, folds: int) -> dict[str,
         result[task] = seed_mean_metrics(np.concatenate(labels), np.concatenate(predicted)[None],
                                          len(info.classes[task])) | {
             "C": chosen, "trainable_parameters": int(x_train.shape[1] + 1) * len(info.classes[task]),
-            "seconds_per_run": (time.perf_counter() - started) / max(folds, 1)}
+            "seconds_per_run": (time.perf_counter() - started) / len(views)}
     return result
 
 
