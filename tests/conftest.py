@@ -83,7 +83,7 @@ def prepared_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = _make_synth(tmp_path_factory.mktemp("synth_small"), artists=4, per_artist=30, size=40)
     out = tmp_path_factory.mktemp("data_small")
-    prepare_dataset(root / "csv", root / "wikiart", out, PrepareConfig(image_size=32, workers=1))
+    prepare_dataset(root / "csv", root / "wikiart", out, PrepareConfig(cache_size=32, workers=1))
     return out
 
 

@@ -91,7 +91,7 @@ def test_the_demo_gives_its_recurrent_reader_a_grid_of_at_least_4x4():
     from artextract.stages.demo import smoke_config
 
     config = smoke_config()
-    assert config.prepare.image_size >= config.train.image_size  # crops are never upsampled
+    assert config.prepare.cache_size >= config.train.image_size  # crops are never upsampled
     backbone = build_model(config.model, {t: ["a", "b"] for t in config.model.tasks}).backbone.eval()
     with torch.no_grad():
         grid = backbone(torch.zeros(1, 3, config.train.image_size, config.train.image_size)).shape[2:]

@@ -58,7 +58,7 @@ def test_yaml_errors(tmp_path):
 
 
 def test_written_config_loads_back_identically(tmp_path):
-    config = load_config(None, ["synth.seed=3", "prepare.image_size=128"])
+    config = load_config(None, ["synth.seed=3", "prepare.cache_size=128"])
     write_config(config, tmp_path / "config.yaml")
     assert load_config(tmp_path / "config.yaml") == config
     assert load_config(tmp_path / "config.yaml") != Config()

@@ -8,7 +8,7 @@ def test_demo_runs_the_whole_pipeline(run_cli, tmp_path, monkeypatch):
     import artextract.stages.demo
 
     small = Config(synth=SynthConfig(artists=4, per_artist=20, size=48, quirks=True, workers=1),
-                   prepare=PrepareConfig(image_size=32, workers=1),
+                   prepare=PrepareConfig(cache_size=32, workers=1),
                    model=ModelConfig(backbone="test_resnet", hidden_size=16, output_stride=8),
                    train=TrainConfig(epochs=2, batch_size=16, image_size=32, accelerator="cpu", workers=0,
                                      patience=0))
@@ -31,7 +31,7 @@ def test_demo_runs_twice_with_force(run_cli, tmp_path, monkeypatch):
     import artextract.stages.demo
 
     small = Config(synth=SynthConfig(artists=3, per_artist=12, size=48, workers=1),
-                   prepare=PrepareConfig(image_size=32, workers=1),
+                   prepare=PrepareConfig(cache_size=32, workers=1),
                    model=ModelConfig(backbone="test_resnet", hidden_size=8, output_stride=8),
                    train=TrainConfig(epochs=1, batch_size=8, image_size=32, accelerator="cpu", workers=0))
     monkeypatch.setattr(artextract.stages.demo, "smoke_config", lambda: small)

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.real,
 
 
 def test_prepare_the_sample_with_the_full_csvs(tmp_path):
-    result = prepare_dataset(SHARED_DATA, SAMPLE, tmp_path / "data", PrepareConfig(image_size=64))
+    result = prepare_dataset(SHARED_DATA, SAMPLE, tmp_path / "data", PrepareConfig(cache_size=64))
     report = result.report
     manifest = result.manifest
     assert len(manifest) == 13_493 and (manifest["status"] == "ok").all()
@@ -42,7 +42,7 @@ def artist_data(tmp_path_factory):
     for name in ("artist_class", "artist_train", "artist_val"):
         shutil.copy(SHARED_DATA / name, csv / name)
     data = tmp_path_factory.mktemp("artist_data")
-    prepare_dataset(csv, SAMPLE, data, PrepareConfig(image_size=224))
+    prepare_dataset(csv, SAMPLE, data, PrepareConfig(cache_size=224))
     return data
 
 

@@ -1,6 +1,6 @@
 """Typed configuration: dataclass sections with defaults, loaded from YAML, overridden by `--set key=value`.
 
-Every command reads one `Config`; flags such as `--image-size` are shorthands for `--set` overrides.
+Every command reads one `Config`; flags such as `--epochs` set one key each, as `--set train.epochs=...` would.
 The resolved config is written as `config.yaml` beside the outputs so that a run can be repeated.
 """
 
@@ -54,8 +54,9 @@ class PrepareConfig:
     protocol: Literal["leak-free", "inner-join"] = "leak-free"
     # share of the training images held out for early stopping
     select_fraction: float = field(default=0.1, metadata=_limits(0.0, 1.0, below=True))
-    # side of the square cache images (short side resized, then centre-cropped)
-    image_size: int = field(default=256, metadata=_limits(8))
+    # side of the square cache images (short side resized, then centre-cropped); older configs call it
+    # `image_size`, still read with a warning (config_files.RENAMED_KEYS)
+    cache_size: int = field(default=256, metadata=_limits(8))
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=_limits(1))
     max_file_mb: int = field(default=DEFAULT_MAX_FILE_MB, metadata=_limits(1))  # larger files are skipped unread
     workers: int = field(default=0, metadata=_limits(0))  # 0 = all cores

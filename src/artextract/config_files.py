@@ -15,7 +15,11 @@ import yaml
 
 from artextract.config import Config, _field_types, config_to_dict
 from artextract.core.atomic import write_text
+from artextract.core.progress import log
 from artextract.errors import ConfigError
+
+# Keys that were renamed: the old name still works (from a file, `--set` or a flag) and says what to write now.
+RENAMED_KEYS = {"prepare.image_size": "prepare.cache_size"}
 
 
 def default_value(key: str) -> Any:
@@ -93,16 +97,32 @@ def coerce(value: Any, annotation: Any, key: str) -> Any:
     raise TypeError(f"unsupported config annotation {annotation!r} for {key}")
 
 
-def _set(config: Config, key: str, value: Any) -> None:
+def current_key(key: str, source: str = "config") -> str:
+    """`key`, or the name it has now if it was renamed (saying so once per use)."""
+    if key in RENAMED_KEYS:
+        log.warning("%s: config key '%s' is now '%s'; the old name still works but will go: rename it",
+                    source, key, RENAMED_KEYS[key])
+        return RENAMED_KEYS[key]
+    return key
+
+
+def key_type(key: str) -> Any:
+    """The type annotation of `section.key`, or a ConfigError that names the closest valid key."""
     section_name, _, name = key.partition(".")
     valid = _all_keys()
     if not name or section_name not in _field_types(Config):
         raise _unknown_key(key, valid)
-    section = getattr(config, section_name)
-    types_ = _field_types(type(section))
+    types_ = _field_types(_field_types(Config)[section_name])
     if name not in types_:
         raise _unknown_key(key, valid)
-    setattr(section, name, coerce(value, types_[name], key))
+    return types_[name]
+
+
+def _set(config: Config, key: str, value: Any, source: str = "config") -> None:
+    key = current_key(key, source)
+    annotation = key_type(key)  # an unknown key is refused before anything is set
+    section_name, _, name = key.partition(".")
+    setattr(getattr(config, section_name), name, coerce(value, annotation, key))
 
 
 def apply_mapping(config: Config, mapping: dict[str, Any], source: str = "config") -> Config:
@@ -117,7 +137,7 @@ def apply_mapping(config: Config, mapping: dict[str, Any], source: str = "config
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: section '{section_name}' must be a mapping of keys to values")
         for name, value in values.items():
-            _set(config, f"{section_name}.{name}", value)
+            _set(config, f"{section_name}.{name}", value, source)
     return config
 
 
@@ -127,13 +147,14 @@ def apply_overrides(config: Config, overrides: list[str]) -> Config:
         key, sep, value = override.partition("=")
         if not sep:
             raise ConfigError(f"--set expects section.key=value, got {override!r}")
-        _set(config, key.strip(), value.strip())
+        _set(config, key.strip(), value.strip(), "--set")
     return config
 
 
 def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str] | None = None,
-                base: Config | None = None) -> Config:
-    """Defaults (or `base`), then the YAML file (if any), then `--set` overrides, in that order."""
+                base: Config | None = None, values: dict[str, Any] | None = None) -> Config:
+    """Defaults (or `base`), then the YAML file (if any), then `--set` overrides, then typed `values`
+    (`section.key` -> value, as a command's flags give them), in that order; every key and value checked."""
     config = copy.deepcopy(base) if base is not None else Config()
     if path is not None:
         path = Path(path)
@@ -147,7 +168,10 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
         except yaml.YAMLError as err:
             raise ConfigError(f"config file {path} is not valid YAML: {err}".splitlines()[0]) from None
         apply_mapping(config, mapping, source=str(path))
-    return apply_overrides(config, overrides or []).validate()
+    apply_overrides(config, overrides or [])
+    for key, value in (values or {}).items():
+        _set(config, key, value, "flag")
+    return config.validate()
 
 
 def config_yaml(config: Config, sections: tuple[str, ...] | None = None) -> str:

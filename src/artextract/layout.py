@@ -66,10 +66,13 @@ class RunFolder:
                    f": train a model first (artextract train --data DATA --out {self.root})"))
         return self.model
 
-    def trained_on(self) -> Path | None:
-        """The DATA folder the run was trained on, if the run says."""
+    def data_folder(self, given: Path | None = None) -> Path:
+        """`given`, else the DATA folder the run was trained on (run.json records it)."""
+        if given is not None:
+            return given
         if not self.run_info.is_file():
-            return None
+            raise ArtExtractError(f"{self.root} does not say which DATA folder it was trained on ({self.run_info.name} "
+                                  "missing): pass --data DATA, the folder written by `artextract prepare`")
         return Path(self.read_info("pass --data DATA with the folder the run was trained on")["data"])
 
     def read_info(self, fix: str) -> dict[str, object]:

@@ -86,6 +86,15 @@ def _collate(batch: list[Any]) -> list[Any]:
     return batch
 
 
+def check_predict_arguments(top_k: int, batch_size: int, workers: int) -> None:
+    """Refuse counts that no input could make right, before any image is read."""
+    if top_k < 1:
+        raise ArtExtractError(f"--top-k must be at least 1, got {top_k}")
+    if batch_size < 1 or workers < 0:
+        raise ArtExtractError(f"--batch-size must be at least 1 and --workers at least 0, got {batch_size} and "
+                              f"{workers}")
+
+
 class Predictor:
     """A trained model ready to classify images; create it with `artextract.load_model(path)`."""
 
@@ -116,6 +125,11 @@ class Predictor:
     def iter_predict(self, items: Sequence[ImageInput], top_k: int = 5, batch_size: int = 64, workers: int = 0,
                      progress: bool = False) -> Iterator[tuple[Prediction, np.ndarray | None]]:
         """(prediction, decoded square or None) per input, in input order, decoding in `workers` processes."""
+        check_predict_arguments(top_k, batch_size, workers)
+        return self._iter_predict(items, top_k, batch_size, workers, progress)
+
+    def _iter_predict(self, items: Sequence[ImageInput], top_k: int, batch_size: int, workers: int,
+                      progress: bool) -> Iterator[tuple[Prediction, np.ndarray | None]]:
         loader = torch.utils.data.DataLoader(_Decoded(list(items), self.preprocessing),
                                              batch_size=batch_size, num_workers=workers, collate_fn=_collate)
         with Progress(len(items), "predict", enabled=progress) as bar:

@@ -17,7 +17,7 @@ SIZE = 16
 
 
 def _config(**overrides) -> PrepareConfig:
-    return PrepareConfig(**{"image_size": SIZE, "workers": 1, **overrides})
+    return PrepareConfig(**{"cache_size": SIZE, "workers": 1, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_zip_input_gives_the_same_manifest_and_cache(synth_quirky, prepared, tmp
 
 def test_shards_and_reruns_are_incremental(synth_quirky, prepared, tmp_path, run_cli):
     common = ["prepare", "--csv-dir", synth_quirky / "csv", "--images", synth_quirky / "wikiart", "--out",
-              tmp_path / "d", "--image-size", str(SIZE), "--workers", "1"]
+              tmp_path / "d", "--cache-size", str(SIZE), "--workers", "1"]
     first = run_cli(*common, "--shard", "0/2")
     assert first.code == 0, first.stderr
     assert "INCOMPLETE" in first.stdout
@@ -124,7 +124,7 @@ def test_shards_and_reruns_are_incremental(synth_quirky, prepared, tmp_path, run
 
 def test_other_image_size_rebuilds_the_cache(synth_quirky, prepared, tmp_path):
     shutil.copytree(prepared.out, tmp_path / "d")
-    result = prepare_dataset(synth_quirky / "csv", synth_quirky / "wikiart", tmp_path / "d", _config(image_size=8))
+    result = prepare_dataset(synth_quirky / "csv", synth_quirky / "wikiart", tmp_path / "d", _config(cache_size=8))
     assert result.report["cache"]["already_cached"] == 0
     assert read_layout(tmp_path / "d" / "cache").image_size == 8
 
@@ -194,7 +194,7 @@ def test_a_deleted_cache_file_is_rebuilt(synth_quirky, prepared, tmp_path):
 
 def test_the_cli_points_at_the_next_command(run_cli, synth_quirky, tmp_path):
     result = run_cli("prepare", "--csv-dir", synth_quirky / "csv", "--images", synth_quirky / "wikiart", "--out",
-                     tmp_path / "data", "--image-size", "32", "--workers", "1")
+                     tmp_path / "data", "--cache-size", "32", "--workers", "1")
     assert result.code == 0, result.stderr
     assert f"next: artextract train --data {tmp_path / 'data'} --out RUN" in result.stdout
 

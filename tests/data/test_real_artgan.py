@@ -43,7 +43,7 @@ def real(tmp_path_factory):
             name = _disk_name(path)
             # Some archives store decomposed (NFD) names; use both forms.
             zf.writestr("wikiart/" + (unicodedata.normalize("NFD", name) if n % 2 else name), jpeg)
-    result = prepare_dataset(SHARED_DATA, archive, root / "data", PrepareConfig(image_size=8, workers=2))
+    result = prepare_dataset(SHARED_DATA, archive, root / "data", PrepareConfig(cache_size=8, workers=2))
     return csvs, paths, result
 
 

@@ -87,7 +87,7 @@ def test_a_full_disk_is_refused_before_the_cache_is_written(run_cli, make_synth,
     synth = make_synth(tmp_path / "synth", artists=3, per_artist=6, size=40)
     monkeypatch.setattr("artextract.core.outdir.shutil.disk_usage", lambda path: Usage(10**9, 10**9 - 5000, 5000))
     result = run_cli("prepare", "--csv-dir", synth / "csv", "--images", synth / "wikiart", "--out", tmp_path / "d",
-                     "--image-size", "24", "--workers", "1")
+                     "--cache-size", "24", "--workers", "1")
     assert result.code == 2
     line = _error_line(result.stderr)
     assert "the image cache needs about" in line and "4.9 KB free" in line
@@ -110,7 +110,7 @@ def test_a_disk_filling_up_mid_run_is_one_line_and_the_last_checkpoint_survives(
     def full(path, state):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr("artextract.engine.checkpoint.save_checkpoint", full)
+    monkeypatch.setattr("artextract.engine.session.save_checkpoint", full)
     result = run_cli(*_tiny_train_args(prepared_small, run.root, "--resume", "--epochs", "2"))
     assert result.code == 2
     line = _error_line(result.stderr)
@@ -262,7 +262,7 @@ def test_ablate_without_a_selection_split_is_refused_before_training(run_cli, ma
 
     synth = make_synth(tmp_path / "synth", artists=3, per_artist=6, size=40)
     prepare_dataset(synth / "csv", synth / "wikiart", tmp_path / "data",
-                    PrepareConfig(image_size=32, workers=1, select_fraction=0.0))
+                    PrepareConfig(cache_size=32, workers=1, select_fraction=0.0))
     result = run_cli("ablate", "--data", tmp_path / "data", "--out", tmp_path / "ab", "--variants", "gap",
                      "--seeds", "0", "--set", "model.backbone=test_resnet", "--set", "train.image_size=32")
     assert result.code == 2 and "has no selection split" in _error_line(result.stderr), result.stderr

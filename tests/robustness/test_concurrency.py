@@ -32,7 +32,7 @@ def quick_wait(monkeypatch):
 
 
 def _prepare(synth: Path, out: Path, size: int = 24, **config: object):
-    return prepare_dataset(synth / "csv", synth / "wikiart", out, PrepareConfig(image_size=size, workers=1, **config))
+    return prepare_dataset(synth / "csv", synth / "wikiart", out, PrepareConfig(cache_size=size, workers=1, **config))
 
 
 def _rows_all_decoded(data: Path) -> bool:

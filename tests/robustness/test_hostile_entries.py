@@ -93,7 +93,7 @@ def test_hostile_zip_members_are_skipped_with_their_reason(make_synth, tmp_path)
     for workers in (1, 2):  # in this process, and in pool workers
         out = tmp_path / f"data{workers}"
         result = prepare_dataset(synth / "csv", archive, out,
-                                 PrepareConfig(image_size=24, workers=workers, max_file_mb=1))
+                                 PrepareConfig(cache_size=24, workers=workers, max_file_mb=1))
         reasons = _skip_reasons(out)
         for member, reason in expected.items():
             path = member.removeprefix("wikiart/")
@@ -123,7 +123,7 @@ def test_a_fifo_and_a_symlink_loop_in_the_image_folder_are_skipped(make_synth, t
     loop.unlink()
     os.symlink(loop.name, loop)
     out = tmp_path / "data"
-    prepare_dataset(synth / "csv", synth / "wikiart", out, PrepareConfig(image_size=24, workers=1))
+    prepare_dataset(synth / "csv", synth / "wikiart", out, PrepareConfig(cache_size=24, workers=1))
     reasons = _skip_reasons(out)
     root = (synth / "wikiart").resolve()
     assert "not a regular file" in reasons[fifo.resolve().relative_to(root).as_posix()]
@@ -181,7 +181,7 @@ def test_members_named_outside_the_archive_are_reported_and_the_rest_prepared(ma
             zf.write(path, "wikiart/" + path.relative_to(synth / "wikiart").as_posix())
         for name in hostile:
             zf.writestr(zipfile.ZipInfo(name), images[0].read_bytes())
-    result = prepare_dataset(synth / "csv", archive, tmp_path / "data", PrepareConfig(image_size=24, workers=1))
+    result = prepare_dataset(synth / "csv", archive, tmp_path / "data", PrepareConfig(cache_size=24, workers=1))
     assert (result.manifest["status"] == "ok").sum() == len(images)  # every real painting, none lost
     report = json.loads(DataFolder(tmp_path / "data").report_json.read_text())
     assert sorted(item["path"] for item in report["refused_files"]) == sorted(hostile)

@@ -107,7 +107,7 @@ def test_prepare_names_path_like_class_names_and_keeps_them_as_labels(make_synth
     hostile = ["../../../escaped", "a/b"]
     lines[:2] = [f"{i} {name}" for i, name in enumerate(hostile)]
     class_file.write_text("\n".join(lines) + "\n")
-    result = prepare_dataset(synth / "csv", synth / "wikiart", tmp_path / "data", PrepareConfig(image_size=24,
+    result = prepare_dataset(synth / "csv", synth / "wikiart", tmp_path / "data", PrepareConfig(cache_size=24,
                                                                                                workers=1))
     classes = json.loads((tmp_path / "data" / "classes.json").read_text())
     assert classes["artist"][:2] == hostile and (result.manifest["status"] == "ok").any()

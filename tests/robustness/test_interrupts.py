@@ -132,11 +132,11 @@ def test_writes_killed_midway_leave_no_temporary_file_after_the_next_run(prepare
 
     synth = make_synth(tmp_path / "synth", artists=3, per_artist=6, size=40)
     data = DataFolder(tmp_path / "data")
-    prepare_dataset(synth / "csv", synth / "wikiart", data.root, PrepareConfig(image_size=24, workers=1))
+    prepare_dataset(synth / "csv", synth / "wikiart", data.root, PrepareConfig(cache_size=24, workers=1))
     _killed_midway_through_a_write(data.manifest)
     (status,) = data.cache.glob("status-*.npy")
     _killed_midway_through_a_write(status)
-    prepare_dataset(synth / "csv", synth / "wikiart", data.root, PrepareConfig(image_size=24, workers=1))
+    prepare_dataset(synth / "csv", synth / "wikiart", data.root, PrepareConfig(cache_size=24, workers=1))
     assert not list(data.root.glob("**/.*.tmp"))
 
     # A frozen run's feature folder (DATA/features/<key>/, below the folders prepare cleans): its done-file save
@@ -168,7 +168,7 @@ def _alive(pid: int) -> bool:
 def test_pool_workers_die_with_a_killed_prepare(make_synth, tmp_path):
     synth = make_synth(tmp_path / "synth", artists=6, per_artist=60, size=320, workers=2)
     command = [sys.executable, "-m", "artextract", "prepare", "--csv-dir", synth / "csv", "--images",
-               synth / "wikiart", "--out", tmp_path / "data", "--workers", "2", "--image-size", "256"]
+               synth / "wikiart", "--out", tmp_path / "data", "--workers", "2", "--cache-size", "256"]
     parent = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: set[int] = set()
     deadline = time.monotonic() + 60

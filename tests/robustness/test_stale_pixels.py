@@ -19,7 +19,7 @@ from artextract.stages.train import train
 
 from conftest import tiny_train_config
 
-CONFIG = PrepareConfig(image_size=32, workers=1)
+CONFIG = PrepareConfig(cache_size=32, workers=1)
 
 
 def _replace_every_image(images: Path) -> None:
@@ -61,7 +61,7 @@ def test_replaced_paintings_are_decoded_again_and_their_old_maps_never_reused(ma
 
     unchanged = prepare_dataset(synth / "csv", images, data, CONFIG)
     assert unchanged.report["cache"]["decoded_this_run"] == 0  # nothing changed: nothing decoded
-    forced = run_cli("prepare", "--csv-dir", synth / "csv", "--images", images, "--out", data, "--image-size", "32",
+    forced = run_cli("prepare", "--csv-dir", synth / "csv", "--images", images, "--out", data, "--cache-size", "32",
                      "--workers", "1", "--force")
     assert forced.code == 0, forced.stderr
     assert _report(data)["cache"]["decoded_this_run"] == len(load_data_folder(data).manifest)  # --force: rebuild

@@ -3,9 +3,13 @@ resolve their config, record it and say what to run next."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 import shutil
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -25,8 +29,8 @@ app = typer.Typer(
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", help="YAML file with config sections.",
                                                       dir_okay=False)]
-SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override a config key: section.key=value "
-                                                                    "(repeatable).")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE", help="Override a config key: "
+                                                                                     "section.key=value (repeatable).")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Allow writing into a non-empty output folder.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")]
 PrintConfigOption = Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")]
@@ -46,6 +50,51 @@ def _root(
     """Classify paintings by artist, style and genre with convolutional-recurrent networks."""
 
 
+@dataclass(frozen=True)
+class ConfigArgs:
+    """What every command that reads a config is given: the file, `--set`, `--force`, `--print-config`,
+    `--verbose` (declared once, by `with_config`)."""
+
+    path: Path | None
+    overrides: list[str]
+    force: bool
+    print_config: bool
+    verbose: bool
+
+    def resolve(self, sections: tuple[str, ...], flags: dict[str, Any] | None = None, base: Any = None) -> Any:
+        """Logging set up, then the config (see `resolve_config`)."""
+        return resolve_config(self.verbose, self.path, self.overrides, sections, self.print_config, base=base,
+                              flags=flags)
+
+
+_CONFIG_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("config", ConfigOption, None), ("set_", SetOption, None), ("force", ForceOption, False),
+    ("print_config", PrintConfigOption, False), ("verbose", VerboseOption, False))
+
+
+class with_config:  # a decorator, hence the lower-case name
+    """`command(..., *, args: ConfigArgs)` as Typer sees it: its own parameters, then `--config`, `--set`,
+    `--force`, `--print-config` and `--verbose`, handed to it as one `ConfigArgs`.
+
+    The signature is worked out whenever Typer asks (each time the command line is built), as for a plain
+    function: flag help that lists registries (readers) then includes what was registered after this import."""
+
+    def __init__(self, command: Callable[..., None]) -> None:
+        self.command = command
+        functools.update_wrapper(self, command)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        own = [p for p in inspect.signature(self.command, eval_str=True).parameters.values() if p.name != "args"]
+        shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+                  for name, annotation, default in _CONFIG_OPTIONS]
+        return inspect.Signature(own + shared)
+
+    def __call__(self, **kwargs: Any) -> None:
+        config, set_, force, print_config, verbose = (kwargs.pop(name) for name, _, _ in _CONFIG_OPTIONS)
+        self.command(**kwargs, args=ConfigArgs(config, list(set_ or []), force, print_config, verbose))
+
+
 def record_config(out: Path, cfg: Any, section: str) -> None:
     """The resolved config and the environment beside a command's outputs."""
     from artextract.config_files import write_config
@@ -56,23 +105,16 @@ def record_config(out: Path, cfg: Any, section: str) -> None:
     write_environment(Path(out) / ENVIRONMENT)
 
 
-def config_help(key: str, text: str) -> str:
-    """Help text of a flag that sets config key `key`, with the key and its default (flags left unset keep the
-    config file's value, so Typer itself shows no default)."""
-    from artextract.config_files import default_value
-
-    return f"{text} (config {key}; default: {default_value(key)})"
-
-
-def resolve_config(verbose: bool, path: Path | None, overrides: list[str], sections: tuple[str, ...],
-                    print_config: bool, base: Any = None) -> Any:
-    """Logging set up, then the config: `base` (defaults if None), the file, the overrides; range-checked.
-    With `print_config` the resolved `sections` are printed and the command ends there."""
+def resolve_config(verbose: bool, path: Path | None, overrides: list[str] | None, sections: tuple[str, ...],
+                   print_config: bool, base: Any = None, flags: dict[str, Any] | None = None) -> Any:
+    """Logging set up, then the config: `base` (defaults if None), the file, the `--set` overrides, the flags
+    given (typed, see `cli.flags`); range-checked. With `print_config` the resolved `sections` are printed and
+    the command ends there."""
     from artextract.config_files import config_yaml, load_config
     from artextract.core.progress import setup_logging
 
     setup_logging(verbose)
-    cfg = load_config(path, overrides, base=base)
+    cfg = load_config(path, overrides, base=base, values=flags)
     if print_config:
         typer.echo(config_yaml(cfg, sections), nl=False)
         raise typer.Exit(0)
@@ -100,9 +142,3 @@ def print_next(command: str) -> None:
     program = program_name()
     typer.echo(f"next: {program}{command.removeprefix('artextract')}" if command.startswith("artextract ")
                else f"next: {command}")
-
-
-def overrides_for(section: str, overrides: list[str] | None, **flags: Any) -> list[str]:
-    """`--set` values, then the shorthand flags that were given (flags win)."""
-    given = [f"{section}.{key}={value}" for key, value in flags.items() if value is not None]
-    return list(overrides or []) + given

@@ -40,14 +40,6 @@ def evaluate(
     from artextract.stages.evaluate import evaluate_run
 
     setup_logging(verbose)
-    if split not in ("eval", "select", "train"):
-        raise ArtExtractError(f"--split must be eval, select or train, got {split!r}")
-    if not 0.0 <= inject_noise < 1.0:
-        raise ArtExtractError(f"--inject-noise must be in [0, 1), got {inject_noise}")
-    if batch_size < 1:
-        raise ArtExtractError(f"--batch-size must be at least 1, got {batch_size}")
-    if not run.is_dir():
-        raise ArtExtractError(f"--run {run} is not a folder")
     result, report = evaluate_run(run, data=data, split=split, out=out, inject=inject_noise, batch_size=batch_size,
                                   device=device, seed=seed, from_predictions=from_predictions, force=force)
     typer.echo(metrics_table(result.metrics), nl=False)
@@ -110,15 +102,12 @@ def predict(
     from artextract.core.atomic import write_text
     from artextract.core.outdir import prepare_output_dir, require_writable_file
     from artextract.core.progress import setup_logging
+    from artextract.predictor import check_predict_arguments
     from artextract.stages.predict import expand_inputs, format_predictions, load_model, output_format
 
     setup_logging(verbose)
     format_ = output_format(format_, output)
-    if top_k < 1:
-        raise ArtExtractError("--top-k must be at least 1")
-    if batch_size < 1 or workers < 0:
-        raise ArtExtractError(f"--batch-size must be at least 1 and --workers at least 0, got {batch_size} and "
-                              f"{workers}")
+    check_predict_arguments(top_k, batch_size, workers)
     if output is not None:  # checked before the work, not after it
         if output.exists() and not force:
             raise ArtExtractError(f"--output {output} exists: choose another file, or pass --force to overwrite it")

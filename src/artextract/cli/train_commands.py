@@ -7,81 +7,42 @@ from typing import Annotated
 
 import typer
 
-from artextract.cli.app import (
-    ConfigOption,
-    ForceOption,
-    PrintConfigOption,
-    SetOption,
-    VerboseOption,
-    app,
-    config_help,
-    overrides_for,
-    print_next,
-    resolve_config,
-)
-from artextract.errors import ArtExtractError
-from artextract.models.readers import reader_help
+from artextract.cli.app import ConfigArgs, app, print_next, with_config
+from artextract.cli.flags import config_flag, given
 
 
 @app.command()
+@with_config
 def train(
     out: Annotated[Path, typer.Option("--out", help="RUN folder to write.")],
     data: Annotated[Path | None, typer.Option("--data", help="DATA folder written by `artextract prepare` "
                                                              "(with --resume: the run's own, by default).")] = None,
-    tasks: Annotated[str | None, typer.Option(
-        help=config_help("model.tasks", "Comma-separated tasks: artist,style,genre."))] = None,
-    backbone: Annotated[str | None, typer.Option(
-        help=config_help("model.backbone", "timm model name, e.g. resnet18."))] = None,
-    weights: Annotated[str | None, typer.Option(
-        help=config_help("model.weights", "none, imagenet, or a .safetensors/.pth file."))] = None,
-    reader: Annotated[str | None, typer.Option(
-        help=config_help("model.reader", reader_help() + "."))] = None,
-    epochs: Annotated[int | None, typer.Option(help=config_help("train.epochs", "Number of epochs."))] = None,
-    batch_size: Annotated[int | None, typer.Option(
-        help=config_help("train.batch_size", "Images per device per step."))] = None,
-    image_size: Annotated[int | None, typer.Option(
-        help=config_help("train.image_size", "Side of the crops fed to the model."))] = None,
-    devices: Annotated[str | None, typer.Option(
-        help=config_help("train.devices", "auto, a count, or a list such as 0,1."))] = None,
-    num_nodes: Annotated[int | None, typer.Option(
-        help=config_help("train.num_nodes", "Machines taking part (DDP)."))] = None,
-    precision: Annotated[str | None, typer.Option(
-        help=config_help("train.precision", "auto, 32-true, bf16-mixed or 16-mixed."))] = None,
-    compile_: Annotated[bool | None, typer.Option("--compile/--no-compile",
-        help=config_help("train.compile", "torch.compile the model."))]
-    = None,
-    freeze_backbone: Annotated[bool | None, typer.Option("--freeze-backbone/--no-freeze-backbone",
-
-        help=config_help("train.freeze_backbone", "Train only the reader and heads, from the backbone's "
-                                                              "feature maps cached in DATA/features/."))] = None,
+    tasks: config_flag("model.tasks") = None,
+    backbone: config_flag("model.backbone") = None,
+    weights: config_flag("model.weights") = None,
+    reader: config_flag("model.reader") = None,
+    epochs: config_flag("train.epochs") = None,
+    batch_size: config_flag("train.batch_size") = None,
+    image_size: config_flag("train.image_size") = None,
+    devices: config_flag("train.devices") = None,
+    num_nodes: config_flag("train.num_nodes") = None,
+    precision: config_flag("train.precision") = None,
+    compile_: config_flag("train.compile") = None,
+    freeze_backbone: config_flag("train.freeze_backbone") = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last.pt.")] = False,
-    config: ConfigOption = None,
-    set_: SetOption = None,
-    force: ForceOption = False,
-    print_config: PrintConfigOption = False,
-    verbose: VerboseOption = False,
+    *,
+    args: ConfigArgs,
 ) -> None:
     """Train a convolutional-recurrent classifier on a prepared DATA folder (one GPU, several, or the CPU)."""
-    from artextract.config_files import load_config
-    from artextract.layout import RunFolder
+    from artextract.stages.train import saved_config
     from artextract.stages.train import train as run_training
 
-    overrides = overrides_for("model", None, tasks=tasks, backbone=backbone, weights=weights, reader=reader)
-    overrides += overrides_for("train", set_, epochs=epochs, batch_size=batch_size, image_size=image_size,
-                            devices=devices, num_nodes=num_nodes, precision=precision, compile=compile_,
-                            freeze_backbone=freeze_backbone)
-    saved = RunFolder(out).config
-    if resume and not saved.is_file():
-        raise ArtExtractError(f"{out} holds no run to resume ({saved.name} missing)")
-    # On --resume: the run's own config, then any file and --set given now (e.g. more epochs).
-    cfg = resolve_config(verbose, config, overrides, ("model", "train"), print_config,
-                          base=load_config(saved) if resume else None)
-    if data is None:  # run.json records the DATA a run trained on: resuming needs no --data
-        data = RunFolder(out).trained_on() if resume else None
-        if data is None:
-            raise ArtExtractError("--data DATA is needed: the folder written by `artextract prepare`"
-                                  + (f" ({out} does not record one)" if resume else ""))
-    result = run_training(data, out, cfg, resume=resume, force=force)
+    flags = given("model", tasks=tasks, backbone=backbone, weights=weights, reader=reader)
+    flags |= given("train", epochs=epochs, batch_size=batch_size, image_size=image_size, devices=devices,
+                   num_nodes=num_nodes, precision=precision, compile=compile_, freeze_backbone=freeze_backbone)
+    # On --resume: the run's own config, then any file, --set and flags given now (e.g. more epochs).
+    cfg = args.resolve(("model", "train"), flags, base=saved_config(out) if resume else None)
+    result = run_training(data, out, cfg, resume=resume, force=args.force)
     state = result.state
     if result.primary:
         how = "interrupted" if result.interrupted else ("stopped early" if result.stopped_early else "finished")
@@ -95,6 +56,7 @@ def train(
 
 
 @app.command()
+@with_config
 def ablate(
     data: Annotated[Path, typer.Option("--data", help="DATA folder written by `artextract prepare`.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the runs and the table (rerunning reuses "
@@ -109,26 +71,15 @@ def ablate(
                                        "painting scored once); 0: score on the selection split.")] = 0,
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Add the linear probe (logistic regression on "
                                         "the first variant's pooled features) to the table.")] = True,
-    config: ConfigOption = None,
-    set_: SetOption = None,
-    force: ForceOption = False,
-    print_config: PrintConfigOption = False,
-    verbose: VerboseOption = False,
+    *,
+    args: ConfigArgs,
 ) -> None:
     """Compare the readers (GAP, GRU/LSTM scans, attention) on frozen-backbone features, with a linear probe."""
     from artextract.stages.ablate import ablate as run_ablation
-    from artextract.stages.ablate import parse_variants
+    from artextract.stages.ablate import parse_seeds, parse_variants
 
-    cfg = resolve_config(verbose, config, list(set_ or []), ("model", "train"), print_config)
-    try:
-        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-    except ValueError:
-        raise ArtExtractError(f"--seeds expects integers like 0,1,2, got {seeds!r}") from None
-    if not seed_list:
-        raise ArtExtractError("--seeds names no seed")
-    if folds == 1:
-        raise ArtExtractError("--folds 1 leaves nothing to score on: give 0 (the selection split) or at least 2")
-    result = run_ablation(data, out, cfg, parse_variants(variants), seed_list, force=force, folds=folds,
+    cfg = args.resolve(("model", "train"))
+    result = run_ablation(data, out, cfg, parse_variants(variants), parse_seeds(seeds), force=args.force, folds=folds,
                           probe=probe)
     typer.echo(result.markdown, nl=False)
     typer.echo(f"table: {result.out / 'ablation.md'}")

@@ -33,7 +33,6 @@ from artextract.errors import ArtExtractError
 
 if TYPE_CHECKING:
     from artextract.engine.runtime import Runtime
-    from artextract.engine.session import Session
 
 MODEL_FORMAT = "1"
 
@@ -196,28 +195,3 @@ def load_model_file(path: Path, runtime: Runtime | None = None) -> tuple[nn.Modu
         raise ArtExtractError(f"{path}: weights do not match the model its metadata describes "
                               f"({str(err).splitlines()[0]})") from None
     return (runtime.place(model) if runtime is not None else model).eval(), info
-
-
-def checkpoint_of(session: Session) -> dict[str, Any]:
-    """What last.pt holds: model, optimizer, scheduler, run state and every random generator's state."""
-    return {"model": {k: v.detach().cpu().clone() for k, v in session.raw_model.state_dict().items()},
-            "optimizer": session.optimizer.state_dict(), "scheduler": session.scheduler.state_dict(),
-            "state": asdict(session.state), "rng": rng_state()}
-
-
-def save_epoch(session: Session, improved: bool, temperatures: dict[str, float] | None) -> None:
-    """Rank 0 writes last.pt and metrics.csv every epoch, model.safetensors (with the temperatures fitted on the
-    selection set) when the selection score improved; every process waits for it."""
-    import pandas as pd
-
-    from artextract.core.atomic import write_with
-
-    fabric, run, state = session.fabric, session.run, session.state
-    if fabric.is_global_zero:
-        if improved:
-            save_model_file(run.model, session.raw_model, {t: session.data.classes[t] for t in session.tasks},
-                            session.config.model, session.preprocessing, temperatures)
-        save_checkpoint(run.last, checkpoint_of(session))
-        history = pd.DataFrame(state.history)
-        write_with(run.metrics, lambda tmp: history.to_csv(tmp, index=False, float_format="%.6g"))
-    fabric.barrier()

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,8 +23,16 @@ from artextract.data.cache_files import IMAGES_FILE, contents_digest, images_com
 from artextract.errors import DataError
 from artextract.layout import DataFolder
 
-if TYPE_CHECKING:
-    from artextract.engine.features import FeatureCache
+
+class RowSource(Protocol):
+    """Arrays indexed like the image cache's rows, read in place of its images (engine/features.py's FeatureCache:
+    a frozen backbone's maps). The split loader needs no more than this, so it does not import the features."""
+
+    @property
+    def maps(self) -> np.ndarray: ...
+
+    def check(self) -> None:
+        """Raise a clear error if the arrays' file went away or was cut short since it was opened."""
 
 
 @dataclass
@@ -113,10 +121,10 @@ def data_key(info: DataInfo) -> str:
 class CachedSplit(torch.utils.data.Dataset):
     """The usable images of one split; `dataset[rows]` returns (uint8 N x S x S x 3, labels N x T, rows).
 
-    With `features` (a frozen backbone's FeatureCache) the same rows come as float16 feature maps instead.
+    With `features` (a RowSource: a frozen backbone's maps) the same rows come as float16 feature maps instead.
     """
 
-    def __init__(self, info: DataInfo, split: str, tasks: list[str], features: FeatureCache | None = None) -> None:
+    def __init__(self, info: DataInfo, split: str, tasks: list[str], features: RowSource | None = None) -> None:
         usable = info.manifest[(info.manifest["split"] == split) & (info.manifest["status"] == "ok")]
         labels = usable[[f"label_{t}" for t in tasks]].to_numpy(np.int64)
         keep = (labels >= 0).any(axis=1)  # an image with no label for any trained task teaches nothing
@@ -132,7 +140,7 @@ class CachedSplit(torch.utils.data.Dataset):
     def from_features(self) -> bool:
         return self.features is not None
 
-    def with_features(self, features: FeatureCache | None) -> CachedSplit:
+    def with_features(self, features: RowSource | None) -> CachedSplit:
         """The same rows, read from `features` (None: from the images)."""
         other = copy.copy(self)
         other.features, other._images = features, None

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from artextract.core.progress import Progress, log
-from artextract.engine.checkpoint import checkpoint_of, save_checkpoint, save_epoch
+from artextract.engine.checkpoint import save_checkpoint
 from artextract.engine.interrupts import AbortNow, StopAtStep, StopRequest, stop_on_first_ctrl_c
 from artextract.engine.loss import masked_multitask_loss
 from artextract.engine.runtime import cpu_threads_for
@@ -58,7 +58,7 @@ def fit(session: Session, should_stop: Callable[[int], bool] | None = None) -> F
         except StopAtStep:
             end = _EpochsEnd(interrupted=True)
             if session.fabric.is_global_zero:
-                save_checkpoint(session.run.last, checkpoint_of(session))
+                save_checkpoint(session.run.last, session.checkpoint())
             log.warning("interrupted at step %d (epoch %d, batch %d): saved %s; continue with --resume", state.step,
                         state.epoch + 1, state.batch_in_epoch, session.run.last)
         except AbortNow:
@@ -108,7 +108,7 @@ def _epochs(session: Session, stop: StopRequest, should_stop: Callable[[int], bo
             state.bad_epochs += 1
         temperatures = (fit_temperatures(session.select_set, predicted, session.calibration_noted)
                         if improved and predicted is not None else None)
-        save_epoch(session, improved, temperatures)
+        session.save_epoch(improved, temperatures)
         log.info("epoch %d/%d: train loss %.4f, selection score %.4f%s, %.0f img/s", state.epoch,
                  train_cfg.epochs, epoch_losses["train_loss"], row["score"], " (best)" if improved else "",
                  row["images_per_s"])

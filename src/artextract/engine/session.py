@@ -6,14 +6,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 
 from artextract.config import Config
 from artextract.core.progress import log
-from artextract.engine.checkpoint import load_checkpoint, set_rng_state
+from artextract.engine.checkpoint import (
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    save_model_file,
+    set_rng_state,
+)
 from artextract.engine.data import CachedSplit, DataInfo
 from artextract.engine.features import FeatureCache, build_features
 from artextract.engine.loss import class_weights
@@ -82,6 +88,28 @@ class Session:
 
     def set_backbone_trainable(self, trainable: bool) -> None:
         self.raw_model.backbone.set_frozen(not trainable)  # frozen: the tuned stages, if any, still train
+
+    def checkpoint(self) -> dict[str, Any]:
+        """What last.pt holds: model, optimizer, scheduler, run state and every random generator's state."""
+        return {"model": {k: v.detach().cpu().clone() for k, v in self.raw_model.state_dict().items()},
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "state": asdict(self.state), "rng": rng_state()}
+
+    def save_epoch(self, improved: bool, temperatures: dict[str, float] | None) -> None:
+        """Rank 0 writes last.pt and metrics.csv every epoch, model.safetensors (with the temperatures fitted on
+        the selection set) when the selection score improved; every process waits for it."""
+        import pandas as pd
+
+        from artextract.core.atomic import write_with
+
+        if self.fabric.is_global_zero:
+            if improved:
+                save_model_file(self.run.model, self.raw_model, {t: self.data.classes[t] for t in self.tasks},
+                                self.config.model, self.preprocessing, temperatures)
+            save_checkpoint(self.run.last, self.checkpoint())
+            history = pd.DataFrame(self.state.history)
+            write_with(self.run.metrics, lambda tmp: history.to_csv(tmp, index=False, float_format="%.6g"))
+        self.fabric.barrier()
 
 
 def frozen_at(config: Config, epoch: int) -> bool:

@@ -98,9 +98,9 @@ register_reader(ReaderKind(
                         else "global average pooling"),
     label=lambda m: "stage statistics, concatenated" if m.representation == "pyramid" else "GAP",
     sequential=False))
-for _cell in ("gru", "lstm"):
+for _cell, _article in (("gru", "a"), ("lstm", "an")):
     register_reader(ReaderKind(
-        _cell, f"a {_cell.upper()} over the scanned grid", _build_recurrent, _describe_recurrent,
+        _cell, f"{_article} {_cell.upper()} over the scanned grid", _build_recurrent, _describe_recurrent,
         label=lambda m: (f"stage statistics read by {m.reader}" if m.representation == "pyramid"
                          else f"{m.reader} {m.scan} {m.pooling}"), sequential=True))
 register_reader(ReaderKind(

@@ -91,6 +91,15 @@ def parse_variants(text: str) -> list[str]:
     return names
 
 
+def parse_seeds(text: str) -> list[int]:
+    """`0,1,2` -> [0, 1, 2]."""
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise ConfigError(f"--seeds expects integers like 0,1,2, got {text!r}") from None
+    return seeds
+
+
 def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int],
            force: bool = False, folds: int = 0, probe: bool = True) -> AblationResult:
     """Train every variant once per seed and score it on the selection split, or with `folds` >= 2 by K-fold
@@ -99,6 +108,10 @@ def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: li
     from artextract.models.readers import reader_kind
 
     reader_kind(config.model.reader)  # refused before the first run, not after the first variants trained
+    if not seeds:
+        raise ConfigError("--seeds names no seed")
+    if folds == 1:
+        raise ConfigError("--folds 1 leaves nothing to score on: give 0 (the selection split) or at least 2")
     # OUT locked for the whole ablation: two on one folder would train the same runs side by side. One that fails
     # before any run started leaves nothing behind (not a folder holding only the lock file); runs are kept.
     with undo_on_failure(Path(out), keep=lambda: (Path(out) / "runs").exists()), \

@@ -23,7 +23,7 @@ def smoke_config() -> Config:
         synth=SynthConfig(artists=8, per_artist=30, size=160, quirks=True),
         # 128 px crops leave ResNet18 a 4 x 4 grid, 16 positions for the recurrent reader (64 px left 2 x 2);
         # the 144 px cache gives the crops room, as 256 does for 224.
-        prepare=PrepareConfig(image_size=144),
+        prepare=PrepareConfig(cache_size=144),
         model=ModelConfig(backbone="resnet18", weights="none", reader="gru", scan="rows", hidden_size=128,
                           bidirectional=True, pooling="mean"),
         train=TrainConfig(epochs=15, batch_size=32, image_size=128, lr=0.003, warmup_epochs=1, patience=0,

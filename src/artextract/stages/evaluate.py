@@ -67,16 +67,6 @@ def _check_classes(model_classes: dict[str, list[str]], data_classes: dict[str, 
             raise ArtExtractError(f"{task}: class {i} is {names[i]!r} in the model but {theirs[i]!r} in {data}")
 
 
-def resolve_data(run: RunFolder, data: Path | None) -> Path:
-    """The DATA folder to evaluate on: the one given, or the one the run was trained on."""
-    if data is not None:
-        return data
-    trained_on = run.trained_on()
-    if trained_on is None:
-        raise ArtExtractError(f"{run.root} does not say which DATA folder it was trained on: pass --data DATA")
-    return trained_on
-
-
 def choose_split(manifest: pd.DataFrame, split: str, data: Path) -> str:
     """`split`, or the selection split when the official val images (split eval) are all absent from DATA, as
     with an archive that holds only train images: said loudly, since those figures are no val result."""
@@ -194,6 +184,21 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
 # ------------------------------------------ the command: predict -> analyse -> explain -> report
 
 
+SPLITS = ("eval", "select", "train")
+
+
+def check_arguments(run: Path, split: str, inject: float, batch_size: int) -> None:
+    """The arguments of `evaluate_run` that are wrong whatever the files hold, refused before any is read."""
+    if split not in SPLITS:
+        raise ArtExtractError(f"--split must be {', '.join(SPLITS[:-1])} or {SPLITS[-1]}, got {split!r}")
+    if not 0.0 <= inject < 1.0:
+        raise ArtExtractError(f"--inject-noise must be in [0, 1), got {inject}")
+    if batch_size < 1:
+        raise ArtExtractError(f"--batch-size must be at least 1, got {batch_size}")
+    if not run.is_dir():
+        raise ArtExtractError(f"--run {run} is not a folder")
+
+
 def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", out: Path | None = None,
                  inject: float = 0.0, batch_size: int = 256, device: str = "auto", seed: int = 0,
                  from_predictions: bool = False, force: bool = False) -> tuple[EvalResult, Path]:
@@ -205,20 +210,21 @@ def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", ou
     from artextract.report.gallery import explain_examples
     from artextract.report.html import write_report
 
+    check_arguments(Path(run), split, inject, batch_size)
     run_folder = RunFolder(Path(run))
     folder = EvalFolder(Path(out) if out is not None else run_folder.default_eval)
     predicted = None
     with ExitStack() as held:  # the EVAL folder is locked while it is written, DATA shared while it is read
         if from_predictions:
-            if data is None:
-                data = run_folder.trained_on()
+            if data is None and run_folder.run_info.is_file():
+                data = run_folder.data_folder()
             if split == "eval" and folder.inputs.is_file():  # predictions made for the fallback (see choose_split)
                 split = read_record(folder.inputs, REWRITE_HINT).get("split", split)
             if folder.root.is_dir():  # (if not, reading the predictions says what is missing)
                 held.enter_context(folder_lock(folder.root))
         else:
             run_folder.require_model()  # before DATA: a folder that is no run must not be asked for its DATA
-            data = resolve_data(run_folder, data)
+            data = run_folder.data_folder(data)
             # A failure before the predictions are written leaves nothing; after, they are kept for --from-predictions.
             held.enter_context(undo_on_failure(folder.root, keep=folder.predictions.is_file))
             held.enter_context(claimed_output_dir(folder.root, force=force, earlier_outputs=folder.outputs))

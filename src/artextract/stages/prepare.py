@@ -87,7 +87,7 @@ def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfi
     folder = DataFolder(out)
     out.mkdir(parents=True, exist_ok=True)
     with FolderLock(out) as lock:  # build_cache takes it; held until DATA is whole
-        cache = build_cache(source, [index.member(p) for p in paths], paths, folder.cache, config.image_size,
+        cache = build_cache(source, [index.member(p) for p in paths], paths, folder.cache, config.cache_size,
                             config.max_pixels, config.workers, shard, lock, rebuild)
         manifest = _manifest(paths, result.images, list(csvs.classes), cache)
         report = build_report(csvs, source.location, config, shard, collected, result, manifest, cache, index.prefix)

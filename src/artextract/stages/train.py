@@ -57,12 +57,24 @@ def check_tasks(data: DataInfo, tasks: list[str]) -> None:
             raise DataError(f"task {task!r} has no labelled training images in {data.folder.root}")
 
 
-def train(data_dir: Path, out: Path, config: Config, resume: bool = False, force: bool = False,
+def saved_config(out: Path) -> Config:
+    """The config the run in `out` was trained with: what a resume starts from, before any file or `--set`
+    given now (e.g. more epochs)."""
+    saved = RunFolder(Path(out)).config
+    if not saved.is_file():
+        raise ArtExtractError(f"{out} holds no run to resume ({saved.name} missing)")
+    return load_config(saved)
+
+
+def train(data_dir: Path | None, out: Path, config: Config, resume: bool = False, force: bool = False,
           should_stop: Callable[[int], bool] | None = None) -> TrainResult:
-    """Train (or resume) the run in `out`. `should_stop(epoch)` is polled after each epoch (for tests and tools)."""
+    """Train (or resume) the run in `out` on DATA folder `data_dir` (on a resume None means the run's own).
+    `should_stop(epoch)` is polled after each epoch (for tests and tools)."""
     reader_kind(config.model.reader)  # an unknown reader is refused before anything is read or written
-    data = fold_view(load_data_folder(data_dir), config.train.folds, config.train.fold)
     run = RunFolder(Path(out))
+    if data_dir is None and not resume:
+        raise ArtExtractError("--data DATA is needed: the folder written by `artextract prepare`")
+    data = fold_view(load_data_folder(run.data_folder(data_dir)), config.train.folds, config.train.fold)
     if resume and not (run.last.is_file() and run.config.is_file()):
         raise ArtExtractError(f"{run.root} holds no run to resume ({run.last.name} or {run.config.name} missing)"
                               + (resume_hint(run.last) if run.config.is_file() else ""))
