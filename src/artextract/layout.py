@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from artextract.core.records import read_classes, read_record
+from artextract.core.records import file_digest, read_classes, read_record
 from artextract.errors import ArtExtractError
 
 if TYPE_CHECKING:
@@ -74,6 +74,22 @@ class RunFolder:
             raise ArtExtractError(f"{self.root} does not say which DATA folder it was trained on ({self.run_info.name} "
                                   "missing): pass --data DATA, the folder written by `artextract prepare`")
         return Path(self.read_info("pass --data DATA with the folder the run was trained on")["data"])
+
+    def finished(self) -> dict[str, object] | None:
+        """run.json's record of the training finishing (its epoch, the digests of last.pt and the model file), if
+        both files are still the ones it finished with; None for a run that is training, was interrupted, or whose
+        files were replaced or restored since."""
+        if not self.run_info.is_file():
+            return None
+        record = self.read_info("train the run again").get("finished")
+        if not isinstance(record, dict):
+            return None
+        try:
+            same = (file_digest(self.last) == record.get("last_sha256")
+                    and file_digest(self.model) == record.get("model_sha256"))
+        except OSError:
+            return None
+        return record if same else None
 
     def read_info(self, fix: str) -> dict[str, object]:
         """run.json: the DATA folder, tasks and data key the run trained on."""

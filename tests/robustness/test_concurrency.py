@@ -3,6 +3,7 @@ refused at once, naming the first, and nothing a killed or concurrent run left i
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -75,8 +76,36 @@ def test_a_second_train_on_the_same_new_folder_is_refused(prepared_small, tmp_pa
 def test_resume_is_refused_while_the_run_is_training(prepared_small, tmp_path):
     run = tmp_path / "run"
     train(prepared_small, run, tiny_train_config(epochs=1))
-    with folder_lock(run), pytest.raises(FolderBusy):
+    # The message names the holder (this test process here), as a second plain `train` is told.
+    holder = rf"in use by another artextract process \(pid {os.getpid()} "
+    with folder_lock(run), pytest.raises(FolderBusy, match=holder):
         train(prepared_small, run, tiny_train_config(epochs=2), resume=True)
+
+
+def test_evaluate_says_when_the_run_is_still_training_or_was_interrupted(prepared_small, tmp_path, caplog):
+    import logging
+
+    from artextract.stages.evaluate import evaluate_run
+
+    run = RunFolder(tmp_path / "run")
+    train(prepared_small, run.root, tiny_train_config(epochs=3), should_stop=lambda epoch: epoch == 1)
+    with caplog.at_level(logging.WARNING, logger="artextract"):
+        evaluate_run(run.root, out=tmp_path / "e1", split="select")
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "did not finish its training (stopped after 1 epoch(s))" in said
+    assert f"`artextract train --out {run.root} --resume` continues it" in said
+
+    caplog.clear()
+    train(prepared_small, run.root, tiny_train_config(epochs=3), resume=True)
+    with folder_lock(run.root), caplog.at_level(logging.WARNING, logger="artextract"):  # as a running `train` does
+        evaluate_run(run.root, out=tmp_path / "e2", split="select")
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert f"is still training (pid {os.getpid()} on " in said and "after 3 epoch(s)" in said
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="artextract"):  # finished, nobody writing: nothing to say
+        evaluate_run(run.root, out=tmp_path / "e3", split="select")
+    assert "training" not in " ".join(r.getMessage() for r in caplog.records)
 
 
 def test_force_over_a_finished_run_starts_clean_and_keeps_other_files(prepared_small, tmp_path, monkeypatch):

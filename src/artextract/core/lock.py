@@ -123,6 +123,27 @@ def folder_lock(folder: Path, exclusive: bool = True) -> Iterator[FolderLock]:
         yield lock
 
 
+def writer_of(folder: Path) -> str | None:
+    """Who holds `folder`'s lock exclusively now, as the holder wrote it ("another artextract process" if it did
+    not), or None when nobody does. Takes nothing and creates nothing: for readers that go on but should say so."""
+    path = folder / LOCK_NAME
+    if fcntl is None or not path.is_file():
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None  # shared at once: no writer
+    except BlockingIOError:
+        with suppress(OSError):
+            return os.pread(fd, 300, 0).decode("utf-8", "replace").strip() or "another artextract process"
+        return "another artextract process"
+    finally:
+        os.close(fd)  # drops the shared lock, if taken
+
+
 def _open_lock_file(path: Path) -> int | None:
     if fcntl is None:
         return None

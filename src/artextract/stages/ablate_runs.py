@@ -11,7 +11,6 @@ import numpy as np
 
 from artextract.config import Config
 from artextract.core.progress import log
-from artextract.core.records import file_digest
 from artextract.errors import ArtExtractError
 
 if TYPE_CHECKING:
@@ -52,22 +51,19 @@ def _finished_seconds(folder: RunFolder, key: str, config: Config) -> float | No
     if not same:
         log.info("ablate: %s was trained with other settings or on other DATA; training it again", folder.root)
         return None
-    if not _verifiably_finished(folder, info, config.train.epochs):
+    if not _verifiably_finished(folder, config.train.epochs):
         return None
     return float(history["epoch_seconds"].sum()) if len(history) == config.train.epochs else None
 
 
-def _verifiably_finished(folder: RunFolder, info: dict[str, Any], epochs: int) -> bool:
-    """Whether run.json records the run finishing all `epochs`, and its checkpoint and model file are still the
-    files it wrote then (a restored last.pt.prev holds an earlier epoch: scoring it would change the table)."""
-    finished = info.get("finished")
-    if not isinstance(finished, dict) or finished.get("epoch") != epochs:
-        log.info("ablate: %s did not record finishing its %d epochs; training it again", folder.root, epochs)
-        return False
-    if (file_digest(folder.last) != finished.get("last_sha256")
-            or file_digest(folder.model) != finished.get("model_sha256")):
-        log.warning("ablate: %s's %s or %s is not the file its training finished with (replaced or restored "
-                    "since); training it again", folder.root, folder.last.name, folder.model.name)
+def _verifiably_finished(folder: RunFolder, epochs: int) -> bool:
+    """Whether run.json records the run finishing all `epochs` with the checkpoint and model file it holds now (a
+    restored last.pt.prev holds an earlier epoch: scoring it would change the table)."""
+    finished = folder.finished()
+    if finished is None or finished.get("epoch") != epochs:
+        log.info("ablate: %s did not record finishing its %d epochs with the %s and %s it holds now (interrupted, or "
+                 "the files replaced or restored since); training it again", folder.root, epochs, folder.last.name,
+                 folder.model.name)
         return False
     return True
 

@@ -187,6 +187,21 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
 SPLITS = ("eval", "select", "train")
 
 
+def _say_if_unfinished(run: RunFolder) -> None:
+    """A run still training, or one that stopped before its last epoch, is evaluated as it stands (its best model
+    so far); the user is told which, and what finishes it."""
+    from artextract.core.lock import writer_of
+
+    epochs = len(pd.read_csv(run.metrics)) if run.metrics.is_file() else 0
+    writer = writer_of(run.root)
+    if writer is not None:
+        log.warning("%s is still training (%s): this evaluates its best model after %d epoch(s); evaluate again "
+                    "when the run has finished", run.root, writer, epochs)
+    elif run.finished() is None and run.last.is_file():
+        log.warning("%s did not finish its training (stopped after %d epoch(s)): this evaluates its best model so "
+                    "far; `artextract train --out %s --resume` continues it", run.root, epochs, run.root)
+
+
 def check_arguments(run: Path, split: str, inject: float, batch_size: int) -> None:
     """The arguments of `evaluate_run` that are wrong whatever the files hold, refused before any is read."""
     if split not in SPLITS:
@@ -224,6 +239,7 @@ def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", ou
                 held.enter_context(folder_lock(folder.root))
         else:
             run_folder.require_model()  # before DATA: a folder that is no run must not be asked for its DATA
+            _say_if_unfinished(run_folder)
             data = run_folder.data_folder(data)
             # A failure before the predictions are written leaves nothing; after, they are kept for --from-predictions.
             held.enter_context(undo_on_failure(folder.root, keep=folder.predictions.is_file))
