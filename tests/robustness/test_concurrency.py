@@ -88,7 +88,7 @@ def test_evaluate_says_when_the_run_is_still_training_or_was_interrupted(prepare
     from artextract.stages.evaluate import evaluate_run
 
     run = RunFolder(tmp_path / "run")
-    train(prepared_small, run.root, tiny_train_config(epochs=3), should_stop=lambda epoch: epoch == 1)
+    train(prepared_small, run.root, tiny_train_config(epochs=2), should_stop=lambda epoch: epoch == 1)
     with caplog.at_level(logging.WARNING, logger="artextract"):
         evaluate_run(run.root, out=tmp_path / "e1", split="select")
     said = " ".join(r.getMessage() for r in caplog.records)
@@ -96,11 +96,11 @@ def test_evaluate_says_when_the_run_is_still_training_or_was_interrupted(prepare
     assert f"`artextract train --out {run.root} --resume` continues it" in said
 
     caplog.clear()
-    train(prepared_small, run.root, tiny_train_config(epochs=3), resume=True)
+    train(prepared_small, run.root, tiny_train_config(epochs=2), resume=True)
     with folder_lock(run.root), caplog.at_level(logging.WARNING, logger="artextract"):  # as a running `train` does
         evaluate_run(run.root, out=tmp_path / "e2", split="select")
     said = " ".join(r.getMessage() for r in caplog.records)
-    assert f"is still training (pid {os.getpid()} on " in said and "after 3 epoch(s)" in said
+    assert f"is still training (pid {os.getpid()} on " in said and "after 2 epoch(s)" in said
 
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="artextract"):  # finished, nobody writing: nothing to say
