@@ -51,8 +51,12 @@ def test_yaml_errors(tmp_path):
         load_config(unknown_section)
     broken = tmp_path / "broken.yaml"
     broken.write_text("synth: [\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="not valid YAML at line 2, column 1: expected the node content"):
         load_config(broken)
+    indented = tmp_path / "indented.yaml"
+    indented.write_text("train:\n  epochs: 2\n   batch_size: 3\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line 3, column 14: mapping values are not allowed"):
+        load_config(indented)
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "missing.yaml")
 

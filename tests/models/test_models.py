@@ -124,9 +124,14 @@ def test_other_backbone_families_give_a_map():
         assert out["attention"].shape[1] > 1, name
 
 
-def test_unknown_backbone_is_a_clear_error():
-    with pytest.raises(ArtExtractError, match="unknown backbone 'resnet1800'"):
-        build_model(_tiny(backbone="resnet1800"), CLASSES)
+@pytest.mark.parametrize(("name", "suggested"), [
+    ("resnet-18", "did you mean resnet18,"), ("efficientnet-lite0", "tf_efficientnet_lite0"),
+    ("convnxt_tiny", "did you mean convnext_tiny,"), ("zzzz", "`timm.list_models()` lists them"),
+])
+def test_unknown_backbone_is_a_clear_error_suggesting_close_names(name, suggested):
+    with pytest.raises(ArtExtractError, match=f"unknown backbone '{name}'") as refused:
+        build_model(_tiny(backbone=name), CLASSES)
+    assert suggested in str(refused.value)
 
 
 # ------------------------------------------------------------------ weights

@@ -118,6 +118,26 @@ def test_a_disk_filling_up_mid_run_is_one_line_and_the_last_checkpoint_survives(
     assert run.last.read_bytes() == before
 
 
+def test_a_file_where_a_folder_should_be_is_named(run_cli, evaluated_run, prepared_small, tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("not a folder")
+    image = next((Path(prepared_small) / "cache").glob("*"), None)  # any path: refused before it is read
+    for command, expected in (
+        (["predict", "--model", evaluated_run, str(image), "--output", blocker / "p.csv"], "cannot write"),
+        (["evaluate", "--run", evaluated_run, "--out", blocker / "eval"], "cannot create"),
+        (["synth", blocker / "s"], "cannot write to"),
+    ):
+        line = _error_line(run_cli(*command).stderr)
+        assert expected in line and f"({blocker} is a file, not a directory)" in line, line
+
+
+def test_a_misspelt_backbone_is_refused_before_the_data_is_read_with_close_names(run_cli, tmp_path):
+    result = run_cli("train", "--data", tmp_path / "no-data", "--out", tmp_path / "run", "--backbone", "resnet-18")
+    line = _error_line(result.stderr)
+    assert result.code == 2 and "unknown backbone 'resnet-18'" in line and "did you mean resnet18," in line, line
+    assert not (tmp_path / "run").exists()
+
+
 def test_read_only_destinations_fail_before_the_work(run_cli, evaluated_run, prepared_small, tmp_path, monkeypatch):
     from PIL import Image
 

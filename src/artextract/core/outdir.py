@@ -39,8 +39,8 @@ def prepare_output_dir(path: str | os.PathLike[str], force: bool = False, resuma
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        reason = err.strerror or str(err)
-        raise ArtExtractError(f"cannot write to {path} ({reason}): choose a folder you can write to") from None
+        raise ArtExtractError(f"cannot write to {path} ({_reason(path, err)}): choose a folder you can write to") \
+            from None
     return path
 
 
@@ -57,8 +57,8 @@ def claimed_output_dir(path: str | os.PathLike[str], force: bool = False, resuma
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        reason = err.strerror or str(err)
-        raise ArtExtractError(f"cannot create {path} ({reason}): choose a folder you can write to") from None
+        raise ArtExtractError(f"cannot create {path} ({_reason(path, err)}): choose a folder you can write to") \
+            from None
     lock_existed = (path / LOCK_NAME).exists()
     with folder_lock(path) as lock:
         try:
@@ -110,8 +110,15 @@ def require_writable_file(path: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".probe"):
             pass
     except OSError as err:
-        reason = err.strerror or str(err)
-        raise ArtExtractError(f"cannot write {path} ({reason}): choose a place you can write to") from None
+        raise ArtExtractError(f"cannot write {path} ({_reason(path.parent, err)}): choose a place you can write to") \
+            from None
+
+
+def _reason(path: Path, err: OSError) -> str:
+    """Why `path` (a folder to be) cannot be made: a file standing where one of its folders should be is named, the
+    rest is the system's word for it."""
+    blocked = next((p for p in reversed([path, *path.parents]) if p.exists() and not p.is_dir()), None)
+    return f"{blocked} is a file, not a directory" if blocked is not None else err.strerror or str(err)
 
 
 def _size(nbytes: float) -> str:

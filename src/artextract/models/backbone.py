@@ -163,6 +163,23 @@ def _moments(maps: torch.Tensor) -> torch.Tensor:
     return torch.cat([mean, spread], dim=1)
 
 
+def check_backbone_name(name: str) -> None:
+    """Refuse a name timm does not know, suggesting the closest ones (`resnet-18` -> resnet18)."""
+    import difflib
+
+    import timm
+
+    if timm.is_model(name):  # "arch" or "arch.tag"; the tag picks the weights' preprocessing (mean, std)
+        return
+    names = timm.list_models()
+    plain = {n.replace("_", "").replace("-", ""): n for n in names}
+    wanted = name.split(".")[0].lower().replace("_", "").replace("-", "")
+    close = [plain[n] for n in difflib.get_close_matches(wanted, list(plain), n=5, cutoff=0.75)]
+    close = close or [n for n in names if wanted and wanted in n.replace("_", "")][:5]
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `timm.list_models()` lists them"
+    raise ArtExtractError(f"unknown backbone {name!r} (any timm model name works){hint}")
+
+
 def create_backbone(name: str, weights: str = "none", tuned_stages: int = 0, representation: str = "map",
                     output_stride: int = 32) -> Backbone:
     """`weights`: "none", "imagenet" (an installed package's file first, else the hub), or the path of a
@@ -170,10 +187,7 @@ def create_backbone(name: str, weights: str = "none", tuned_stages: int = 0, rep
     dilated instead of strided (timm's option; the families that lack it say so)."""
     import timm
 
-    if not timm.is_model(name):  # "arch" or "arch.tag"; the tag picks the weights' preprocessing (mean, std)
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:5]
-        hint = f"; similar: {', '.join(close)}" if close else ""
-        raise ArtExtractError(f"unknown backbone {name!r} (any timm model name works){hint}")
+    check_backbone_name(name)
     if weights == "imagenet":
         packaged = packaged_weights_file(name)
         weights = str(packaged) if packaged is not None else weights

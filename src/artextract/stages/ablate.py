@@ -105,9 +105,11 @@ def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: li
     """Train every variant once per seed and score it on the selection split, or with `folds` >= 2 by K-fold
     cross-validation over the train and selection splits pooled (each painting scored once, by the run that did
     not train on it: engine/folds.py)."""
+    from artextract.models.backbone import check_backbone_name
     from artextract.models.readers import reader_kind
 
     reader_kind(config.model.reader)  # refused before the first run, not after the first variants trained
+    check_backbone_name(config.model.backbone)
     if not seeds:
         raise ConfigError("--seeds names no seed")
     if folds == 1:

@@ -34,6 +34,7 @@ from artextract.engine.session import RunState, Session, build_session, resume_f
 from artextract.engine.startup import describe, warnings_for
 from artextract.errors import ArtExtractError, DataError
 from artextract.layout import ENVIRONMENT, RunFolder
+from artextract.models.backbone import check_backbone_name
 from artextract.models.readers import reader_kind
 
 
@@ -70,7 +71,8 @@ def train(data_dir: Path | None, out: Path, config: Config, resume: bool = False
           should_stop: Callable[[int], bool] | None = None) -> TrainResult:
     """Train (or resume) the run in `out` on DATA folder `data_dir` (on a resume None means the run's own).
     `should_stop(epoch)` is polled after each epoch (for tests and tools)."""
-    reader_kind(config.model.reader)  # an unknown reader is refused before anything is read or written
+    reader_kind(config.model.reader)  # an unknown reader or backbone is refused before anything is read or written
+    check_backbone_name(config.model.backbone)
     run = RunFolder(Path(out))
     if data_dir is None and not resume:
         raise ArtExtractError("--data DATA is needed: the folder written by `artextract prepare`")
