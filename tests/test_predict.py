@@ -248,3 +248,22 @@ def test_the_table_keeps_whole_names_and_the_warnings_and_outputs_say_where(run_
                       "--cam", tmp_path / "cams")
     assert written.code == 0, written.stderr
     assert f"to {tmp_path / 'p.txt'}" in written.stderr and f"heat maps in {tmp_path / 'cams'}" in written.stderr
+
+
+def test_a_model_trained_on_generated_paintings_says_so_for_other_images(run_cli, evaluated_run, tmp_path):
+    from artextract.engine.checkpoint import read_model_metadata
+    from artextract.layout import RunFolder
+
+    assert read_model_metadata(RunFolder(evaluated_run).model).synthetic  # trained on `artextract synth` output
+    elsewhere = tmp_path / "photo.jpg"
+    Image.new("RGB", (64, 48), (90, 140, 200)).save(elsewhere)
+    result = run_cli("predict", "--model", evaluated_run, elsewhere)
+    assert result.code == 0
+    assert "trained on generated stand-in paintings (`artextract synth`)" in result.stderr
+    assert "the 1 image(s) from elsewhere" in result.stderr
+
+    data = json.loads((evaluated_run / "run.json").read_text())["data"]
+    synth_root = Path(json.loads((Path(data) / "prepare_report.json").read_text())["inputs"]["images"]).parent
+    generated = next((synth_root / "wikiart").rglob("*.jpg"))
+    quiet = run_cli("predict", "--model", evaluated_run, generated)
+    assert quiet.code == 0 and "stand-in" not in quiet.stderr, quiet.stderr

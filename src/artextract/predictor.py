@@ -25,9 +25,10 @@ from PIL import Image
 
 from artextract.analysis.probabilities import softmax
 from artextract.analysis.probabilities import top_k as top_classes
-from artextract.core.progress import Progress
+from artextract.core.progress import Progress, log
 from artextract.core.safe_text import slug
 from artextract.data.decode import SkipImage
+from artextract.data.synth.generate import SYNTH_RECORD
 from artextract.engine.checkpoint import load_model_file
 from artextract.engine.inference import forward_batches
 from artextract.engine.preprocessing import ImageInput, Preprocessing
@@ -86,6 +87,13 @@ def _collate(batch: list[Any]) -> list[Any]:
     return batch
 
 
+def _generated(item: ImageInput) -> bool:
+    """Whether `item` is a file of a tree written by `artextract synth` (its record a few folders up)."""
+    if not isinstance(item, str | Path):
+        return False
+    return any((parent / SYNTH_RECORD).is_file() for parent in Path(item).resolve().parents[:4])
+
+
 def check_predict_arguments(top_k: int, batch_size: int, workers: int) -> None:
     """Refuse counts that no input could make right, before any image is read."""
     if top_k < 1:
@@ -126,7 +134,17 @@ class Predictor:
                      progress: bool = False) -> Iterator[tuple[Prediction, np.ndarray | None]]:
         """(prediction, decoded square or None) per input, in input order, decoding in `workers` processes."""
         check_predict_arguments(top_k, batch_size, workers)
+        if self.info.synthetic:
+            self._warn_synthetic(items)
         return self._iter_predict(items, top_k, batch_size, workers, progress)
+
+    def _warn_synthetic(self, items: Sequence[ImageInput]) -> None:
+        """A model that only ever saw generated stand-ins says so when asked about anything else."""
+        foreign = sum(not _generated(item) for item in items)
+        if foreign:
+            log.warning("%s was trained on generated stand-in paintings (`artextract synth`), not on real ones: its "
+                        "predictions for the %d image(s) from elsewhere mean nothing. Train on WikiArt for real use "
+                        "(README: real paintings)", self.path, foreign)
 
     def _iter_predict(self, items: Sequence[ImageInput], top_k: int, batch_size: int, workers: int,
                       progress: bool) -> Iterator[tuple[Prediction, np.ndarray | None]]:

@@ -105,7 +105,8 @@ class Session:
         if self.fabric.is_global_zero:
             if improved:
                 save_model_file(self.run.model, self.raw_model, {t: self.data.classes[t] for t in self.tasks},
-                                self.config.model, self.preprocessing, temperatures)
+                                self.config.model, self.preprocessing, temperatures,
+                                synthetic=self.data.folder.synthetic())
             save_checkpoint(self.run.last, self.checkpoint())
             history = pd.DataFrame(self.state.history)
             write_with(self.run.metrics, lambda tmp: history.to_csv(tmp, index=False, float_format="%.6g"))

@@ -35,6 +35,9 @@ from artextract.data.synth.painter import (
 )
 from artextract.errors import ConfigError
 
+# What `synth` writes beside the images and CSVs; `prepare` takes its presence as "these paintings are generated".
+SYNTH_RECORD = "synth.json"
+
 _WORDS = (
     "garden", "river", "woman", "church", "flowers", "sea", "night", "morning", "village", "street", "bridge",
     "boat", "harvest", "dancer", "portrait", "study", "winter", "road", "mill", "forest", "bathers", "square",
@@ -205,7 +208,7 @@ def generate_dataset(out: Path, config: SynthConfig) -> SynthSummary:
     """
     images, artists, quirks = plan_dataset(config)
     root = out / "wikiart"
-    if (out / "synth.json").is_file():
+    if (out / SYNTH_RECORD).is_file():
         for stale in (root, out / "csv"):
             shutil.rmtree(stale, ignore_errors=True)
     workers = config.workers or os.cpu_count() or 1
@@ -229,7 +232,7 @@ def generate_dataset(out: Path, config: SynthConfig) -> SynthSummary:
         # newline="" keeps the CRLF of the genre/style form as written.
         write_text(csv_dir / name, format_split_file(rows, artist_form=task == "artist"), newline="")
         summary.rows[name] = len(rows)
-    write_json(out / "synth.json", {"config": asdict(config), "images": summary.images, "artists": artists,
+    write_json(out / SYNTH_RECORD, {"config": asdict(config), "images": summary.images, "artists": artists,
                                     "rows": summary.rows, "quirks": quirks})
     log.info("synth: wrote %d images of %d artists to %s", len(images), len(artists), out)
     return summary
