@@ -122,9 +122,14 @@ class EvalFolder:
     def outputs(self) -> list[Path]:
         """Everything `evaluate` writes here: what `evaluate --force` removes."""
         named = [self.predictions, self.classes, self.inputs, self.metrics, self.outliers, self.explain,
-                 self.report_html, self.report_md, self.root / ENVIRONMENT]
+                 self.report_html, self.report_md, self.root / ENVIRONMENT, self.similar]
         figures = [p for pattern in ("confusion_*", "f1_*.png", "reliability_*.png") for p in self.root.glob(pattern)]
         return named + sorted(figures)
+
+    @property
+    def similar(self) -> Path:
+        """The similarity index of these predictions (artextract/similar.py), built on first use."""
+        return self.root / "similar"
 
     def thumbnail(self, cache_index: int) -> Path:
         """The painting as the model saw it (JPEG, see report/images.py)."""

@@ -45,6 +45,7 @@ class Prediction:
     predictions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     warning: str = ""  # why the model may not be able to judge this image (too small, a thin strip)
     calibrated: bool = True  # probabilities through the model's fitted temperatures
+    embedding: np.ndarray | None = field(default=None, repr=False)  # the pooled embedding (similarity search)
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "status": self.status, "warning": self.warning,
@@ -123,12 +124,17 @@ class Predictor:
     def tasks(self) -> list[str]:
         return list(self.classes)
 
-    def logits(self, squares: np.ndarray) -> dict[str, np.ndarray]:
-        """Logits per task for decoded uint8 N x S x S x 3 squares (S = the model's cache size)."""
+    def outputs(self, squares: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(logits per task, pooled embeddings) for decoded uint8 N x S x S x 3 squares (S = the cache size)."""
         batches = [torch.from_numpy(squares)]
         with contextlib.closing(forward_batches(self.model, batches, self.preprocessing, self.runtime)) as outputs:
             out = next(outputs)
-        return {task: logits.float().cpu().numpy() for task, logits in out["logits"].items()}
+        return ({task: logits.float().cpu().numpy() for task, logits in out["logits"].items()},
+                out["embedding"].float().cpu().numpy())
+
+    def logits(self, squares: np.ndarray) -> dict[str, np.ndarray]:
+        """Logits per task for decoded uint8 N x S x S x 3 squares (S = the model's cache size)."""
+        return self.outputs(squares)[0]
 
     def iter_predict(self, items: Sequence[ImageInput], top_k: int = 5, batch_size: int = 64, workers: int = 0,
                      progress: bool = False) -> Iterator[tuple[Prediction, np.ndarray | None]]:
@@ -153,12 +159,14 @@ class Predictor:
         with Progress(len(items), "predict", enabled=progress) as bar:
             for batch in loader:
                 good = [array for _, array, _, _ in batch if array is not None]
+                logits, embeddings = self.outputs(np.stack(good)) if good else ({}, None)
                 ranked = {task: top_classes(softmax(values, self.temperature[task]), top_k)
-                          for task, values in (self.logits(np.stack(good)) if good else {}).items()}
+                          for task, values in logits.items()}
                 row = 0
                 for index, array, status, warning in batch:
                     result = Prediction(_describe(items[index]), status, warning=warning, calibrated=self.calibrated)
                     if array is not None:
+                        result.embedding = embeddings[row]
                         for task, (ids, probabilities) in ranked.items():
                             result.predictions[task] = [{"class": self.classes[task][c], "probability": float(p)}
                                                         for c, p in zip(ids[row], probabilities[row], strict=True)]
@@ -174,11 +182,28 @@ class Predictor:
         Returns a list of plain dicts, or with `as_frame=True` a DataFrame with one row per image, task and rank.
         Unusable images are not dropped: their `status` says why.
         """
-        single = isinstance(images, str | Path | Image.Image | np.ndarray)
-        items = [found for item in ([images] if single else list(images))
-                 for found in (expand_inputs([item]) if isinstance(item, str | Path) else [item])]
-        results = [r.as_dict() for r, _ in self.iter_predict(items, top_k, batch_size)]
+        results = [r.as_dict() for r, _ in self.iter_predict(_items(images), top_k, batch_size)]
         return to_frame(results) if as_frame else results
+
+    def similar(self, images: ImageInput | Sequence[ImageInput], k: int = 8, index: Any = None,
+                batch_size: int = 64) -> list[dict[str, Any]]:
+        """The `k` most similar paintings of an evaluated collection for each image, by cosine similarity of the
+        model's pooled embedding: `index` is an EVAL folder (default: the run's own, RUN/eval) or an open
+        `SimilarityIndex`. Each result is `predict`'s dict plus `similar`: path, similarity, labels, prediction."""
+        from artextract.similar import SimilarityIndex, open_index
+
+        if not isinstance(index, SimilarityIndex):
+            from artextract.layout import RunFolder
+
+            default = RunFolder(self.path.parent).default_eval  # the run's own evaluation
+            index = open_index(Path(index) if index is not None else default, self.path)
+        if k < 1:
+            raise ArtExtractError(f"--top-k must be at least 1, got {k}")
+        found = list(self.iter_predict(_items(images), 1, batch_size))
+        usable = [r.embedding for r, _ in found if r.embedding is not None]
+        neighbours = iter(index.search(np.stack(usable), k) if usable else [])
+        return [{**result.as_dict(), "similar": [n.as_dict() for n in next(neighbours)]
+                 if result.embedding is not None else []} for result, _ in found]
 
     def heatmaps(self, squares: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
         """(top-1 class, Grad-CAM map) for each decoded square, for `task`; each map covers the evaluation view
@@ -200,6 +225,13 @@ class Predictor:
             top = int(classes[0])
             write_bytes(folder / f"{index:05d}-{stem}-{slug(task)}-{top:03d}-{slug(self.classes[task][top])}.png",
                         overlay_png(self.preprocessing.visible(square), heat[0]))
+
+
+def _items(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
+    """One image or several; folders and globs expanded as on the command line."""
+    single = isinstance(images, str | Path | Image.Image | np.ndarray)
+    return [found for item in ([images] if single else list(images))
+            for found in (expand_inputs([item]) if isinstance(item, str | Path) else [item])]
 
 
 def _describe(item: ImageInput) -> str:

@@ -28,6 +28,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from artextract.analysis.probabilities import softmax
+from artextract.analysis.similarity import nearest, unit_rows
 
 SCORES = ("low_confidence", "disagreement", "centre_distance", "knn_disagreement", "combined")
 BASELINES = ("label_prior", "random")
@@ -36,7 +37,6 @@ NOISE_MODES = ("uniform", "confusion")
 KNN_K = 10
 NEAREST_SHOWN = 3
 MIN_FLAGGED = 12
-_CHUNK = 2048
 
 
 def most_confused(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -77,11 +77,6 @@ def baseline_scores(labels: np.ndarray, seed: int) -> dict[str, np.ndarray]:
             "random": np.random.default_rng([seed, 7]).random(len(labels))}
 
 
-def _normalise(embeddings: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    return (embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
 def _centre_scores(unit: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     sums = np.zeros((num_classes, unit.shape[1]), dtype=np.float64)
     np.add.at(sums, labels, unit)
@@ -104,18 +99,11 @@ def _centre_scores(unit: np.ndarray, labels: np.ndarray, num_classes: int) -> np
 
 
 def _knn_disagreement(unit: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    n = len(labels)
-    k = min(k, n - 1)
-    if k <= 0:
-        return np.zeros(n)
-    scores = np.empty(n)
-    for start in range(0, n, _CHUNK):
-        similarity = unit[start: start + _CHUNK] @ unit.T
-        rows = np.arange(similarity.shape[0])
-        similarity[rows, start + rows] = -np.inf  # never its own neighbour
-        neighbours = np.argpartition(-similarity, k, axis=1)[:, :k]
-        scores[start: start + _CHUNK] = (labels[neighbours] != labels[start: start + _CHUNK, None]).mean(axis=1)
-    return scores
+    """Share of each image's k nearest other images (cosine) whose label differs from its own."""
+    if min(k, len(labels) - 1) <= 0:
+        return np.zeros(len(labels))
+    neighbours, _ = nearest(unit, unit, k, skip=np.arange(len(labels)))  # never its own neighbour
+    return (labels[neighbours] != labels[:, None]).mean(axis=1)
 
 
 def _percentile_rank(values: np.ndarray) -> np.ndarray:
@@ -130,7 +118,7 @@ def score_task(task: str, paths: np.ndarray, labels: np.ndarray, logits: np.ndar
     """One row per labelled image, most suspicious first."""
     keep = labels >= 0
     paths, labels, logits = paths[keep], labels[keep], logits[keep]
-    unit = _normalise(embeddings[keep])
+    unit = unit_rows(embeddings[keep])
     num_classes = len(class_names)
     probabilities = softmax(logits)
     rows = np.arange(len(labels))
@@ -165,9 +153,8 @@ def score_task(task: str, paths: np.ndarray, labels: np.ndarray, logits: np.ndar
         me = position[frame.at[index, "path"]]
         members = np.flatnonzero(labels == frame.at[index, "resembles"])
         if len(members):
-            similarity = unit[members] @ unit[me]
-            nearest = members[np.argsort(-similarity, kind="stable")[:NEAREST_SHOWN]]
-            frame.at[index, "nearest_of_resembled"] = ";".join(paths[nearest])
+            found, _ = nearest(unit[me][None], unit[members], NEAREST_SHOWN)
+            frame.at[index, "nearest_of_resembled"] = ";".join(paths[members[found[0]]])
     return frame
 
 

@@ -142,3 +142,36 @@ def print_next(command: str) -> None:
     program = program_name()
     typer.echo(f"next: {program}{command.removeprefix('artextract')}" if command.startswith("artextract ")
                else f"next: {command}")
+
+
+def check_output_file(output: Path | None, force: bool) -> None:
+    """Refuse, before the work, an `--output` that exists (without `--force`) or cannot be written."""
+    from artextract.core.outdir import require_writable_file
+    from artextract.errors import ArtExtractError
+
+    if output is not None:
+        if output.exists() and not force:
+            raise ArtExtractError(f"--output {output} exists: choose another file, or pass --force to overwrite it")
+        require_writable_file(output)
+
+
+def image_inputs(paths: list[str]) -> list[str]:
+    """The images that `paths` (files, folders, globs) name, or an error saying none was found."""
+    from artextract.errors import ArtExtractError
+    from artextract.predictor import expand_inputs
+
+    items = expand_inputs(paths)
+    if not items:
+        raise ArtExtractError(f"no images found in {' '.join(paths)}")
+    return items
+
+
+def emit(text: str, output: Path | None, what: str) -> None:
+    """`text` to `output` (atomically, saying so on stderr) or to stdout."""
+    from artextract.core.atomic import write_text
+
+    if output is not None:
+        write_text(output, text)
+        typer.echo(f"artextract: wrote {what} to {output}", err=True)
+    else:
+        typer.echo(text, nl=False)

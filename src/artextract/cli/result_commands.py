@@ -1,4 +1,4 @@
-"""`artextract evaluate`, `compare`, `predict` and `demo`: what the models say."""
+"""`artextract evaluate`, `compare`, `predict`, `similar` and `demo`: what the models say."""
 
 from __future__ import annotations
 
@@ -7,12 +7,7 @@ from typing import Annotated
 
 import typer
 
-from artextract.cli.app import (
-    ForceOption,
-    VerboseOption,
-    app,
-    print_next,
-)
+from artextract.cli.app import ForceOption, VerboseOption, app, check_output_file, emit, image_inputs, print_next
 from artextract.errors import ArtExtractError
 
 
@@ -60,16 +55,12 @@ def compare(
     import json
 
     from artextract.core.atomic import write_text
-    from artextract.core.outdir import require_writable_file
     from artextract.core.progress import setup_logging
     from artextract.stages.compare import compare as run_comparison
     from artextract.stages.compare import render_markdown
 
     setup_logging(verbose)
-    if output is not None:  # checked before the work, not after it
-        if output.exists() and not force:
-            raise ArtExtractError(f"--output {output} exists: choose another file, or pass --force to overwrite it")
-        require_writable_file(output)
+    check_output_file(output, force)  # before the work, not after it
     result = run_comparison(paths, seed=seed)
     text = render_markdown(result)
     typer.echo(text, nl=False)
@@ -99,22 +90,16 @@ def predict(
     verbose: VerboseOption = False,
 ) -> None:
     """Top-k artists, styles and genres with probabilities for new paintings."""
-    from artextract.core.atomic import write_text
-    from artextract.core.outdir import prepare_output_dir, require_writable_file
+    from artextract.core.outdir import prepare_output_dir
     from artextract.core.progress import setup_logging
     from artextract.predictor import check_predict_arguments
-    from artextract.stages.predict import expand_inputs, format_predictions, load_model, output_format
+    from artextract.stages.predict import format_predictions, load_model, output_format
 
     setup_logging(verbose)
     format_ = output_format(format_, output)
     check_predict_arguments(top_k, batch_size, workers)
-    if output is not None:  # checked before the work, not after it
-        if output.exists() and not force:
-            raise ArtExtractError(f"--output {output} exists: choose another file, or pass --force to overwrite it")
-        require_writable_file(output)
-    items = expand_inputs(paths)
-    if not items:
-        raise ArtExtractError(f"no images found in {' '.join(paths)}")
+    check_output_file(output, force)  # before the work, not after it
+    items = image_inputs(paths)
     predictor = load_model(model, device, calibrated=not uncalibrated)
     if not uncalibrated:
         temperatures = ", ".join(f"{task} {t:.2f}" for task, t in predictor.temperature.items())
@@ -132,16 +117,45 @@ def predict(
             if cam is not None:
                 predictor.write_heatmaps(square, result.source, len(results), cam)
         results.append(result.as_dict())
-    text = format_predictions(results, format_)
-    if output is not None:
-        write_text(output, text)
-        typer.echo(f"artextract: wrote the predictions of {len(results)} images to {output}", err=True)
-    else:
-        typer.echo(text, nl=False)
+    emit(format_predictions(results, format_), output, f"the predictions of {len(results)} images")
     if cam is not None:
         typer.echo(f"artextract: heat maps in {cam}", err=True)
     if not any(r["status"] == "ok" for r in results):
         raise ArtExtractError(f"none of the {len(results)} images could be predicted (reasons above)")
+
+
+@app.command()
+def similar(
+    paths: Annotated[list[str], typer.Argument(help="Images, folders (searched recursively) or globs.")],
+    model: Annotated[Path, typer.Option("--model", help="model.safetensors written by `artextract train`, or its "
+                                                        "RUN folder.")],
+    index: Annotated[Path | None, typer.Option("--index", help="EVAL folder whose paintings are searched (default: "
+                                                               "the run's own, RUN/eval).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Similar paintings to list per image.")] = 8,
+    format_: Annotated[str | None, typer.Option("--format", help="table, json or csv (default: from the --output "
+                                                                 "extension, else table).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", help="Write to this file instead of stdout.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """The most similar paintings of an evaluated collection (cosine similarity of the model's embedding)."""
+    from artextract.core.progress import setup_logging
+    from artextract.predictor import check_predict_arguments
+    from artextract.stages.predict import format_similar, load_model, output_format
+
+    setup_logging(verbose)
+    format_ = output_format(format_, output)
+    check_predict_arguments(top_k, 1, 0)
+    check_output_file(output, force)  # before the work, not after it
+    items = image_inputs(paths)
+    results = load_model(model, device).similar(items, top_k, index)
+    for result in results:
+        if result["status"] != "ok":
+            typer.echo(f"artextract: skipped {result['source']}: {result['status']}", err=True)
+    emit(format_similar(results, format_), output, f"the similar paintings of {len(results)} images")
+    if not any(r["status"] == "ok" for r in results):
+        raise ArtExtractError(f"none of the {len(results)} images could be searched (reasons above)")
 
 
 @app.command()

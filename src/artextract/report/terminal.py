@@ -63,3 +63,25 @@ def predictions_table(results: list[dict[str, Any]]) -> str:
     console = Console(file=io.StringIO(), width=160)
     console.print(table)
     return console.file.getvalue()
+
+
+def similar_table(results: list[dict[str, Any]]) -> str:
+    """`similar`'s table: per query image, its nearest paintings with similarity and their labels."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("image", overflow="fold")
+    table.add_column("#", justify="right")
+    table.add_column("similar painting", overflow="fold")
+    table.add_column("cosine", justify="right")
+    table.add_column("labels (true / predicted)", overflow="fold")
+    for r in results:
+        if r["status"] != "ok":
+            table.add_row(r["source"], "", r["status"], "", "")
+        for rank, n in enumerate(r["similar"], start=1):
+            labels = "; ".join(f"{task} {n['labels'][task] or '?'} / {n['predicted'][task]}" for task in n["labels"])
+            table.add_row(r["source"] if rank == 1 else "", str(rank), n["path"], f"{n['similarity']:.3f}", labels)
+    console = Console(file=io.StringIO(), width=160)
+    console.print(table)
+    return console.file.getvalue()

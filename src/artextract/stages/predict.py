@@ -10,7 +10,7 @@ from artextract.core.safe_text import write_csv
 from artextract.errors import ArtExtractError
 from artextract.predictor import expand_inputs, load_model, to_frame
 
-__all__ = ["expand_inputs", "format_predictions", "load_model", "output_format"]
+__all__ = ["expand_inputs", "format_predictions", "format_similar", "load_model", "output_format"]
 
 
 def output_format(format_: str | None, output: Path | None) -> str:
@@ -40,3 +40,27 @@ def format_predictions(results: list[dict[str, Any]], format_: str) -> str:
     from artextract.report.terminal import predictions_table
 
     return predictions_table(results)
+
+
+def format_similar(results: list[dict[str, Any]], format_: str) -> str:
+    """`similar`'s results as a terminal table, JSON, or CSV (one row per query image and neighbour)."""
+    import io
+    import json
+
+    import pandas as pd
+
+    if format_ == "json":
+        return json.dumps(results, indent=2, ensure_ascii=False) + "\n"
+    if format_ == "csv":
+        rows = [{"source": r["source"], "status": r["status"], "rank": rank, "path": n["path"],
+                 "similarity": n["similarity"], "split": n["split"],
+                 **{f"label_{t}": v for t, v in n["labels"].items()},
+                 **{f"predicted_{t}": v for t, v in n["predicted"].items()}}
+                for r in results for rank, n in enumerate(r["similar"], start=1)]
+        rows += [{"source": r["source"], "status": r["status"]} for r in results if not r["similar"]]
+        buffer = io.StringIO()
+        write_csv(pd.DataFrame(rows), buffer, float_format="%.6f")
+        return buffer.getvalue()
+    from artextract.report.terminal import similar_table
+
+    return similar_table(results)
