@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO := demo
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test test-slow test-real lint bench clean
+.PHONY: install demo test test-slow test-browser test-real lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(MAKE) test PYTEST_ARGS="-m slow"
+
+test-browser: $(STAMP)
+	@# the explorer in headless Chromium (Playwright drives the system's chromium; skipped with the reason without it)
+	$(MAKE) test PYTEST_ARGS="-m browser"
 
 test-real: $(STAMP)
 	@# real paintings and ImageNet weights; skipped with the reason when ../shared/data/wikiart-real is absent

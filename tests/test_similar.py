@@ -38,8 +38,8 @@ def test_nearest_skips_the_query_itself_and_breaks_ties_by_row():
 
 @pytest.fixture
 def evaluation(evaluated_run, tmp_path) -> Path:
-    """A copy of the shared run's evaluation: these tests write indexes into it."""
-    return Path(shutil.copytree(evaluated_run / "eval", tmp_path / "eval"))
+    """A copy of the shared run's evaluation without any index built by other tests: these tests build their own."""
+    return Path(shutil.copytree(evaluated_run / "eval", tmp_path / "eval", ignore=shutil.ignore_patterns("similar")))
 
 
 def test_the_index_is_built_once_and_rebuilt_when_the_predictions_change(evaluated_run, evaluation, caplog):

@@ -186,10 +186,11 @@ class Predictor:
         return to_frame(results) if as_frame else results
 
     def similar(self, images: ImageInput | Sequence[ImageInput], k: int = 8, index: Any = None,
-                batch_size: int = 64) -> list[dict[str, Any]]:
+                batch_size: int = 64, top_k: int = 5) -> list[dict[str, Any]]:
         """The `k` most similar paintings of an evaluated collection for each image, by cosine similarity of the
         model's pooled embedding: `index` is an EVAL folder (default: the run's own, RUN/eval) or an open
-        `SimilarityIndex`. Each result is `predict`'s dict plus `similar`: path, similarity, labels, prediction."""
+        `SimilarityIndex`. Each result is `predict`'s dict (`top_k` classes per task) plus `similar`: path,
+        similarity, labels, prediction."""
         from artextract.similar import SimilarityIndex, open_index
 
         if not isinstance(index, SimilarityIndex):
@@ -199,7 +200,7 @@ class Predictor:
             index = open_index(Path(index) if index is not None else default, self.path)
         if k < 1:
             raise ArtExtractError(f"--top-k must be at least 1, got {k}")
-        found = list(self.iter_predict(_items(images), 1, batch_size))
+        found = list(self.iter_predict(_items(images), top_k, batch_size))
         usable = [r.embedding for r, _ in found if r.embedding is not None]
         neighbours = iter(index.search(np.stack(usable), k) if usable else [])
         return [{**result.as_dict(), "similar": [n.as_dict() for n in next(neighbours)]

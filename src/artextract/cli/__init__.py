@@ -18,7 +18,7 @@ from artextract.cli.app import app
 from artextract.errors import ArtExtractError
 
 # The commands register themselves on `app` when their modules load, in the order --help lists them.
-for _commands in ("data_commands", "train_commands", "result_commands"):
+for _commands in ("data_commands", "train_commands", "result_commands", "serve_commands"):
     importlib.import_module(f"artextract.cli.{_commands}")
 
 __all__ = ["app", "main"]

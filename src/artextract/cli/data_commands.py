@@ -14,7 +14,8 @@ from artextract.cli.flags import config_flag, given
 @app.command()
 @with_config
 def synth(
-    out: Annotated[Path, typer.Argument(help="Folder to create: OUT/wikiart/ images and OUT/csv/ split files.")],
+    out: Annotated[Path, typer.Argument(
+        metavar="OUT", help="Folder to create: OUT/wikiart/ images and OUT/csv/ split files.")],
     artists: config_flag("synth.artists") = None,
     per_artist: config_flag("synth.per_artist") = None,
     size: config_flag("synth.size") = None,

@@ -44,7 +44,8 @@ def evaluate(
 
 @app.command()
 def compare(
-    paths: Annotated[list[Path], typer.Argument(help="Evaluated RUN folders (their eval/) or EVAL folders.")],
+    paths: Annotated[list[Path], typer.Argument(
+        metavar="RUN_OR_EVAL", help="Evaluated RUN folders (their eval/) or EVAL folders.")],
     output: Annotated[Path | None, typer.Option("--output", help="Also write the comparison here (.md or .json).")]
     = None,
     seed: Annotated[int, typer.Option(help="Seed of the paired bootstrap.")] = 0,
@@ -70,7 +71,8 @@ def compare(
 
 @app.command()
 def predict(
-    paths: Annotated[list[str], typer.Argument(help="Images, folders (searched recursively) or globs.")],
+    paths: Annotated[list[str], typer.Argument(
+        metavar="IMAGES", help="Images, folders (searched recursively) or globs.")],
     model: Annotated[Path, typer.Option("--model", help="model.safetensors written by `artextract train`, or its "
                                                         "RUN folder.")],
     top_k: Annotated[int, typer.Option("--top-k", help="Classes to list per task.")] = 5,
@@ -126,7 +128,8 @@ def predict(
 
 @app.command()
 def similar(
-    paths: Annotated[list[str], typer.Argument(help="Images, folders (searched recursively) or globs.")],
+    paths: Annotated[list[str], typer.Argument(
+        metavar="IMAGES", help="Images, folders (searched recursively) or globs.")],
     model: Annotated[Path, typer.Option("--model", help="model.safetensors written by `artextract train`, or its "
                                                         "RUN folder.")],
     index: Annotated[Path | None, typer.Option("--index", help="EVAL folder whose paintings are searched (default: "
@@ -160,7 +163,8 @@ def similar(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Argument(help="Folder for the whole demo (dataset, DATA, RUN, report).")]
+    out: Annotated[Path, typer.Argument(
+        metavar="OUT", help="Folder for the whole demo (dataset, DATA, RUN, report).")]
     = Path("artextract-demo"),
     force: ForceOption = False,
     verbose: VerboseOption = False,

@@ -1,0 +1,156 @@
+"""`artextract serve`: the explorer as a Starlette application (plain HTML from Jinja2 templates that escape every
+value, a few lines of JavaScript, no asset from elsewhere).
+
+Starlette rather than FastAPI: the pages are HTML, not a typed JSON API, so FastAPI's pydantic models and OpenAPI
+schema would be weight without use; uvicorn serves it. Every route takes integers or class names that are looked
+up in the collection, never a path: the only files served are the collection's own images, from DATA's cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import threading
+from pathlib import Path
+from typing import Any
+
+from artextract.serve.collection import PAGE_SIZE, Collection, Query
+
+MAX_UPLOAD_MB = 50
+THUMB_SIDE, IMAGE_SIDE = 160, 512
+
+
+def create_app(collection: Collection, max_upload_mb: int = MAX_UPLOAD_MB) -> Any:
+    from jinja2 import Environment, PackageLoader
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    templates = Environment(loader=PackageLoader("artextract.serve", "templates"), autoescape=True)
+    model_lock = threading.Lock()  # one forward pass at a time: the model is not shared across threads safely
+
+    def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
+        html = templates.get_template(name).render(tasks=collection.tasks, run=collection.run.root.name, **context)
+        return HTMLResponse(html, status_code=status)
+
+    def painting_row(request: Request) -> int:
+        row = int(request.path_params["row"])
+        collection.row(row)  # KeyError -> 404
+        return row
+
+    async def grid(request: Request) -> Response:
+        query = Query.parse(dict(request.query_params), collection.tasks)
+        rows, total = collection.select(query)
+        pages = max(1, -(-total // PAGE_SIZE))
+        return page("collection.html.j2", query=query, rows=rows.to_dict("records"), total=total, pages=pages,
+                    classes=collection.classes[query.task], params=dict(request.query_params))
+
+    async def painting(request: Request) -> Response:
+        row = painting_row(request)
+        record = collection.row(row)
+        tasks = []
+        for task in collection.tasks:
+            label = int(record[f"label_{task}"])
+            scores = collection.outliers[(collection.outliers["task"] == task)
+                                         & (collection.outliers["path"] == record["path"])] \
+                if len(collection.outliers) else collection.outliers
+            tasks.append({"name": task, "label": collection.classes[task][label] if label >= 0 else "",
+                          "top": list(zip(record[f"top5_{task}"], record[f"top5_prob_{task}"], strict=True)),
+                          "outlier": scores.iloc[0].to_dict() if len(scores) else None})
+        nearest = await asyncio.to_thread(collection.nearest, row, 8)
+        return page("painting.html.j2", row=row, path=record["path"], split=record["split"], info=tasks,
+                    nearest=[(collection.index.row_of(n.path), n) for n in nearest])
+
+    async def image(request: Request) -> Response:
+        row = painting_row(request)
+        side = THUMB_SIDE if request.url.path.startswith("/thumb/") else IMAGE_SIDE
+        data = await asyncio.to_thread(collection.jpeg, row, side)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    async def heatmap(request: Request) -> Response:
+        row, task = painting_row(request), request.path_params["task"]
+        if task not in collection.tasks:
+            return PlainTextResponse(f"no task {task!r}", status_code=404)
+        png = await asyncio.to_thread(collection.heatmap_png, row, task, model_lock)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+    async def confusion(request: Request) -> Response:
+        task = request.path_params["task"]
+        if task not in collection.tasks:
+            return PlainTextResponse(f"no task {task!r}", status_code=404)
+        matrix = collection.metrics["tasks"][task]["confusion"]
+        return page("confusion.html.j2", task=task, names=collection.classes[task], matrix=matrix)
+
+    async def new_painting(request: Request) -> Response:
+        if request.method == "GET":
+            return page("new.html.j2", max_mb=max_upload_mb)
+        data, error = await _read_upload(request, max_upload_mb)
+        if error:
+            return page("new.html.j2", status=error[0], max_mb=max_upload_mb, error=error[1])
+        result = await asyncio.to_thread(_classify_upload, collection, model_lock, data)
+        if isinstance(result, str):
+            return page("new.html.j2", status=422, max_mb=max_upload_mb, error=result)
+        return page("new.html.j2", max_mb=max_upload_mb, result=result)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return page("error.html.j2", status=404, message="There is no such page or painting here.")
+
+    routes = [Route("/", grid), Route("/painting/{row:int}", painting), Route("/thumb/{row:int}.jpg", image),
+              Route("/image/{row:int}.jpg", image), Route("/heatmap/{row:int}/{task:str}.png", heatmap),
+              Route("/confusion/{task:str}", confusion), Route("/new", new_painting, methods=["GET", "POST"])]
+    return Starlette(routes=routes, exception_handlers={404: not_found, KeyError: not_found})
+
+
+async def _read_upload(request: Any, max_mb: int) -> tuple[bytes, tuple[int, str] | None]:
+    """The uploaded file's bytes, or (status, message): refused unread when the request says it is too large."""
+    limit = max_mb * 2**20
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + 2**16:
+        return b"", (413, f"The file is larger than the {max_mb} MB this server accepts.")
+    form = await request.form(max_files=1, max_fields=4)
+    upload = form.get("image")
+    if upload is None or isinstance(upload, str):
+        return b"", (400, "Choose an image file to upload.")
+    data = await upload.read(limit + 1)
+    await upload.close()  # Starlette spools large uploads to a temporary file; closing removes it
+    if len(data) > limit:
+        return b"", (413, f"The file is larger than the {max_mb} MB this server accepts.")
+    if not data:
+        return b"", (400, "The uploaded file is empty.")
+    return data, None
+
+
+def _classify_upload(collection: Collection, lock: threading.Lock, data: bytes) -> dict[str, Any] | str:
+    """Predictions, a heat map per task and the nearest paintings of an uploaded image, or why it cannot be used.
+    Decoded from memory by `prepare`'s hardened decoder (pixel limit, bombs refused); nothing is written."""
+    from artextract.config import DEFAULT_MAX_PIXELS
+    from artextract.data.decode import SkipImage, decode_square
+    from artextract.report.images import overlay_png
+
+    predictor = collection.predictor
+    try:
+        square, width, height = decode_square(data, predictor.preprocessing.cache_size, DEFAULT_MAX_PIXELS)
+    except SkipImage as err:
+        return f"This file cannot be used as an image: {err}."
+    with lock:
+        (result,) = predictor.similar(square, k=8, index=collection.index)
+        heat = {task: overlay_png(predictor.preprocessing.visible(square), predictor.heatmaps(square[None], task)[1][0])
+                for task in collection.tasks}
+    return {"width": width, "height": height, "warning": predictor.preprocessing.doubts(width, height),
+            "predictions": result["predictions"],
+            "heatmaps": {task: "data:image/png;base64," + base64.b64encode(png).decode() for task, png in heat.items()},
+            "similar": [(collection.index.row_of(n["path"]), n) for n in result["similar"]]}
+
+
+def serve(run: Path, data: Path | None, host: str, port: int, max_upload_mb: int = MAX_UPLOAD_MB) -> None:
+    """Open the collection and serve it until Ctrl-C."""
+    import uvicorn
+
+    from artextract.core.progress import log
+
+    collection = Collection.open(run, data)
+    log.info("serve: %d paintings of %s; building the similarity index if needed", len(collection.predictions),
+             collection.evaluation.root)
+    collection.index  # noqa: B018 (built before the first request, not during it)
+    uvicorn.run(create_app(collection, max_upload_mb), host=host, port=port, log_level="warning")

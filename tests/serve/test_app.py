@@ -1,0 +1,121 @@
+"""The explorer's pages and its safety, through an in-process client (no socket)."""
+
+import io
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("starlette")
+pytest.importorskip("httpx")
+
+from starlette.testclient import TestClient
+
+from artextract.serve.app import create_app
+from artextract.serve.collection import Collection
+
+
+@pytest.fixture(scope="module")
+def collection(evaluated_run):
+    return Collection.open(evaluated_run)
+
+
+@pytest.fixture(scope="module")
+def client(collection):
+    return TestClient(create_app(collection, max_upload_mb=1))
+
+
+def _png(size=(64, 48), colour=(200, 60, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_the_grid_filters_and_pages_as_the_url_says(client, collection):
+    view = collection.task_view("artist")
+    wrong = view[~view["correct"]]
+    page = client.get("/", params={"task": "artist", "correct": "no"})
+    assert page.status_code == 200
+    assert f"{len(wrong)} painting" in page.text
+    shown = {int(r) for r in re.findall(r'href="/painting/(\d+)"', page.text)}
+    assert shown == set(wrong["row"].head(60))
+
+    cell = view.iloc[0]
+    filtered = client.get("/", params={"task": "artist", "true": cell["true"], "pred": cell["pred"]})
+    expected = view[(view["true"] == cell["true"]) & (view["pred"] == cell["pred"])]
+    assert {int(r) for r in re.findall(r'href="/painting/(\d+)"', filtered.text)} == set(expected["row"])
+
+    least = client.get("/", params={"task": "genre", "sort": "confidence"})
+    rows = [int(r) for r in re.findall(r'href="/painting/(\d+)"', least.text)]
+    genre = collection.task_view("genre").set_index("row")["confidence"]
+    assert list(genre[rows]) == sorted(genre[rows])  # least confident first
+    flagged = client.get("/", params={"task": "style", "flagged": "yes"})
+    assert re.findall(r'href="/painting/(\d+)"', flagged.text)
+    assert all(collection.task_view("style").set_index("row").loc[int(r), "flagged"]
+               for r in re.findall(r'href="/painting/(\d+)"', flagged.text))
+
+
+def test_the_painting_page_shows_labels_predictions_heat_maps_and_neighbours(client, collection):
+    page = client.get("/painting/2")
+    assert page.status_code == 200
+    record = collection.row(2)
+    assert record["path"] in page.text
+    for task in collection.tasks:
+        assert f"/heatmap/2/{task}.png" in page.text
+    neighbours = [int(r) for r in re.findall(r'href="/painting/(\d+)"', page.text)]
+    assert len(neighbours) == 8 and 2 not in neighbours
+    heat = client.get("/heatmap/2/artist.png")
+    assert heat.status_code == 200 and heat.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(heat.content)).size[0] > 0
+    thumb = client.get("/thumb/2.jpg")
+    assert thumb.headers["content-type"] == "image/jpeg"
+    assert np.asarray(Image.open(io.BytesIO(thumb.content))).shape[2] == 3
+
+
+def test_confusion_cells_link_to_the_grid_filtered_to_that_cell(client, collection):
+    page = client.get("/confusion/genre")
+    assert page.status_code == 200
+    links = re.findall(r'href="(/\?task=genre&amp;true=[^"]+)"', page.text)
+    assert links
+    matrix = collection.metrics["tasks"]["genre"]["confusion"]
+    assert len(links) == sum(1 for row in matrix for v in row if v)
+
+
+def test_a_new_painting_is_classified_with_heat_maps_and_neighbours(client):
+    result = client.post("/new", files={"image": ("mine.png", _png(), "image/png")})
+    assert result.status_code == 200, result.text
+    assert 'id="pred-artist"' in result.text and "data:image/png;base64," in result.text
+    assert len(re.findall(r'href="/painting/(\d+)"', result.text)) == 8
+
+
+@pytest.mark.parametrize(("payload", "status", "message"), [
+    (b"this is not an image", 422, "cannot be used as an image"),
+    (b"", 400, "empty"),
+    (b"\xff" * (1024 * 1024 + 10), 413, "larger than the 1 MB"),
+])
+def test_bad_uploads_get_a_clear_message_in_the_page(client, payload, status, message):
+    result = client.post("/new", files={"image": ("bad.png", payload, "image/png")})
+    assert result.status_code == status and message in result.text
+    assert 'role="alert"' in result.text
+
+
+def test_only_the_collections_own_paintings_are_served(client, collection):
+    for path in ("/thumb/-1.jpg", f"/thumb/{len(collection.predictions)}.jpg", "/image/../../etc/passwd",
+                 "/thumb/..%2F..%2Fetc%2Fpasswd.jpg", "/image//etc/passwd", "/painting/%2e%2e", "/heatmap/1/nope.png",
+                 "/confusion/..%2Fetc", "/static/../../etc/passwd"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+        assert "root:" not in response.text
+
+
+def test_hostile_class_names_are_escaped(collection):
+    hostile = dict(collection.classes)
+    hostile["artist"] = ['<script>alert(1)</script>' if i == 0 else name for i, name in enumerate(hostile["artist"])]
+    collection_copy = Collection(collection.run, collection.evaluation, collection.data, collection.predictions,
+                                 hostile, collection.outliers, collection.metrics)
+    client = TestClient(create_app(collection_copy))
+    for url in ("/?task=artist", "/confusion/artist", "/painting/0"):
+        text = client.get(url).text
+        assert "<script>alert(1)</script>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/confusion/artist").text

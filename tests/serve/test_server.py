@@ -1,0 +1,44 @@
+"""`artextract serve` as a user starts it: a real uvicorn server on a loopback port, stopped by Ctrl-C."""
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+pytest.importorskip("uvicorn")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_serve_answers_on_the_loopback_and_warns_when_open_to_the_network(evaluated_run, tmp_path):
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "artextract", "serve", str(evaluated_run), "--port", str(port),
+                               "--host", "0.0.0.0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    page = response.read().decode()
+                break
+            except OSError:
+                assert server.poll() is None, server.communicate()[1]
+                assert time.monotonic() < deadline, "the server did not answer within 120 s"
+                time.sleep(0.5)
+        assert "ArtExtract" in page and "/painting/" in page
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/thumb/0.jpg", timeout=10) as response:
+            assert response.headers["content-type"] == "image/jpeg" and response.read(3) == b"\xff\xd8\xff"
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, stderr = server.communicate(timeout=30)
+    assert "there is no authentication" in stderr
+    assert server.returncode in (0, 130, -signal.SIGINT), stderr
+    assert "Traceback" not in stderr
