@@ -92,7 +92,11 @@ def _generated(item: ImageInput) -> bool:
     """Whether `item` is a file of a tree written by `artextract synth` (its record a few folders up)."""
     if not isinstance(item, str | Path):
         return False
-    return any((parent / SYNTH_RECORD).is_file() for parent in Path(item).resolve().parents[:4])
+    try:
+        parents = Path(item).resolve().parents[:4]
+    except (OSError, RuntimeError):  # a symlink loop: decoding reports it; it is no generated painting
+        return False
+    return any((parent / SYNTH_RECORD).is_file() for parent in parents)
 
 
 def check_predict_arguments(top_k: int, batch_size: int, workers: int) -> None:

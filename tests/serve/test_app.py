@@ -61,6 +61,8 @@ def test_the_painting_page_shows_labels_predictions_heat_maps_and_neighbours(cli
     assert page.status_code == 200
     record = collection.row(2)
     assert record["path"] in page.text
+    name, probability = collection.top(2, "artist")[0]  # calibrated by the model's temperature, as predict is
+    assert f"{probability:.3f}" in page.text and name in page.text
     for task in collection.tasks:
         assert f"/heatmap/2/{task}.png" in page.text
     neighbours = [int(r) for r in re.findall(r'href="/painting/(\d+)"', page.text)]

@@ -180,3 +180,4 @@ def demo(
     typer.echo(result.headline, nl=False)
     typer.echo(f"report: {result.report}")
     print_next(f"artextract predict --model {out / 'run'} {out / 'synth' / 'wikiart'}")
+    print_next(f"artextract serve {out / 'run'}")

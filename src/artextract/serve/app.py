@@ -56,7 +56,7 @@ def create_app(collection: Collection, max_upload_mb: int = MAX_UPLOAD_MB) -> An
                                          & (collection.outliers["path"] == record["path"])] \
                 if len(collection.outliers) else collection.outliers
             tasks.append({"name": task, "label": collection.classes[task][label] if label >= 0 else "",
-                          "top": list(zip(record[f"top5_{task}"], record[f"top5_prob_{task}"], strict=True)),
+                          "top": collection.top(row, task),
                           "outlier": scores.iloc[0].to_dict() if len(scores) else None})
         nearest = await asyncio.to_thread(collection.nearest, row, 8)
         return page("painting.html.j2", row=row, path=record["path"], split=record["split"], info=tasks,

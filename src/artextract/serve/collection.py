@@ -92,6 +92,27 @@ class Collection:
         return list(self.classes)
 
     @cached_property
+    def temperature(self) -> dict[str, float]:
+        """The model's temperatures, fitted on the selection set: the app shows calibrated probabilities, as
+        `predict` does (predictions.parquet keeps the plain softmax)."""
+        from artextract.engine.checkpoint import read_model_metadata
+
+        return read_model_metadata(self.run.model).temperature
+
+    def probabilities(self, rows: pd.DataFrame, task: str) -> np.ndarray:
+        """Calibrated class probabilities of `rows` (of predictions.parquet) for `task`."""
+        from artextract.analysis.probabilities import softmax
+
+        return softmax(np.stack(rows[f"logits_{task}"].to_numpy()), self.temperature.get(task, 1.0))
+
+    def top(self, row: int, task: str, k: int = 5) -> list[tuple[str, float]]:
+        """The `k` most probable classes of a painting for `task`, calibrated."""
+        from artextract.analysis.probabilities import top_k
+
+        indices, probabilities = top_k(self.probabilities(self.predictions.iloc[[row]], task), k)
+        return [(self.classes[task][i], float(p)) for i, p in zip(indices[0], probabilities[0], strict=True)]
+
+    @cached_property
     def images(self) -> np.ndarray:
         return open_cache(self.data.cache)
 
@@ -155,7 +176,7 @@ class Collection:
         view = pd.DataFrame({
             "row": frame.index, "path": frame["path"],
             "true": [names[i] for i in frame[f"label_{task}"]], "pred": [names[i] for i in frame[f"pred_{task}"]],
-            "confidence": [float(p[0]) for p in frame[f"top5_prob_{task}"]]})
+            "confidence": self.probabilities(frame, task).max(axis=1) if len(frame) else []})
         view["correct"] = view["true"] == view["pred"]
         scores = self.outliers[self.outliers["task"] == task] if len(self.outliers) else self.outliers
         by_path = scores.set_index("path") if len(scores) else pd.DataFrame()
