@@ -123,3 +123,23 @@ def test_search_refuses_embeddings_of_another_width(evaluated_run, evaluation):
     index = open_index(evaluation, RunFolder(evaluated_run).model)
     with pytest.raises(ArtExtractError, match="the index belongs to another model"):
         index.search(np.ones((1, index.vectors.shape[1] + 1)))
+
+
+def test_a_data_folder_is_indexed_whole_once_per_model_and_data(evaluated_run, tmp_path, caplog):
+    import artextract
+
+    run = Path(shutil.copytree(evaluated_run, tmp_path / "run", ignore=shutil.ignore_patterns("similar*")))
+    data = Path(json.loads((run / "run.json").read_text())["data"])
+    manifest = pd.read_parquet(data / "manifest.parquet")
+    usable = manifest[manifest["status"] == "ok"]
+    model = artextract.load_model(run, "cpu")
+    painting = usable[usable["split"] == "train"]["path"].iloc[0]  # a training painting: not in RUN/eval
+    images = Path(json.loads((data / "prepare_report.json").read_text())["inputs"]["images"])
+    with caplog.at_level(logging.INFO, logger="artextract"):
+        (result,) = model.similar(images / painting, k=3, index=data)
+        model.similar(images / painting, k=3, index=data)
+    assert sum("predicting every painting" in r.getMessage() for r in caplog.records) == 1
+    assert result["similar"][0]["path"] == painting and result["similar"][0]["split"] == "train"
+    (folder,) = (run / "similar-data").iterdir()
+    indexed = pd.read_parquet(folder / "predictions.parquet")
+    assert sorted(indexed["path"]) == sorted(usable["path"]) and set(indexed["split"]) == set(usable["split"])

@@ -25,7 +25,7 @@ from artextract.core.lock import folder_lock
 from artextract.core.progress import log
 from artextract.core.records import file_digest
 from artextract.errors import ArtExtractError
-from artextract.layout import EvalFolder
+from artextract.layout import DataFolder, EvalFolder, RunFolder
 
 VECTORS_FILE, ROWS_FILE, INDEX_FILE = "vectors.f16", "rows.parquet", "index.json"
 
@@ -88,13 +88,18 @@ def index_key(evaluation: EvalFolder, model_file: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def open_index(evaluation: Path, model_file: Path) -> SimilarityIndex:
-    """The index of the evaluation in `evaluation` (an EVAL folder) for `model_file`, built on first use. An EVAL
-    folder that cannot be written (read-only) gets an index in memory, built again each time."""
-    folder = EvalFolder(Path(evaluation))
+def open_index(collection: Path, model_file: Path) -> SimilarityIndex:
+    """The index of `collection` for `model_file`, built on first use: an EVAL folder (the paintings `evaluate`
+    scored), or a DATA folder (every usable painting; the model's predictions for them are computed once, into
+    RUN/similar-data/<key>/). A folder that cannot be written (read-only) gets an index in memory."""
+    collection = Path(collection)
+    if DataFolder(collection).manifest.is_file():
+        collection = _predictions_of_data(collection, model_file)
+    folder = EvalFolder(collection)
     if not folder.predictions.is_file():
         raise ArtExtractError(f"{folder.root} holds no {folder.predictions.name}: pass an EVAL folder written by "
-                              "`artextract evaluate` (RUN/eval by default), or evaluate the run first")
+                              "`artextract evaluate` (RUN/eval by default) or a DATA folder written by "
+                              "`artextract prepare`")
     target = folder.similar / index_key(folder, model_file)
     if not (target / INDEX_FILE).is_file():
         rows, vectors = _index_rows(folder)
@@ -109,6 +114,24 @@ def open_index(evaluation: Path, model_file: Path) -> SimilarityIndex:
     info = json.loads((target / INDEX_FILE).read_text(encoding="utf-8"))
     vectors = np.memmap(target / VECTORS_FILE, dtype=np.float16, mode="r", shape=(info["count"], info["width"]))
     return SimilarityIndex(target, pd.read_parquet(target / ROWS_FILE), vectors)
+
+
+def _predictions_of_data(data: Path, model_file: Path) -> Path:
+    """An EVAL-shaped folder with the model's predictions for every usable painting of DATA, computed once per
+    model file and DATA contents (keyed like the feature cache)."""
+    from artextract.engine.data import data_key, load_data_folder
+    from artextract.stages.evaluate import predict_split
+
+    run = RunFolder(model_file.parent)
+    key = hashlib.sha256(f"{file_digest(model_file)}\n{data_key(load_data_folder(data))}\n".encode()).hexdigest()[:16]
+    folder = EvalFolder(run.root / "similar-data" / key)
+    if not folder.predictions.is_file():
+        log.info("similar: predicting every painting of %s once, into %s", data, folder.root)
+        folder.root.mkdir(parents=True, exist_ok=True)
+        with folder_lock(folder.root):
+            if not folder.predictions.is_file():
+                predict_split(run, data, "all", folder, 256, "auto", every_split=True)
+    return folder.root
 
 
 def _index_rows(folder: EvalFolder) -> tuple[pd.DataFrame, np.ndarray]:

@@ -133,7 +133,9 @@ def similar(
     model: Annotated[Path, typer.Option("--model", help="model.safetensors written by `artextract train`, or its "
                                                         "RUN folder.")],
     index: Annotated[Path | None, typer.Option("--index", help="EVAL folder whose paintings are searched (default: "
-                                                               "the run's own, RUN/eval).")] = None,
+                                                               "the run's own, RUN/eval), or a DATA folder: all its "
+                                                               "paintings, predicted once into RUN/similar-data/.")]
+    = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Similar paintings to list per image.")] = 8,
     format_: Annotated[str | None, typer.Option("--format", help="table, json or csv (default: from the --output "
                                                                  "extension, else table).")] = None,

@@ -82,9 +82,10 @@ def choose_split(manifest: pd.DataFrame, split: str, data: Path) -> str:
 
 
 def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch_size: int,
-                  device_name: str) -> Predicted:
-    """Score `split` (see `choose_split`) and the selection split with the run's model into predictions.parquet.
-    DATA is opened once, here; a cross-validation run's selection split is its own held-out fold."""
+                  device_name: str, every_split: bool = False) -> Predicted:
+    """Score `split` (see `choose_split`) and the selection split with the run's model into predictions.parquet,
+    or with `every_split` all usable paintings of DATA (a similarity index over a whole collection). DATA is
+    opened once, here; a cross-validation run's selection split is its own held-out fold."""
     import torch
 
     from artextract.data.cache_files import open_cache
@@ -102,8 +103,8 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     _check_classes(meta.classes, info.classes, data)
     meta.preprocessing.check_cache(info.cache_size, data)
     manifest = info.manifest
-    split = choose_split(manifest, split, data)
-    wanted = manifest[manifest["split"].isin([split, "select"])]
+    split = choose_split(manifest, split, data) if not every_split else split
+    wanted = manifest if every_split else manifest[manifest["split"].isin([split, "select"])]
     unusable = int((wanted["status"] != "ok").sum())
     if unusable:
         log.warning("evaluate: %d images of the %s/select splits were skipped by prepare (see its report)",
