@@ -54,6 +54,8 @@ class PrepareConfig:
     protocol: Literal["leak-free", "inner-join"] = "leak-free"
     # share of the training images held out for early stopping
     select_fraction: float = field(default=0.1, metadata=_limits(0.0, 1.0, below=True))
+    # share of the training images held out as a test split (scored as `eval`), for collections without val images
+    test_fraction: float = field(default=0.0, metadata=_limits(0.0, 1.0, below=True))
     # side of the square cache images (short side resized, then centre-cropped); older configs call it
     # `image_size`, still read with a warning (config_files.RENAMED_KEYS)
     cache_size: int = field(default=256, metadata=_limits(8))

@@ -213,3 +213,33 @@ def test_rows_without_images_are_summarised_once_and_the_next_command_keeps_the_
     assert f"artextract train --data {tmp_path / 'data'} --out RUN --config {config}" in result.stdout
     report = (tmp_path / "data" / "prepare_report.md").read_text()
     assert "None" not in report and "No file with a close name exists for any of them" in report
+
+
+def test_a_test_split_is_carved_from_train_when_there_is_no_val_image(make_synth, tmp_path):
+    from artextract.errors import DataError
+
+    root = make_synth(tmp_path / "s", artists=4, per_artist=20, size=32)
+    with pytest.raises(DataError, match="these CSVs list official val images"):
+        prepare_dataset(root / "csv", root / "wikiart", tmp_path / "refused", _config(test_fraction=0.2))
+    for val in (root / "csv").glob("*val*"):  # the val images absent, as in the WikiArt sample
+        for line in val.read_text(encoding="utf-8").splitlines():
+            image = root / "wikiart" / line.split(",")[0]
+            if image.is_file():
+                image.unlink()
+    plain = prepare_dataset(root / "csv", root / "wikiart", tmp_path / "plain", _config(select_fraction=0.1))
+    assert set(plain.manifest["split"]) == {"train", "select"}
+    carved = prepare_dataset(root / "csv", root / "wikiart", tmp_path / "d", _config(select_fraction=0.1,
+                                                                                     test_fraction=0.2))
+    counts = carved.manifest["split"].value_counts()
+    total = len(carved.manifest)
+    assert abs(counts["eval"] - 0.2 * total) <= 4 and abs(counts["select"] - 0.1 * total) <= 4  # stratified rounding
+    for split in ("eval", "select"):  # every artist in both held-out parts
+        labels = carved.manifest[carved.manifest["split"] == split]["label_artist"]
+        assert set(labels[labels >= 0]) == set(range(4)), split
+    again = prepare_dataset(root / "csv", root / "wikiart", tmp_path / "d2", _config(select_fraction=0.1,
+                                                                                     test_fraction=0.2))
+    assert again.manifest["split"].tolist() == carved.manifest["split"].tolist()  # seeded
+    assert "test split of 20%" in carved.report["protocol"]["description"]
+    with pytest.raises(DataError, match="their sum must stay below 1"):
+        prepare_dataset(root / "csv", root / "wikiart", tmp_path / "d3", _config(select_fraction=0.5,
+                                                                                 test_fraction=0.5))

@@ -55,6 +55,7 @@ def prepare(
     cache_size: config_flag("prepare.cache_size") = None,
     protocol: config_flag("prepare.protocol") = None,
     select_fraction: config_flag("prepare.select_fraction") = None,
+    test_fraction: config_flag("prepare.test_fraction") = None,
     max_pixels: config_flag("prepare.max_pixels") = None,
     workers: config_flag("prepare.workers") = None,
     seed: config_flag("prepare.seed") = None,
@@ -76,7 +77,7 @@ def prepare(
                    err=True)
         cache_size = image_size if cache_size is None else cache_size
     flags = given("prepare", cache_size=cache_size, protocol=protocol, select_fraction=select_fraction,
-                  max_pixels=max_pixels, workers=workers, seed=seed)
+                  test_fraction=test_fraction, max_pixels=max_pixels, workers=workers, seed=seed)
     cfg = args.resolve(("prepare",), flags)
     shard_pair = parse_shard(shard)
     out = prepare_output_dir(out, force=args.force, resumable_marker=f"{DataFolder(out).cache.name}/{LAYOUT_FILE}")

@@ -29,6 +29,8 @@ FLAG_HELP: dict[str, str | Callable[[], str]] = {
     "prepare.cache_size": "Side of the cached square images in pixels.",
     "prepare.protocol": "leak-free (default) or inner-join.",
     "prepare.select_fraction": "Share of training images held out for early stopping.",
+    "prepare.test_fraction": "Share of training images held out as a test split (scored as eval), for CSVs "
+                             "without val images such as the WikiArt sample.",
     "prepare.max_pixels": "Skip images with more pixels than this.",
     "prepare.workers": "Decoding processes (0 = all cores).",
     "prepare.seed": "Seed of the selection-set draw.",

@@ -23,6 +23,9 @@ PROTOCOL_TEXT = {
                    "the same official split in each, are kept. Figures from this protocol are not comparable with "
                    "leak-free ones."),
 }
+TEST_SPLIT_TEXT = (" These CSVs list no val image, so a test split of {share:.0%} of the training images was carved "
+                   "out (`prepare --test-fraction`, stratified, seeded) and is scored as the eval split: never trained "
+                   "on, never used to choose the epoch or fit the calibration.")
 _MD_LIST_LIMIT = 50
 
 
@@ -53,8 +56,10 @@ def build_report(csvs: CsvFolder, images_location: str, config: PrepareConfig, s
     status_counts = manifest["status"].value_counts().to_dict()
     skipped = manifest[manifest["status"] == "skipped"]
     return {
-        "protocol": {"name": config.protocol, "description": PROTOCOL_TEXT[config.protocol],
-                     "select_fraction": config.select_fraction, "seed": config.seed},
+        "protocol": {"name": config.protocol, "description": PROTOCOL_TEXT[config.protocol] + (
+                         TEST_SPLIT_TEXT.format(share=config.test_fraction) if config.test_fraction else ""),
+                     "select_fraction": config.select_fraction, "test_fraction": config.test_fraction,
+                     "seed": config.seed},
         "inputs": {"images": images_location, "wrapper_folder": wrapper.rstrip("/"), "files": csvs.files,
                    "missing_tasks": csvs.missing},
         "classes": {task: len(names) for task, names in csvs.classes.items()},

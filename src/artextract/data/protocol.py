@@ -18,6 +18,7 @@ import numpy as np
 from artextract.config import TASKS
 from artextract.data.artgan_files import CsvFolder, SplitRow
 from artextract.data.path_index import PathIndex
+from artextract.errors import DataError
 
 PROTOCOLS = ("leak-free", "inner-join")
 
@@ -96,7 +97,11 @@ def _leakage_entry(record: ImageRecord) -> dict[str, Any]:
             "val": sorted(t for t, s in record.official.items() if s == "val")}
 
 
-def assign_splits(collected: Collected, protocol: str, select_fraction: float, seed: int) -> ProtocolResult:
+def assign_splits(collected: Collected, protocol: str, select_fraction: float, seed: int,
+                  test_fraction: float = 0.0) -> ProtocolResult:
+    """Each image's split. `select_fraction` and `test_fraction` are shares of the training images: the test
+    split (scored as `eval`) is carved first, for a collection with no official val image; the two never
+    overlap, and both are stratified and seeded."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     records = [collected.images[p] for p in sorted(collected.images)]
@@ -127,7 +132,16 @@ def assign_splits(collected: Collected, protocol: str, select_fraction: float, s
             kept.append(record)
         elif protocol == "leak-free":
             dropped.append({"path": record.path, "reason": "no usable label left"})
-    _carve_selection(kept, select_fraction, seed)
+    if test_fraction > 0:
+        if any(record.split == "eval" for record in kept):
+            raise DataError("--test-fraction carves a test split out of train for a collection without val images, "
+                            "but these CSVs list official val images: evaluate on those (leave --test-fraction at 0)")
+        if select_fraction + test_fraction >= 1:
+            raise DataError(f"--select-fraction {select_fraction} and --test-fraction {test_fraction} leave no "
+                            "training image: their sum must stay below 1")
+        _carve(kept, test_fraction, [seed, 1], "eval")
+        select_fraction /= 1 - test_fraction  # still a share of all the training images
+    _carve(kept, select_fraction, seed, "select")
     return ProtocolResult(kept, leakage, dropped)
 
 
@@ -139,10 +153,10 @@ def _stratum(record: ImageRecord) -> str:
     return ""
 
 
-def _carve_selection(records: list[ImageRecord], fraction: float, seed: int) -> None:
-    """Move `fraction` of each stratum of the training images to the selection set (seeded)."""
+def _carve(records: list[ImageRecord], fraction: float, seed: int | list[int], split: str) -> None:
+    """Move `fraction` of each stratum of the training images to `split` (seeded)."""
     if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"select_fraction must be in [0, 1), got {fraction}")
+        raise ValueError(f"the share moved to {split} must be in [0, 1), got {fraction}")
     strata: dict[str, list[ImageRecord]] = defaultdict(list)
     for record in records:
         if record.split == "train":
@@ -152,4 +166,4 @@ def _carve_selection(records: list[ImageRecord], fraction: float, seed: int) -> 
         members = strata[key]  # already sorted by path
         count = round(fraction * len(members))
         for i in rng.permutation(len(members))[:count]:
-            members[i].split = "select"
+            members[i].split = split

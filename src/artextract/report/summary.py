@@ -22,7 +22,8 @@ from artextract.models.readers import describe_reader
 SPLIT_CAVEATS = {
     "select": "Selection split, not a held-out score: these images also chose the epoch that was kept and fitted "
               "the calibration temperature, so every figure here is optimistic. A held-out score needs the "
-              "official val images (split eval), or a part of train the run never saw.",
+              "official val images (split eval), or a test split carved from train before training "
+              "(`artextract prepare --test-fraction 0.1`).",
     "train": "Training split, not a held-out score: the model learned from these images, so the figures measure "
              "how well it fits them, not how well it generalises.",
 }
@@ -115,7 +116,11 @@ def header_rows(out: EvalFolder, run: RunFolder | None, data: Path | None,
         # The description may open with the name ("Leak-free protocol ..."): say it once.
         rows.append(("protocol", description if description.lower().startswith(name.lower()) else
                      f"{name}: {description}"))
-    rows.append(("scored split", {"eval": "eval: the official val images (held out from training and selection)",
+    carved = (report.get("protocol") or {}).get("test_fraction") or 0
+    held_out = (f"eval: the test split carved from train by `prepare --test-fraction {carved}` (held out from "
+                "training and selection)" if carved else "eval: the official val images (held out from training "
+                "and selection)")
+    rows.append(("scored split", {"eval": held_out,
                                   "select": "select: the selection set carved from train (NOT held out; see the "
                                             "warning above)",
                                   "train": "train: the training images (NOT held out)"}.get(split, split)))

@@ -83,7 +83,7 @@ def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfi
         hint = f" (e.g. {example['path']!r} from {example['file']})" if example else ""
         raise DataError(f"none of the CSV rows matches a file under {images}{hint}; is --images the folder "
                         "that holds the style folders (or wikiart.zip)?")
-    result = assign_splits(collected, config.protocol, config.select_fraction, config.seed)
+    result = assign_splits(collected, config.protocol, config.select_fraction, config.seed, config.test_fraction)
     paths = [record.path for record in result.images]
     folder = DataFolder(out)
     out.mkdir(parents=True, exist_ok=True)
