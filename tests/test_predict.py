@@ -138,7 +138,8 @@ def test_python_api_takes_paths_pil_images_and_arrays(evaluated_run, odd_images)
     probabilities = [e["probability"] for e in results[0]["predictions"]["artist"]]
     assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0 + 1e-6
     frame = model.predict(good[0], top_k=2, as_frame=True)
-    assert list(frame.columns) == ["source", "status", "task", "rank", "class", "probability", "warning"]
+    assert list(frame.columns) == ["source", "status", "task", "rank", "class", "probability", "unknown",
+                                    "warning"]
     assert len(frame) == 6
 
 
@@ -267,3 +268,31 @@ def test_a_model_trained_on_generated_paintings_says_so_for_other_images(run_cli
     generated = next((synth_root / "wikiart").rglob("*.jpg"))
     quiet = run_cli("predict", "--model", evaluated_run, generated)
     assert quiet.code == 0 and "stand-in" not in quiet.stderr, quiet.stderr
+
+
+def test_open_set_thresholds_are_fitted_on_the_selection_set_and_flag_unknown_paintings(evaluated_run, tmp_path):
+    from artextract.analysis.probabilities import softmax
+    from artextract.engine.checkpoint import read_model_metadata
+    from artextract.report.terminal import predictions_table
+
+    info = read_model_metadata(evaluated_run / "model.safetensors")
+    assert set(info.unknown_below) == set(info.classes) and all(0 < t <= 1 for t in info.unknown_below.values())
+    # The threshold accepts 95 % of the selection set's paintings (all of known classes).
+    frame = pd.read_parquet(evaluated_run / "eval" / "predictions.parquet")
+    select = frame[(frame["split"] == "select") & (frame["label_genre"] >= 0)]
+    top = softmax(np.stack(select["logits_genre"].to_numpy()), info.temperature["genre"]).max(axis=1)
+    assert (top >= info.unknown_below["genre"]).mean() >= 0.95
+
+    model = artextract.load_model(evaluated_run, "cpu")
+    picture = tmp_path / "p.png"
+    Image.new("RGB", (64, 64), (10, 200, 90)).save(picture)
+    import dataclasses
+
+    model.info = dataclasses.replace(model.info, unknown_below=dict.fromkeys(model.tasks, 1.0))  # all unknown
+    (flagged,) = model.predict(picture)
+    assert flagged["unknown"] == model.tasks
+    table = predictions_table([{**flagged, "source": "p.png"}])
+    assert "ok, but unknown artist, style, genre? (under the" in table
+    assert model.predict(picture, as_frame=True)["unknown"].all()
+    model.info = dataclasses.replace(model.info, unknown_below=dict.fromkeys(model.tasks, 0.0))
+    assert model.predict(picture)[0]["unknown"] == []

@@ -46,10 +46,13 @@ class Prediction:
     warning: str = ""  # why the model may not be able to judge this image (too small, a thin strip)
     calibrated: bool = True  # probabilities through the model's fitted temperatures
     embedding: np.ndarray | None = field(default=None, repr=False)  # the pooled embedding (similarity search)
+    # Tasks whose top calibrated probability is below the model's open-set threshold: the painting looks like none
+    # of the classes it was trained on (a painter, style or genre it never saw), whatever the top class says.
+    unknown: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "status": self.status, "warning": self.warning,
-                "calibrated": self.calibrated, "predictions": self.predictions}
+                "calibrated": self.calibrated, "predictions": self.predictions, "unknown": self.unknown}
 
 
 def expand_inputs(arguments: Sequence[str | Path]) -> list[str]:
@@ -166,11 +169,16 @@ class Predictor:
                 logits, embeddings = self.outputs(np.stack(good)) if good else ({}, None)
                 ranked = {task: top_classes(softmax(values, self.temperature[task]), top_k)
                           for task, values in logits.items()}
+                # Open-set flags compare calibrated probabilities, whatever the output shows (--uncalibrated).
+                limits = self.info.unknown_below
+                unknown = {task: softmax(values, self.info.temperature[task]).max(axis=1) < limits[task]
+                           for task, values in logits.items() if task in limits}
                 row = 0
                 for index, array, status, warning in batch:
                     result = Prediction(_describe(items[index]), status, warning=warning, calibrated=self.calibrated)
                     if array is not None:
                         result.embedding = embeddings[row]
+                        result.unknown = [task for task, flags in unknown.items() if flags[row]]
                         for task, (ids, probabilities) in ranked.items():
                             result.predictions[task] = [{"class": self.classes[task][c], "probability": float(p)}
                                                         for c, p in zip(ids[row], probabilities[row], strict=True)]
@@ -263,12 +271,14 @@ def to_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:
     for result in results:
         if not result["predictions"]:
             rows.append({"source": result["source"], "status": result["status"], "task": None, "rank": None,
-                         "class": None, "probability": None, "warning": result.get("warning", "")})
+                         "class": None, "probability": None, "unknown": None, "warning": result.get("warning", "")})
         for task, ranked in result["predictions"].items():
             rows += [{"source": result["source"], "status": result["status"], "task": task, "rank": rank,
                       "class": entry["class"], "probability": entry["probability"],
-                      "warning": result.get("warning", "")} for rank, entry in enumerate(ranked, start=1)]
-    frame = pd.DataFrame(rows, columns=["source", "status", "task", "rank", "class", "probability", "warning"])
+                      "unknown": task in result.get("unknown", []), "warning": result.get("warning", "")}
+                     for rank, entry in enumerate(ranked, start=1)]
+    frame = pd.DataFrame(rows, columns=["source", "status", "task", "rank", "class", "probability", "unknown",
+                                        "warning"])
     return frame.astype({"rank": "Int64"})  # a whole number, blank where an image failed
 
 

@@ -24,7 +24,7 @@ from artextract.engine.interrupts import AbortNow, StopAtStep, StopRequest, stop
 from artextract.engine.loss import masked_multitask_loss
 from artextract.engine.runtime import cpu_threads_for
 from artextract.engine.sampler import make_loader
-from artextract.engine.selection import evaluate_split, fit_temperatures, selection_metrics
+from artextract.engine.selection import calibrate, evaluate_split, selection_metrics
 from artextract.engine.session import RunState, Session, training_fault
 
 
@@ -106,9 +106,9 @@ def _epochs(session: Session, stop: StopRequest, should_stop: Callable[[int], bo
             state.best_score, state.best_epoch, state.bad_epochs = row["score"], state.epoch, 0
         else:
             state.bad_epochs += 1
-        temperatures = (fit_temperatures(session.select_set, predicted, session.calibration_noted)
-                        if improved and predicted is not None else None)
-        session.save_epoch(improved, temperatures)
+        calibration = (calibrate(session.select_set, predicted, session.calibration_noted)
+                       if improved and predicted is not None else None)
+        session.save_epoch(improved, calibration)
         log.info("epoch %d/%d: train loss %.4f, selection score %.4f%s, %.0f img/s", state.epoch,
                  train_cfg.epochs, epoch_losses["train_loss"], row["score"], " (best)" if improved else "",
                  row["images_per_s"])

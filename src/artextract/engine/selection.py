@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -94,6 +95,35 @@ def selection_metrics(dataset: CachedSplit, predicted: dict[str, np.ndarray]) ->
     f1s = [metrics[f"select_macro_f1_{t}"] for t in dataset.tasks if not math.isnan(metrics[f"select_macro_f1_{t}"])]
     metrics["score"] = float(np.mean(f1s)) if f1s else float("nan")
     return metrics
+
+
+# Open-set: the share of the selection set's paintings (all by known classes) a task's threshold accepts; a new
+# painting whose top calibrated probability falls below it is flagged "unknown" (e.g. a painter outside the classes).
+OPEN_SET_ACCEPT = 0.95
+
+
+@dataclass
+class Calibration:
+    """What the selection set fits for the model file: per task, the temperature and the open-set threshold."""
+
+    temperature: dict[str, float]
+    unknown_below: dict[str, float]
+
+
+def calibrate(dataset: CachedSplit, predicted: dict[str, np.ndarray], noted: set[str] | None = None) -> Calibration:
+    """Temperatures (see `fit_temperatures`), then per task the top calibrated probability that OPEN_SET_ACCEPT of
+    the selection paintings reach: below it a painting looks like none of the classes seen in training."""
+    from artextract.analysis.probabilities import softmax
+
+    temperatures = fit_temperatures(dataset, predicted, noted)
+    labels = dataset.labels[predicted["row"]]
+    thresholds = {}
+    for column, task in enumerate(dataset.tasks):
+        labelled = labels[:, column] >= 0
+        if labelled.any():
+            top = softmax(predicted[f"logits_{task}"][labelled], temperatures[task]).max(axis=1)
+            thresholds[task] = float(np.quantile(top, 1 - OPEN_SET_ACCEPT, method="lower"))  # at least 95 % pass
+    return Calibration(temperatures, thresholds)
 
 
 def fit_temperatures(dataset: CachedSplit, predicted: dict[str, np.ndarray],

@@ -95,9 +95,10 @@ class Session:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "state": asdict(self.state), "rng": rng_state()}
 
-    def save_epoch(self, improved: bool, temperatures: dict[str, float] | None) -> None:
-        """Rank 0 writes last.pt and metrics.csv every epoch, model.safetensors (with the temperatures fitted on
-        the selection set) when the selection score improved; every process waits for it."""
+    def save_epoch(self, improved: bool, calibration: Any = None) -> None:
+        """Rank 0 writes last.pt and metrics.csv every epoch, model.safetensors (with the temperatures and open-set
+        thresholds fitted on the selection set: engine/selection.Calibration) when the selection score improved;
+        every process waits for it."""
         import pandas as pd
 
         from artextract.core.atomic import write_with
@@ -105,8 +106,10 @@ class Session:
         if self.fabric.is_global_zero:
             if improved:
                 save_model_file(self.run.model, self.raw_model, {t: self.data.classes[t] for t in self.tasks},
-                                self.config.model, self.preprocessing, temperatures,
-                                synthetic=self.data.folder.synthetic())
+                                self.config.model, self.preprocessing,
+                                calibration.temperature if calibration else None,
+                                synthetic=self.data.folder.synthetic(),
+                                unknown_below=calibration.unknown_below if calibration else None)
             save_checkpoint(self.run.last, self.checkpoint())
             history = pd.DataFrame(self.state.history)
             write_with(self.run.metrics, lambda tmp: history.to_csv(tmp, index=False, float_format="%.6g"))

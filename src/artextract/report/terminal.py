@@ -52,13 +52,16 @@ def predictions_table(results: list[dict[str, Any]]) -> str:
     tasks = [t for t in TASKS if t in seen]
     for task in tasks:
         table.add_column(task)
-    noted = any(r["status"] != "ok" or r.get("warning") for r in results)
+    noted = any(r["status"] != "ok" or r.get("warning") or r.get("unknown") for r in results)
     if noted:
         table.add_column("status", overflow="fold")
     for r in results:
         cells = ["\n".join(f"{e['class']} {e['probability']:.2f}" for e in r["predictions"].get(task, []))
                  for task in tasks]
-        status = f"ok, but {r['warning']}" if r["status"] == "ok" and r.get("warning") else r["status"]
+        notes = ([r["warning"]] if r.get("warning") else []) + (
+            [f"unknown {', '.join(r['unknown'])}? (under the open-set threshold)"]
+            if r.get("unknown") else [])
+        status = f"ok, but {'; '.join(notes)}" if r["status"] == "ok" and notes else r["status"]
         table.add_row(r["source"], *cells, *([status] if noted else []))
     console = Console(file=io.StringIO(), width=160)
     console.print(table)
