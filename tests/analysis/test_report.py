@@ -81,6 +81,13 @@ def test_report_header_says_what_was_evaluated(evaluated_run, evaluated):
         assert f'id="{anchor}"' in html and f'href="#{anchor}"' in html, anchor
 
 
+def test_the_headline_comes_first_and_the_outlier_count_says_it_is_a_quota(evaluated):
+    """Issue 26: the metrics table sat 1,230 px down at 800 px; "12 flagged" read like a finding."""
+    html = (evaluated / "report.html").read_text()
+    assert html.index('<h2 id="metrics">') < html.index('<h2 id="evaluated">') < html.index('<h2 id="data">')
+    assert "most suspicious of" in html and "A quota, not a test" in html
+
+
 def test_report_tables_figures_and_cards(evaluated):
     html = (evaluated / "report.html").read_text()
     metrics = json.loads((evaluated / "metrics.json").read_text())

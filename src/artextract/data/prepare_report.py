@@ -17,12 +17,12 @@ if TYPE_CHECKING:
 PROTOCOL_TEXT = {
     "leak-free": ("Leak-free: an image listed in any task's official val split is an evaluation image and is never "
                   "trained on; its labels count only for the tasks whose val split lists it. The selection set for "
-                  "early stopping is carved out of the training images (stratified, seeded). Evaluation uses the "
-                  "official val sets with all classes."),
+                  "early stopping is carved out of the training images (stratified, seeded)."),
     "inner-join": ("INNER-JOIN (for comparison with published work only): only images labelled in every task, with "
                    "the same official split in each, are kept. Figures from this protocol are not comparable with "
                    "leak-free ones."),
 }
+OFFICIAL_EVAL_TEXT = " Evaluation uses the official val sets with all classes."
 TEST_SPLIT_TEXT = (" These CSVs list no val image, so a test split of {share:.0%} of the training images was carved "
                    "out (`prepare --test-fraction`, stratified, seeded) and is scored as the eval split: never trained "
                    "on, never used to choose the epoch or fit the calibration.")
@@ -57,7 +57,8 @@ def build_report(csvs: CsvFolder, images_location: str, config: PrepareConfig, s
     skipped = manifest[manifest["status"] == "skipped"]
     return {
         "protocol": {"name": config.protocol, "description": PROTOCOL_TEXT[config.protocol] + (
-                         TEST_SPLIT_TEXT.format(share=config.test_fraction) if config.test_fraction else ""),
+                         TEST_SPLIT_TEXT.format(share=config.test_fraction) if config.test_fraction else
+                         OFFICIAL_EVAL_TEXT if config.protocol == "leak-free" else ""),
                      "select_fraction": config.select_fraction, "test_fraction": config.test_fraction,
                      "seed": config.seed},
         "inputs": {"images": images_location, "wrapper_folder": wrapper.rstrip("/"), "files": csvs.files,
