@@ -66,7 +66,7 @@ def test_report_header_says_what_was_evaluated(evaluated_run, evaluated):
     total = sum(p.numel() for p in model.parameters())
     assert _cells(html, "parameters") == f"{total:,} ({outside:,} outside the backbone)"
     config = load_config(evaluated_run / "config.yaml")
-    assert _cells(html, "backbone").startswith(f"{config.model.backbone}, none weights")
+    assert _cells(html, "backbone").startswith(f"{config.model.backbone}, random initialisation, no pretrained")
     assert "attention pooling" in _cells(html, "reader")
     history = pd.read_csv(evaluated_run / "metrics.csv")
     kept = int(history["epoch"][history["score"].idxmax()])

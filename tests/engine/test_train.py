@@ -240,7 +240,8 @@ def test_resume_with_more_epochs_says_so_and_records_it(run_cli, prepared_small,
             "--set", "model.hidden_size=8", "--set", "model.output_stride=8"]
     first = run_cli("train", *args, "--epochs", "1")
     assert first.code == 0, first.stderr
-    assert "model: test_resnet (none weights)" in first.stderr and "steps of 16 per epoch" in first.stderr
+    assert "model: test_resnet (random initialisation, no pretrained weights)" in first.stderr
+    assert "steps of 16 per epoch" in first.stderr
     assert "next: artextract evaluate --run" in first.stdout
     more = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--resume", "--epochs", "2")
     assert more.code == 0, more.stderr

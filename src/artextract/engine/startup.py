@@ -5,6 +5,7 @@ from __future__ import annotations
 from artextract.engine.inference import map_shape
 from artextract.engine.session import Session
 from artextract.models.readers import describe_reader, reader_kind
+from artextract.models.weights import weights_phrase
 
 
 def describe(session: Session) -> list[str]:
@@ -20,7 +21,7 @@ def describe(session: Session) -> list[str]:
     plan = (frozen_plan if t.freeze_backbone else
             f"{t.frozen_epochs} frozen epochs from DATA/features/, then fine-tuning" if t.frozen_epochs else
             "whole network trained from the images")
-    lines = [f"model: {m.backbone} ({m.weights} weights) + {reader}; tasks {', '.join(m.tasks)}; "
+    lines = [f"model: {m.backbone} ({weights_phrase(m.weights)}) + {reader}; tasks {', '.join(m.tasks)}; "
              f"{total:,} parameters ({trained:,} trained); {plan}",
              f"device: {fabric.device} x {fabric.world_size}, precision {session.runtime.precision}, "
              f"channels_last {session.runtime.channels_last}",

@@ -214,3 +214,12 @@ def check_imagenet_available(backbone_name: str) -> None:
         raise ArtExtractError(f"cannot download ImageNet weights for {backbone_name}: the model hub is "
                               f"unreachable. {imagenet_hint(backbone_name)}; or set HF_HUB_OFFLINE=1 to use a copy "
                               "already in the cache")
+
+
+def weights_phrase(weights: str) -> str:
+    """How a model's starting weights read in a sentence ("none weights" did not)."""
+    if weights == "none":
+        return "random initialisation, no pretrained weights"
+    if weights == "imagenet":
+        return "ImageNet weights"
+    return f"weights from {weights}"

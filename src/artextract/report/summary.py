@@ -16,6 +16,7 @@ import pandas as pd
 
 from artextract.layout import ENVIRONMENT, DataFolder, EvalFolder, RunFolder
 from artextract.models.readers import describe_reader
+from artextract.models.weights import weights_phrase
 
 # What a figure on each split can and cannot claim: a report of the selection or training split must not read like
 # a held-out one (the sample route has no val image, so evaluate falls back to the selection split).
@@ -88,7 +89,7 @@ def _model_rows(run: RunFolder) -> list[tuple[str, str]]:
     m, t = config.model, config.train
     plan = ("backbone frozen" if t.freeze_backbone else
             f"{t.frozen_epochs} epochs frozen, then fine-tuned" if t.frozen_epochs else "whole network trained")
-    rows = [("backbone", f"{m.backbone}, {m.weights} weights; {plan}"),
+    rows = [("backbone", f"{m.backbone}, {weights_phrase(m.weights)}; {plan}"),
             ("reader", describe_reader(m) + (f"; 1x1 reduction to {m.reduce_channels} channels"
                                                  if m.reduce_channels else "")),
             ("tasks", ", ".join(m.tasks))]

@@ -30,6 +30,7 @@ from artextract.core.atomic import write_json, write_text
 from artextract.core.outdir import claimed_output_dir, undo_on_failure
 from artextract.core.progress import log
 from artextract.errors import ArtExtractError, ConfigError
+from artextract.models.weights import weights_phrase
 from artextract.stages.ablate_runs import features_and_model, last_epoch_predictions, train_or_reuse
 
 # name -> settings over the configured ones (model settings, or "train.KEY" for a training setting). The readers
@@ -256,7 +257,7 @@ def render_markdown(table: dict[str, dict[str, dict[str, Any]]], tasks: list[str
     model = config.model
     scored = (f"{folds}-fold cross-validation over the training and selection paintings pooled (each scored once, "
               "by the run that did not train on it; one run per fold)" if folds >= 2 else "Selection set")
-    lines = [f"# Reader ablation on frozen {model.backbone} features ({model.weights} weights)", "",
+    lines = [f"# Reader ablation on frozen {model.backbone} features ({weights_phrase(model.weights)})", "",
              f"{scored}; {len(seeds)} seeds ({', '.join(map(str, seeds))}), {config.train.epochs} epochs each, "
              f"scored at the last epoch; hidden size {model.hidden_size}, channel reduction "
              f"{model.reduce_channels or 'none'}. Brackets: 95 % bootstrap intervals over the scored images of "
