@@ -33,6 +33,15 @@ SetOption = Annotated[list[str] | None, typer.Option("--set", metavar="KEY=VALUE
                                                                                      "section.key=value (repeatable).")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Allow writing into a non-empty output folder.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="More log output.")]
+# The options of the commands that read images with a trained model (predict, similar).
+ImagesArgument = Annotated[list[str], typer.Argument(metavar="IMAGES", help="Images, folders (searched recursively) "
+                                                                           "or globs.")]
+ModelOption = Annotated[Path, typer.Option("--model", help="model.safetensors written by `artextract train`, or its "
+                                                          "RUN folder.")]
+FormatOption = Annotated[str | None, typer.Option("--format", help="table, json or csv (default: from the --output "
+                                                                   "extension, else table).")]
+OutputOption = Annotated[Path | None, typer.Option("--output", help="Write to this file instead of stdout.")]
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu or cuda.")]
 PrintConfigOption = Annotated[bool, typer.Option("--print-config", help="Print the resolved config and exit.")]
 
 

@@ -7,7 +7,20 @@ from typing import Annotated
 
 import typer
 
-from artextract.cli.app import ForceOption, VerboseOption, app, check_output_file, emit, image_inputs, print_next
+from artextract.cli.app import (
+    DeviceOption,
+    ForceOption,
+    FormatOption,
+    ImagesArgument,
+    ModelOption,
+    OutputOption,
+    VerboseOption,
+    app,
+    check_output_file,
+    emit,
+    image_inputs,
+    print_next,
+)
 from artextract.errors import ArtExtractError
 
 
@@ -24,7 +37,7 @@ def evaluate(
     inject_noise: Annotated[float, typer.Option(help="Flip this share of labels (seeded) to validate the "
                                                      "outlier scores.")] = 0.0,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap, the noise and the samples.")] = 0,
     force: ForceOption = False,
     verbose: VerboseOption = False,
@@ -71,19 +84,16 @@ def compare(
 
 @app.command()
 def predict(
-    paths: Annotated[list[str], typer.Argument(
-        metavar="IMAGES", help="Images, folders (searched recursively) or globs.")],
-    model: Annotated[Path, typer.Option("--model", help="model.safetensors written by `artextract train`, or its "
-                                                        "RUN folder.")],
+    paths: ImagesArgument,
+    model: ModelOption,
     top_k: Annotated[int, typer.Option("--top-k", help="Classes to list per task.")] = 5,
-    format_: Annotated[str | None, typer.Option("--format", help="table, json or csv (default: from the --output "
-                                                                 "extension, else table).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", help="Write to this file instead of stdout.")] = None,
+    format_: FormatOption = None,
+    output: OutputOption = None,
     cam: Annotated[Path | None, typer.Option("--cam", help="Write Grad-CAM overlays of the top class into this "
                                                             "new or empty folder.")] = None,
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
     workers: Annotated[int, typer.Option(help="Decoding processes (0 = in this process).")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    device: DeviceOption = "auto",
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output, write into a non-empty --cam.")]
     = False,
     uncalibrated: Annotated[bool, typer.Option("--uncalibrated", help="Plain softmax probabilities, without the "
@@ -128,19 +138,16 @@ def predict(
 
 @app.command()
 def similar(
-    paths: Annotated[list[str], typer.Argument(
-        metavar="IMAGES", help="Images, folders (searched recursively) or globs.")],
-    model: Annotated[Path, typer.Option("--model", help="model.safetensors written by `artextract train`, or its "
-                                                        "RUN folder.")],
+    paths: ImagesArgument,
+    model: ModelOption,
     index: Annotated[Path | None, typer.Option("--index", help="EVAL folder whose paintings are searched (default: "
                                                                "the run's own, RUN/eval), or a DATA folder: all its "
                                                                "paintings, predicted once into RUN/similar-data/.")]
     = None,
     top_k: Annotated[int, typer.Option("--top-k", help="Similar paintings to list per image.")] = 8,
-    format_: Annotated[str | None, typer.Option("--format", help="table, json or csv (default: from the --output "
-                                                                 "extension, else table).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", help="Write to this file instead of stdout.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    format_: FormatOption = None,
+    output: OutputOption = None,
+    device: DeviceOption = "auto",
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
     verbose: VerboseOption = False,
 ) -> None:
