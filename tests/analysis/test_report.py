@@ -152,3 +152,22 @@ def test_report_fits_narrow_and_wide_windows_in_headless_chromium(evaluated, tmp
     subprocess.run(_chromium(page, width, tmp_path / "profile2", f"--screenshot={shot}"), capture_output=True,
                    timeout=120, check=False)
     assert shot.is_file() and shot.stat().st_size > 20_000
+
+
+def test_outlier_validation_shows_intervals_both_baselines_and_when_too_few_were_flipped(evaluated):
+    """Issue 26: 3-4 flipped labels per task were shown without intervals, and the terminal omitted the random
+    baseline that beat the headline in one mode."""
+    from artextract.report.terminal import noise_headline
+
+    metrics = json.loads((evaluated / "metrics.json").read_text())
+    detection = metrics["tasks"]["artist"]["noise_detection"]
+    for result in detection["modes"].values():
+        for score in result["scores"].values():
+            low, high = score["auroc_ci"]
+            assert 0 <= low <= high <= 1
+    line = noise_headline(detection)
+    assert "random" in line and "prior" in line and "[" in line
+    few = any(s["k"] < 10 for r in detection["modes"].values() for s in r["scores"].values())
+    assert ("too few to conclude" in line) == few
+    html = (evaluated / "report.html").read_text()
+    assert ("too few to conclude" in html) == few

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from artextract.analysis.outliers import nearest_rows
+from artextract.analysis.outliers import MIN_FLIPPED_TO_CONCLUDE, nearest_rows
 from artextract.core.atomic import write_text
 from artextract.core.progress import log
 from artextract.core.safe_text import markdown_cell
@@ -65,7 +65,8 @@ def _noise_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
         detection = m.get("noise_detection", {})
         for mode, result in detection.get("modes", {}).items():
             for score, r in result["scores"].items():
-                rows.append({"task": task, "mode": mode, "score": score, "k": r["k"], "auroc": _fmt(r["auroc"]),
+                rows.append({"task": task, "mode": mode, "score": score, "k": r["k"],
+                             "auroc": _cell(r["auroc"], r.get("auroc_ci")), "few": r["k"] < MIN_FLIPPED_TO_CONCLUDE,
                              "precision": _fmt(r["precision_at_k"]), "headline": score == detection["headline"],
                              "baseline": score.startswith("baseline")})
     return rows
@@ -204,7 +205,8 @@ def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame) -> str:
                   "most confused with the true one on the selection set. Baselines never look at the image.", "",
                   "| task | mode | score | flipped (k) | AUROC | precision@k |", "|---|---|---|---|---|---|"]
         lines += [f"| {r['task']} | {r['mode']} | {'**' + r['score'] + '**' if r['headline'] else r['score']} | "
-                  f"{r['k']} | {r['auroc']} | {r['precision']} |" for r in noise]
+                  f"{r['k']}{' (too few to conclude)' if r['few'] else ''} | {_md_cell(r['auroc'])} | "
+                  f"{r['precision']} |" for r in noise]
     for task, task_metrics in metrics["tasks"].items():
         if not task_metrics.get("images"):
             continue

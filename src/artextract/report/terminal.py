@@ -7,12 +7,24 @@ from typing import Any
 
 
 def noise_headline(detection: dict[str, Any] | None) -> str:
-    """The pre-named headline score's AUROC per noise mode, beside the label-prior baseline's."""
+    """The pre-named headline score's AUROC per noise mode with its interval, beside both baselines', and a
+    warning when too few labels were flipped to conclude."""
+    from artextract.analysis.outliers import MIN_FLIPPED_TO_CONCLUDE
+
     if not detection:
         return ""
     headline = detection["headline"]
-    parts = [f"{mode} {r['scores'][headline]['auroc']:.2f} (prior {r['scores']['baseline label_prior']['auroc']:.2f})"
-             for mode, r in detection["modes"].items() if headline in r["scores"]]
+    parts = []
+    for mode, r in detection["modes"].items():
+        if headline not in r["scores"]:
+            continue
+        main, scores = r["scores"][headline], r["scores"]
+        low, high = main.get("auroc_ci", [float("nan")] * 2)
+        prior, chance = scores["baseline label_prior"]["auroc"], scores["baseline random"]["auroc"]
+        text = f"{mode} {main['auroc']:.2f} [{low:.2f}, {high:.2f}] (prior {prior:.2f}, random {chance:.2f})"
+        if main["k"] < MIN_FLIPPED_TO_CONCLUDE:
+            text += f", only {main['k']} flipped: too few to conclude"
+        parts.append(text)
     return f"; {headline} AUROC " + ", ".join(parts) if parts else ""
 
 
