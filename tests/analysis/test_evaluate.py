@@ -184,3 +184,18 @@ def test_a_data_folder_without_val_images_is_evaluated_on_its_selection_split(ru
     assert markdown.startswith("# Evaluation on the select split") and "not a held-out score" in markdown
     held_out = (evaluated / "report.html").read_text()
     assert "not a held-out score" not in held_out and "official val images (held out" in held_out
+
+
+def test_auroc_intervals_are_bootstrap_intervals_of_the_exact_auroc():
+    from sklearn.metrics import roc_auc_score
+
+    from artextract.analysis.outliers import _auroc_interval
+
+    rng = np.random.default_rng(3)
+    truth = rng.random(400) < 0.1
+    perfect = truth + rng.random(400) * 0.5  # every flipped label scores above every other
+    assert _auroc_interval(truth, perfect) == [1.0, 1.0]
+    noise = np.round(rng.random(2000), 2)  # chance, with ties
+    truth = rng.random(2000) < 0.1
+    low, high = _auroc_interval(truth, noise)
+    assert low < roc_auc_score(truth, noise) < high and low < 0.5 < high and high - low < 0.15

@@ -171,14 +171,22 @@ _AUROC_DRAWS = 200
 
 
 def _auroc_interval(truth: np.ndarray, values: np.ndarray, seed: int = 0) -> list[float]:
-    """Bootstrap 95 % interval of the AUROC over images (draws holding one class only are skipped)."""
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(_AUROC_DRAWS):
-        pick = rng.integers(0, len(truth), len(truth))
-        if 0 < truth[pick].sum() < len(pick):
-            draws.append(roc_auc_score(truth[pick], values[pick]))
-    return [float(v) for v in np.percentile(draws, [2.5, 97.5])] if draws else [float("nan")] * 2
+    """Bootstrap 95 % interval of the AUROC over images, all draws at once: each draw is a vector of counts, and
+    its AUROC the Mann-Whitney sum over the values sorted once (ties count half). Draws holding one class only
+    are skipped."""
+    counts = np.random.default_rng(seed).multinomial(len(truth), np.full(len(truth), 1 / len(truth)),
+                                                     size=_AUROC_DRAWS).astype(np.float64)
+    order = np.argsort(values, kind="stable")
+    sorted_values, positive = values[order], truth[order].astype(bool)
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])  # groups of tied values
+    weights = counts[:, order]
+    pos = np.add.reduceat(weights * positive, starts, axis=1)
+    neg = np.add.reduceat(weights * ~positive, starts, axis=1)
+    below = np.cumsum(neg, axis=1) - neg  # negatives strictly below each group
+    pairs = pos.sum(axis=1) * neg.sum(axis=1)
+    usable = pairs > 0
+    aurocs = (pos * (below + 0.5 * neg)).sum(axis=1)[usable] / pairs[usable]
+    return [float(v) for v in np.percentile(aurocs, [2.5, 97.5])] if len(aurocs) else [float("nan")] * 2
 
 
 def noise_detection(frame: pd.DataFrame, flipped: dict[str, bool]) -> dict[str, dict[str, float]]:
