@@ -121,3 +121,13 @@ def test_hostile_class_names_are_escaped(collection):
         text = client.get(url).text
         assert "<script>alert(1)</script>" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in client.get("/confusion/artist").text
+
+
+def test_an_upload_of_unstated_size_is_refused_before_it_is_read(client):
+    def chunks():  # a chunked body: no Content-Length, so its size is unknown until it has been stored
+        yield b"--x\r\nContent-Disposition: form-data; name=\"image\"; filename=\"a.png\"\r\n\r\n"
+        yield b"\x00" * 1024
+        yield b"\r\n--x--\r\n"
+
+    result = client.post("/new", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
+    assert result.status_code == 411 and "Content-Length" in result.text

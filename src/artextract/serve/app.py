@@ -106,7 +106,9 @@ async def _read_upload(request: Any, max_mb: int) -> tuple[bytes, tuple[int, str
     """The uploaded file's bytes, or (status, message): refused unread when the request says it is too large."""
     limit = max_mb * 2**20
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit + 2**16:
+    if declared is None or not declared.isdigit():  # a chunked body of unknown size could fill the disk
+        return b"", (411, "The upload must say its size (Content-Length); a browser's form always does.")
+    if int(declared) > limit + 2**16:
         return b"", (413, f"The file is larger than the {max_mb} MB this server accepts.")
     form = await request.form(max_files=1, max_fields=4)
     upload = form.get("image")
