@@ -143,3 +143,14 @@ def test_a_data_folder_is_indexed_whole_once_per_model_and_data(evaluated_run, t
     (folder,) = (run / "similar-data").iterdir()
     indexed = pd.read_parquet(folder / "predictions.parquet")
     assert sorted(indexed["path"]) == sorted(usable["path"]) and set(indexed["split"]) == set(usable["split"])
+
+
+def test_an_evaluation_made_with_another_model_is_refused(evaluated_run, evaluation, tmp_path):
+    from artextract.similar import open_index
+
+    other = Path(shutil.copytree(evaluated_run, tmp_path / "other", ignore=shutil.ignore_patterns("eval", "similar*")))
+    weights = bytearray((other / "model.safetensors").read_bytes())
+    weights[-1] ^= 0xFF  # the last byte of the last tensor: another model, of the same shape
+    (other / "model.safetensors").write_bytes(bytes(weights))
+    with pytest.raises(ArtExtractError, match="was evaluated with another model"):
+        open_index(evaluation, other / "model.safetensors")

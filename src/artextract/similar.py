@@ -100,6 +100,7 @@ def open_index(collection: Path, model_file: Path) -> SimilarityIndex:
         raise ArtExtractError(f"{folder.root} holds no {folder.predictions.name}: pass an EVAL folder written by "
                               "`artextract evaluate` (RUN/eval by default) or a DATA folder written by "
                               "`artextract prepare`")
+    _require_same_model(folder, model_file)
     target = folder.similar / index_key(folder, model_file)
     if not (target / INDEX_FILE).is_file():
         rows, vectors = _index_rows(folder)
@@ -114,6 +115,15 @@ def open_index(collection: Path, model_file: Path) -> SimilarityIndex:
     info = json.loads((target / INDEX_FILE).read_text(encoding="utf-8"))
     vectors = np.memmap(target / VECTORS_FILE, dtype=np.float16, mode="r", shape=(info["count"], info["width"]))
     return SimilarityIndex(target, pd.read_parquet(target / ROWS_FILE), vectors)
+
+
+def _require_same_model(folder: EvalFolder, model_file: Path) -> None:
+    """Embeddings of two models live in different spaces: an evaluation made with another model is refused, not
+    searched (its width may well be the same)."""
+    recorded = json.loads(folder.inputs.read_text(encoding="utf-8")).get("model") if folder.inputs.is_file() else None
+    if recorded and Path(recorded).is_file() and file_digest(Path(recorded)) != file_digest(model_file):
+        raise ArtExtractError(f"{folder.root} was evaluated with another model ({recorded}), whose embeddings cannot "
+                              f"be compared with {model_file}'s: pass an EVAL folder of this model, or its DATA folder")
 
 
 def _predictions_of_data(data: Path, model_file: Path) -> Path:
