@@ -90,7 +90,8 @@ def test_an_evaluated_painting_finds_itself_first(evaluated_run, evaluation):
     (result,) = results
     assert result["status"] == "ok" and len(result["similar"]) == 4
     first = result["similar"][0]
-    assert first["path"] == painting and first["similarity"] > 0.99  # the predict path embeds as evaluate did
+    assert first["path"] == painting and first["row"] == 3  # the row of predictions.parquet, as the app links it
+    assert first["similarity"] > 0.99  # the predict path embeds as evaluate did
     assert [n["similarity"] for n in result["similar"]] == sorted((n["similarity"] for n in result["similar"]),
                                                                   reverse=True)
     assert set(first["labels"]) == set(first["predicted"]) == {"artist", "style", "genre"}

@@ -201,17 +201,16 @@ class Predictor:
                 batch_size: int = 64, top_k: int = 5) -> list[dict[str, Any]]:
         """The `k` most similar paintings of an evaluated collection for each image, by cosine similarity of the
         model's pooled embedding: `index` is an EVAL folder (default: the run's own, RUN/eval) or an open
-        `SimilarityIndex`. Each result is `predict`'s dict (`top_k` classes per task) plus `similar`: path,
-        similarity, labels, prediction."""
+        `SimilarityIndex`. Each result is `predict`'s dict (`top_k` classes per task) plus `similar`: index row,
+        path, similarity, labels, prediction."""
         from artextract.similar import SimilarityIndex, open_index
 
+        check_predict_arguments(k, batch_size, 0)  # before the index is opened or anything is predicted
         if not isinstance(index, SimilarityIndex):
             from artextract.layout import RunFolder
 
             default = RunFolder(self.path.parent).default_eval  # the run's own evaluation
             index = open_index(Path(index) if index is not None else default, self.path)
-        if k < 1:
-            raise ArtExtractError(f"--top-k must be at least 1, got {k}")
         found = list(self.iter_predict(_items(images), top_k, batch_size))
         usable = [r.embedding for r, _ in found if r.embedding is not None]
         neighbours = iter(index.search(np.stack(usable), k) if usable else [])

@@ -32,6 +32,7 @@ VECTORS_FILE, ROWS_FILE, INDEX_FILE = "vectors.f16", "rows.parquet", "index.json
 
 @dataclass(frozen=True)
 class Neighbour:
+    row: int  # in the index, i.e. in the predictions.parquet it was built from
     path: str
     similarity: float
     split: str
@@ -40,7 +41,7 @@ class Neighbour:
     predicted: dict[str, str]  # task -> the model's top class
 
     def as_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "similarity": round(self.similarity, 4), "split": self.split,
+        return {"row": self.row, "path": self.path, "similarity": round(self.similarity, 4), "split": self.split,
                 "cache_index": self.cache_index, "labels": self.labels, "predicted": self.predicted}
 
 
@@ -70,21 +71,16 @@ class SimilarityIndex:
         return [[self._neighbour(int(i), float(s)) for i, s in zip(row_i, row_s, strict=True)]
                 for row_i, row_s in zip(found, scores, strict=True)]
 
-    def row_of(self, path: str) -> int:
-        """The index row of a painting's path (as in predictions.parquet), or -1."""
-        matches = np.flatnonzero(self.rows["path"].to_numpy() == path)
-        return int(matches[0]) if len(matches) else -1
-
     def _neighbour(self, row: int, similarity: float) -> Neighbour:
         record = self.rows.iloc[row]
-        return Neighbour(str(record["path"]), similarity, str(record["split"]), int(record["cache_index"]),
+        return Neighbour(row, str(record["path"]), similarity, str(record["split"]), int(record["cache_index"]),
                          {t: str(record[f"label_{t}"]) for t in self.tasks},
                          {t: str(record[f"pred_{t}"]) for t in self.tasks})
 
 
-def index_key(evaluation: EvalFolder, model_file: Path) -> str:
+def index_key(evaluation: EvalFolder, model_digest: str) -> str:
     """Changes whenever the indexed embeddings would: another model file or other predictions."""
-    digest = hashlib.sha256(f"{file_digest(model_file)}\n{file_digest(evaluation.predictions)}\n".encode())
+    digest = hashlib.sha256(f"{model_digest}\n{file_digest(evaluation.predictions)}\n".encode())
     return digest.hexdigest()[:16]
 
 
@@ -100,8 +96,9 @@ def open_index(collection: Path, model_file: Path) -> SimilarityIndex:
         raise ArtExtractError(f"{folder.root} holds no {folder.predictions.name}: pass an EVAL folder written by "
                               "`artextract evaluate` (RUN/eval by default) or a DATA folder written by "
                               "`artextract prepare`")
-    _require_same_model(folder, model_file)
-    target = folder.similar / index_key(folder, model_file)
+    model_digest = file_digest(model_file)
+    _require_same_model(folder, model_file, model_digest)
+    target = folder.similar / index_key(folder, model_digest)
     if not (target / INDEX_FILE).is_file():
         rows, vectors = _index_rows(folder)
         try:
@@ -117,11 +114,11 @@ def open_index(collection: Path, model_file: Path) -> SimilarityIndex:
     return SimilarityIndex(target, pd.read_parquet(target / ROWS_FILE), vectors)
 
 
-def _require_same_model(folder: EvalFolder, model_file: Path) -> None:
+def _require_same_model(folder: EvalFolder, model_file: Path, model_digest: str) -> None:
     """Embeddings of two models live in different spaces: an evaluation made with another model is refused, not
     searched (its width may well be the same)."""
     recorded = json.loads(folder.inputs.read_text(encoding="utf-8")).get("model") if folder.inputs.is_file() else None
-    if recorded and Path(recorded).is_file() and file_digest(Path(recorded)) != file_digest(model_file):
+    if recorded and Path(recorded).is_file() and file_digest(Path(recorded)) != model_digest:
         raise ArtExtractError(f"{folder.root} was evaluated with another model ({recorded}), whose embeddings cannot "
                               f"be compared with {model_file}'s: pass an EVAL folder of this model, or its DATA folder")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -89,6 +90,11 @@ class Session:
     def set_backbone_trainable(self, trainable: bool) -> None:
         self.raw_model.backbone.set_frozen(not trainable)  # frozen: the tuned stages, if any, still train
 
+    @cached_property
+    def trained_on_synthetic(self) -> bool:
+        """Whether DATA holds `artextract synth` output (read once: the prepare report is 22 MB on the real CSVs)."""
+        return self.data.folder.synthetic()
+
     def checkpoint(self) -> dict[str, Any]:
         """What last.pt holds: model, optimizer, scheduler, run state and every random generator's state."""
         return {"model": {k: v.detach().cpu().clone() for k, v in self.raw_model.state_dict().items()},
@@ -108,7 +114,7 @@ class Session:
                 save_model_file(self.run.model, self.raw_model, {t: self.data.classes[t] for t in self.tasks},
                                 self.config.model, self.preprocessing,
                                 calibration.temperature if calibration else None,
-                                synthetic=self.data.folder.synthetic(),
+                                synthetic=self.trained_on_synthetic,
                                 unknown_below=calibration.unknown_below if calibration else None)
             save_checkpoint(self.run.last, self.checkpoint())
             history = pd.DataFrame(self.state.history)

@@ -60,7 +60,7 @@ def create_app(collection: Collection, max_upload_mb: int = MAX_UPLOAD_MB) -> An
                           "outlier": scores.iloc[0].to_dict() if len(scores) else None})
         nearest = await asyncio.to_thread(collection.nearest, row, 8)
         return page("painting.html.j2", row=row, path=record["path"], split=record["split"], info=tasks,
-                    nearest=[(collection.index.row_of(n.path), n) for n in nearest])
+                    nearest=nearest)
 
     async def image(request: Request) -> Response:
         row = painting_row(request)
@@ -142,7 +142,7 @@ def _classify_upload(collection: Collection, lock: threading.Lock, data: bytes) 
     return {"width": width, "height": height, "warning": predictor.preprocessing.doubts(width, height),
             "predictions": result["predictions"],
             "heatmaps": {task: "data:image/png;base64," + base64.b64encode(png).decode() for task, png in heat.items()},
-            "similar": [(collection.index.row_of(n["path"]), n) for n in result["similar"]]}
+            "similar": result["similar"]}
 
 
 def serve(run: Path, data: Path | None, host: str, port: int, max_upload_mb: int = MAX_UPLOAD_MB) -> None:

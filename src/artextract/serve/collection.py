@@ -69,6 +69,7 @@ class Collection:
     metrics: dict[str, Any]
     _thumbnails: dict[tuple[int, int], bytes] = field(default_factory=dict)
     _heatmaps: dict[tuple[int, str], bytes] = field(default_factory=dict)
+    _views: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @classmethod
     def open(cls, run: Path, data: Path | None = None) -> Collection:
@@ -169,7 +170,13 @@ class Collection:
 
     def task_view(self, task: str) -> pd.DataFrame:
         """One row per painting of the scored split labelled for `task` (predictions.parquet also holds the
-        selection paintings that fitted the temperatures): names, correctness, confidence, outlier score, flags."""
+        selection paintings that fitted the temperatures): names, correctness, confidence, outlier score, flags.
+        Built once per task: the collection never changes while it is served."""
+        if task not in self._views:
+            self._views[task] = self._task_view(task)
+        return self._views[task]
+
+    def _task_view(self, task: str) -> pd.DataFrame:
         names = self.classes[task]
         scored = self.predictions["split"] == self.metrics.get("split", "eval")
         frame = self.predictions[scored & (self.predictions[f"label_{task}"] >= 0)]
