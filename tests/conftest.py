@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,3 +115,16 @@ def evaluated_run(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory
     result = CliRunner().invoke(app, ["evaluate", "--run", str(run), "--inject-noise", "0.1", "--batch-size", "32"])
     assert result.exit_code == 0, result.output
     return run
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium through Playwright (the `browser` tier): the system's chromium, no download."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (CI installs it with apt-get)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield browser
+        browser.close()

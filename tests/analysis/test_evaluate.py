@@ -178,6 +178,7 @@ def test_a_data_folder_without_val_images_is_evaluated_on_its_selection_split(ru
     html = (tmp_path / "e" / "report.html").read_text()
     assert "on the select split</h1>" in html and "Selection split, not a held-out score" in html
     assert html.index("Selection split, not a held-out score") < html.index('id="metrics"')
+    assert "<code>artextract prepare --test-fraction 0.1</code>" in html  # a command, not Markdown backticks
     assert "NOT held out" in html and "fitted on the\nsame images" in html
     assert "Leak-free: Leak-free" not in html and "leak-free: Leak-free" not in html
     markdown = (tmp_path / "e" / "report.md").read_text()

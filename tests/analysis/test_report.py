@@ -171,3 +171,35 @@ def test_outlier_validation_shows_intervals_both_baselines_and_when_too_few_were
     assert ("too few to conclude" in line) == few
     html = (evaluated / "report.html").read_text()
     assert ("too few to conclude" in html) == few
+
+
+def _png_width(data: bytes) -> int:
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data)).width
+
+
+def test_confusion_png_leaves_out_columns_of_classes_never_trained_on_nor_predicted():
+    """Issue 26: the sample's 27-column style matrix, with 16 styles that have no training image, was unreadable."""
+    from artextract.report.plots import confusion_png
+
+    names = [f"style {i}" for i in range(27)]
+    matrix = np.zeros((27, 27), np.int64)
+    matrix[:11, :11] = np.eye(11, dtype=np.int64) * 8 + 1
+    matrix[0, 20] = 2  # an untrained class that was predicted all the same keeps its column
+    trained = [30] * 11 + [0] * 16
+    trimmed = confusion_png(matrix, names, "style", True, trained)
+    kept = [*range(11), 20]
+    alike = confusion_png(matrix[np.ix_(kept, kept)], [names[i] for i in kept], "style", True)
+    assert _png_width(trimmed) == _png_width(alike) < _png_width(confusion_png(matrix, names, "style", True))
+
+
+def test_evaluate_records_the_training_images_of_each_class(evaluated, prepared_small):
+    inputs = json.loads((evaluated / "inputs.json").read_text())
+    manifest = pd.read_parquet(prepared_small / "manifest.parquet")
+    train = manifest[(manifest["split"] == "train") & (manifest["status"] == "ok")]
+    for task, counts in inputs["training_images_per_class"].items():
+        labels = train[f"label_{task}"]
+        assert counts == np.bincount(labels[labels >= 0], minlength=len(counts)).tolist()

@@ -1,7 +1,6 @@
 """The explorer in a real browser (headless Chromium through Playwright): filters kept in the URL and the back
 button, clicks from the confusion matrix, an upload, and pages that fit 800 and 1,400 px windows."""
 
-import shutil
 import socket
 import threading
 import time
@@ -10,9 +9,8 @@ import pytest
 from PIL import Image
 
 pytestmark = pytest.mark.browser
-playwright = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 pytest.importorskip("uvicorn")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
@@ -36,16 +34,6 @@ def server(evaluated_run):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("no chromium on PATH (CI installs it with apt-get)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

@@ -19,8 +19,11 @@ from artextract.report import plots
 EXPLAIN_OUTLIERS, EXPLAIN_CORRECT = 12, 6  # per task, as many as the report shows
 
 
-def write_task_figures(out: EvalFolder, task: str, names: list[str], task_metrics: dict[str, Any]) -> None:
-    """The confusion matrix (counts and row-normalised, CSV and PNG), F1 per class and the reliability diagram."""
+def write_task_figures(out: EvalFolder, task: str, names: list[str], task_metrics: dict[str, Any],
+                       trained: list[int] | None = None) -> None:
+    """The confusion matrix (counts and row-normalised, CSV and PNG), F1 per class and the reliability diagram.
+    `trained`: training images per class, when known (the PNG leaves out columns of classes without any that
+    were never predicted; the CSV keeps every class)."""
     matrix = np.array(task_metrics["confusion"])
     for normalised in (False, True):
         suffix = "_normalised" if normalised else ""
@@ -29,7 +32,7 @@ def write_task_figures(out: EvalFolder, task: str, names: list[str], task_metric
         write_with(out.confusion(task, suffix, "csv"),
                    lambda tmp, t=table, f="%.4f" if normalised else None: write_csv(t, tmp, index=True, float_format=f))
         title = f"{task}: confusion matrix{' (row-normalised)' if normalised else ''}"
-        write_bytes(out.confusion(task, suffix, "png"), plots.confusion_png(matrix, names, title, normalised))
+        write_bytes(out.confusion(task, suffix, "png"), plots.confusion_png(matrix, names, title, normalised, trained))
     write_bytes(out.figure("f1", task), plots.per_class_f1_png(task_metrics["per_class"], f"{task}: F1 per class"))
     write_bytes(out.figure("reliability", task),
                 plots.reliability_png(task_metrics["calibration"], f"{task}: reliability"))

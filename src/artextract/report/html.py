@@ -72,6 +72,18 @@ def _noise_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _inline_code(text: str | None) -> Any:
+    """Escaped `text` with its `backticked` commands set as <code> (the caveats are shared with report.md and the
+    terminal, where backticks read as they should)."""
+    from markupsafe import Markup, escape
+
+    if text is None:
+        return None
+    parts = text.split("`")
+    return Markup("").join(Markup("<code>{}</code>").format(part) if i % 2 else escape(part)
+                           for i, part in enumerate(parts))
+
+
 def _picture(path: Path, caption: str) -> dict[str, str] | None:
     uri = _data_uri(path)
     return {"src": uri, "caption": caption} if uri else None
@@ -172,7 +184,7 @@ def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metr
     html = env.get_template("report.html.j2").render(
         run_name=run.root.name if run else out.root.name, split=metrics["split"], images=metrics["images"],
         generated=dt.datetime.now().strftime("%Y-%m-%d %H:%M"), version=VERSION,
-        header=header_rows(out, run, data, metrics["split"]), caveat=split_caveat(metrics["split"]),
+        header=header_rows(out, run, data, metrics["split"]), caveat=_inline_code(split_caveat(metrics["split"])),
         data_counts=data_counts, data_notes=data_notes,
         metric_rows=_metric_rows(metrics), noise_rows=_noise_rows(metrics), curves=curves,
         tasks=_task_sections(out, metrics, outliers), skipped=metrics.get("inputs", {}).get("skipped_by_prepare", 0))

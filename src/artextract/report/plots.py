@@ -28,27 +28,36 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def confusion_png(matrix: np.ndarray, class_names: list[str], title: str, normalised: bool) -> bytes:
+def confusion_png(matrix: np.ndarray, class_names: list[str], title: str, normalised: bool,
+                  trained: list[int] | None = None) -> bytes:
     """Rows true, columns predicted. Rows of classes without evaluation images are left out (they are all
-    zero and would read as a class the model never gets right); the figure grows with the class count so that
-    27 names stay readable."""
+    zero and would read as a class the model never gets right), and so are the columns of classes without
+    training images that nothing was predicted as (`trained`: training images per class, when known); the
+    figure grows with the class count so that 27 names stay readable."""
     matrix = np.asarray(matrix)
     rows = np.flatnonzero(matrix.sum(axis=1) > 0)
-    omitted = len(class_names) - len(rows)
-    shown, n_rows, n_cols = matrix[rows], len(rows), len(class_names)
+    if trained is not None and len(trained) == len(class_names):
+        columns = np.flatnonzero((np.asarray(trained) > 0) | (matrix.sum(axis=0) > 0))
+    else:
+        columns = np.arange(len(class_names))
+    notes = []
+    if len(rows) < len(class_names):
+        notes.append(f"rows of {len(class_names) - len(rows)} classes without evaluation images omitted")
+    if len(columns) < len(class_names):
+        notes.append(f"columns of {len(class_names) - len(columns)} classes never trained on nor predicted omitted")
+    shown, n_rows, n_cols = matrix[np.ix_(rows, columns)], len(rows), len(columns)
     width, height = max(5.0, 0.34 * n_cols + 3.0), max(4.0, 0.34 * n_rows + 2.6)
     fig, ax = _figure(width, height)
     values = shown.astype(np.float64)
-    if normalised:
-        values = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
+    if normalised:  # each row over all its images, including any predicted as an omitted column's class
+        values = values / np.maximum(matrix[rows].sum(axis=1, keepdims=True), 1)
     top = 1.0 if normalised else max(1.0, values.max())
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=top, aspect="auto")
-    ax.set_xticks(range(n_cols), labels=class_names, rotation=90, fontsize=7)
+    ax.set_xticks(range(n_cols), labels=[class_names[j] for j in columns], rotation=90, fontsize=7)
     ax.set_yticks(range(n_rows), labels=[class_names[i] for i in rows], fontsize=7)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title + (f"\n({omitted} classes without evaluation images omitted)" if omitted else ""),
-                 fontsize=10)
+    ax.set_title(title + "".join(f"\n({note})" for note in notes), fontsize=10)
     if max(n_rows, n_cols) <= 30:
         for i in range(n_rows):
             for j in range(n_cols):

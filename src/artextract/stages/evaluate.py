@@ -140,8 +140,20 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     write_json(out.classes, meta.classes)
     write_json(out.inputs, {"model": str(run.model.resolve()), "data": str(data.resolve()),
                             "skipped_by_prepare": unusable,
+                            "training_images_per_class": _training_counts(manifest, meta.classes),
                             "split": split, "note": "images are read from the prepare cache; originals are not needed"})
     return Predicted(model, meta.preprocessing, images, split)
+
+
+def _training_counts(manifest: pd.DataFrame, classes: dict[str, list[str]]) -> dict[str, list[int]]:
+    """Usable training images per class and task: the report leaves out the confusion-matrix columns of classes
+    the model never saw and never predicted (16 of the 27 styles on the WikiArt sample)."""
+    train = manifest[(manifest["split"] == "train") & (manifest["status"] == "ok")]
+    counts = {}
+    for task, names in classes.items():
+        labels = train[f"label_{task}"].to_numpy(np.int64)
+        counts[task] = np.bincount(labels[labels >= 0], minlength=len(names)).tolist()
+    return counts
 
 
 # ------------------------------------------------------------------ step 2: everything from predictions.parquet
@@ -174,7 +186,8 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
                         "images): its ECE-after figures are not to be trusted", task, calibration["select_ece_before"],
                         calibration["select_ece_after"], calibration["fitted_on_images"])
         outlier_frames[task] = frame
-        write_task_figures(out, task, names, metrics["tasks"][task])
+        trained = metrics.get("inputs", {}).get("training_images_per_class", {}).get(task)
+        write_task_figures(out, task, names, metrics["tasks"][task], trained)
     metrics["outliers"] = summarise(outlier_frames)
     outliers = pd.concat(outlier_frames.values(), ignore_index=True) if outlier_frames else pd.DataFrame()
     write_json(out.metrics, metrics)
