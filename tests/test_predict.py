@@ -296,3 +296,17 @@ def test_open_set_thresholds_are_fitted_on_the_selection_set_and_flag_unknown_pa
     assert model.predict(picture, as_frame=True)["unknown"].all()
     model.info = dataclasses.replace(model.info, unknown_below=dict.fromkeys(model.tasks, 0.0))
     assert model.predict(picture)[0]["unknown"] == []
+
+
+def test_heat_maps_explain_the_class_asked_for(evaluated_run, prepared_small):
+    from artextract.data.cache_files import open_cache
+
+    predictor = artextract.load_model(evaluated_run / "model.safetensors", device="cpu")
+    squares = np.array(open_cache(prepared_small / "cache")[:2])
+    tops = predictor.top_classes(squares)
+    assert set(tops) == set(predictor.tasks) and all(len(t) == 2 for t in tops.values())
+    top, default = predictor.heatmaps(squares, "artist")
+    assert (top == tops["artist"]).all()
+    other = (tops["artist"] + 1) % len(predictor.classes["artist"])
+    chosen, heat = predictor.heatmaps(squares, "artist", other)
+    assert (chosen == other).all() and heat.shape == default.shape and not np.allclose(heat, default)

@@ -217,13 +217,19 @@ class Predictor:
         return [{**result.as_dict(), "similar": [n.as_dict() for n in next(neighbours)]
                  if result.embedding is not None else []} for result, _ in found]
 
-    def heatmaps(self, squares: np.ndarray, task: str) -> tuple[np.ndarray, np.ndarray]:
-        """(top-1 class, Grad-CAM map) for each decoded square, for `task`; each map covers the evaluation view
-        (`self.preprocessing.visible(square)`), the pixels the model saw."""
+    def heatmaps(self, squares: np.ndarray, task: str,
+                 classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(class, Grad-CAM map) for each decoded square, for `task`: the evidence for `classes` (by default the
+        top-1 class; pass `top_classes(squares)[task]` when mapping several tasks, to run the model once). Each map
+        covers the evaluation view (`self.preprocessing.visible(square)`), the pixels the model saw."""
         from artextract.engine.explain import grad_cam
 
-        classes = torch.tensor(self.logits(squares)[task].argmax(axis=1))
-        return classes.numpy(), grad_cam(self.model, torch.from_numpy(squares), task, classes, self.preprocessing)
+        chosen = torch.tensor(self.top_classes(squares)[task] if classes is None else classes)
+        return chosen.numpy(), grad_cam(self.model, torch.from_numpy(squares), task, chosen, self.preprocessing)
+
+    def top_classes(self, squares: np.ndarray) -> dict[str, np.ndarray]:
+        """Each task's top-1 class index for each decoded square (one forward pass for all tasks)."""
+        return {task: logits.argmax(axis=1) for task, logits in self.logits(squares).items()}
 
     def write_heatmaps(self, square: np.ndarray, source: str, index: int, folder: Path) -> None:
         """Grad-CAM overlays of the top-1 class of each task: FOLDER/<index>-<name>-<task>-<class index>-<class>.png,
@@ -232,8 +238,9 @@ class Predictor:
         from artextract.report.images import overlay_png
 
         stem = slug(Path(source).stem or "image")
+        tops = self.top_classes(square[None])
         for task in self.tasks:
-            classes, heat = self.heatmaps(square[None], task)
+            classes, heat = self.heatmaps(square[None], task, tops[task])
             top = int(classes[0])
             write_bytes(folder / f"{index:05d}-{stem}-{slug(task)}-{top:03d}-{slug(self.classes[task][top])}.png",
                         overlay_png(self.preprocessing.visible(square), heat[0]))

@@ -131,3 +131,17 @@ def test_an_upload_of_unstated_size_is_refused_before_it_is_read(client):
 
     result = client.post("/new", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"})
     assert result.status_code == 411 and "Content-Length" in result.text
+
+
+def test_a_paintings_heat_map_explains_the_class_its_page_shows(collection):
+    """The stored prediction picks the class (no forward pass to find it again); it is the model's top-1."""
+    import threading
+
+    from artextract.report.images import overlay_png
+
+    predictor, square = collection.predictor, collection.square(3)
+    for task in collection.tasks:
+        top, heat = predictor.heatmaps(square[None], task)  # the top-1 class found by a forward pass
+        assert int(top[0]) == int(collection.row(3)[f"pred_{task}"])
+        expected = overlay_png(predictor.preprocessing.visible(square), heat[0])
+        assert collection.heatmap_png(3, task, threading.Lock()) == expected

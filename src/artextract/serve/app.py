@@ -137,7 +137,8 @@ def _classify_upload(collection: Collection, lock: threading.Lock, data: bytes) 
         return f"This file cannot be used as an image: {err}."
     with lock:
         (result,) = predictor.similar(square, k=8, index=collection.index)
-        heat = {task: overlay_png(predictor.preprocessing.visible(square), predictor.heatmaps(square[None], task)[1][0])
+        tops, seen = predictor.top_classes(square[None]), predictor.preprocessing.visible(square)
+        heat = {task: overlay_png(seen, predictor.heatmaps(square[None], task, tops[task])[1][0])
                 for task in collection.tasks}
     return {"width": width, "height": height, "warning": predictor.preprocessing.doubts(width, height),
             "predictions": result["predictions"],

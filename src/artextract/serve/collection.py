@@ -154,15 +154,16 @@ class Collection:
         return self._thumbnails[key]
 
     def heatmap_png(self, row: int, task: str, lock: Any) -> bytes:
-        """Grad-CAM of the predicted class over the painting, computed on first request (under `lock`: one
-        forward pass at a time) and kept."""
+        """Grad-CAM of the predicted class (the one the page shows, from predictions.parquet: no forward pass to
+        find it again) over the painting, computed on first request (under `lock`: one pass at a time) and kept."""
         from artextract.report.images import overlay_png
 
         key = (row, task)
         if key not in self._heatmaps:
             square = self.square(row)
             with lock:
-                heat = self.predictor.heatmaps(square[None], task)[1][0]
+                predicted = np.array([self.row(row)[f"pred_{task}"]], dtype=np.int64)
+                heat = self.predictor.heatmaps(square[None], task, predicted)[1][0]
             if len(self._heatmaps) > 2_000:  # bounded memory
                 self._heatmaps.clear()
             self._heatmaps[key] = overlay_png(self.predictor.preprocessing.visible(square), heat)
