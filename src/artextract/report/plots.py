@@ -49,8 +49,8 @@ def confusion_png(matrix: np.ndarray, class_names: list[str], title: str, normal
     width, height = max(5.0, 0.34 * n_cols + 3.0), max(4.0, 0.34 * n_rows + 2.6)
     fig, ax = _figure(width, height)
     values = shown.astype(np.float64)
-    if normalised:  # each row over all its images, including any predicted as an omitted column's class
-        values = values / np.maximum(matrix[rows].sum(axis=1, keepdims=True), 1)
+    if normalised:  # an omitted column holds no image, so the shown cells still sum to each row's images
+        values = values / np.maximum(values.sum(axis=1, keepdims=True), 1)
     top = 1.0 if normalised else max(1.0, values.max())
     image = ax.imshow(values, cmap="Blues", vmin=0, vmax=top, aspect="auto")
     ax.set_xticks(range(n_cols), labels=[class_names[j] for j in columns], rotation=90, fontsize=7)
