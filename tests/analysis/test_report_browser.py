@@ -58,6 +58,9 @@ def test_a_confusion_matrix_zooms_and_pans(report):
         report.click("#zoom button[data-zoom=in]")
     wider = report.evaluate("document.querySelector('#zoom img').getBoundingClientRect().width")
     assert wider > report.viewport_size["width"] and wider > fitted * 2
+    report.keyboard.press("-")  # one step back out is still zoomed, not fitted again
+    assert zoom.get_attribute("data-scale") not in ("fit", None)
+    report.keyboard.press("+")
     room = report.evaluate("(s => s.scrollWidth - s.clientWidth)(document.querySelector('#zoom .stage'))")
     assert room > 0  # zoomed past the window: there is something to pan to
     before = report.evaluate("document.querySelector('#zoom .stage').scrollLeft")
