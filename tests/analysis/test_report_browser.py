@@ -33,11 +33,14 @@ def test_the_wording_defects_are_gone(report):
     assert not re.search(r"leak-free:\s*leak-free", text, re.IGNORECASE)
     assert "none weights" not in text.lower()
     assert "A quota, not a test" in text  # "12 flagged" is a quota, and says so
+    checked = 0
     for card in report.locator(".gallery .card").all()[:6]:  # the heat map explains the class the card names
         resembles = card.locator("div", has_text="resembles").locator("b").first.inner_text()
         captions = card.locator("figcaption").all_inner_texts()
         if any(c.startswith("Grad-CAM") for c in captions):
             assert f"Grad-CAM for {resembles}" in captions
+            checked += 1
+    assert checked >= 3
 
 
 def test_nearest_painting_names_take_at_most_two_lines(report):
