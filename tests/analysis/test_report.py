@@ -203,3 +203,14 @@ def test_evaluate_records_the_training_images_of_each_class(evaluated, prepared_
     for task, counts in inputs["training_images_per_class"].items():
         labels = train[f"label_{task}"]
         assert counts == np.bincount(labels[labels >= 0], minlength=len(counts)).tolist()
+
+
+def test_another_data_folders_training_images_are_not_taken_for_the_runs(run_cli, evaluated, prepared_small,
+                                                                          tmp_path):
+    """Evaluated on a copy of its DATA, the run cannot know from it what it was trained on: nothing is recorded,
+    and the confusion matrices keep every column."""
+    data = tmp_path / "copy"
+    shutil.copytree(prepared_small, data)
+    result = run_cli("evaluate", "--run", evaluated.parent, "--data", data, "--out", tmp_path / "e")
+    assert result.code == 0, result.stderr
+    assert json.loads((tmp_path / "e" / "inputs.json").read_text())["training_images_per_class"] is None

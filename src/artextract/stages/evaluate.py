@@ -140,9 +140,16 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     write_json(out.classes, meta.classes)
     write_json(out.inputs, {"model": str(run.model.resolve()), "data": str(data.resolve()),
                             "skipped_by_prepare": unusable,
-                            "training_images_per_class": _training_counts(manifest, meta.classes),
+                            # only of the DATA the run trained on: another folder's train split says nothing
+                            "training_images_per_class": (_training_counts(manifest, meta.classes)
+                                                          if _trained_on(recorded, data) else None),
                             "split": split, "note": "images are read from the prepare cache; originals are not needed"})
     return Predicted(model, meta.preprocessing, images, split)
+
+
+def _trained_on(recorded: dict[str, Any], data: Path) -> bool:
+    """Whether DATA is the folder the run trained on (as run.json records it)."""
+    return bool(recorded.get("data")) and Path(recorded["data"]).resolve() == Path(data).resolve()
 
 
 def _training_counts(manifest: pd.DataFrame, classes: dict[str, list[str]]) -> dict[str, list[int]]:
@@ -186,7 +193,7 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
                         "images): its ECE-after figures are not to be trusted", task, calibration["select_ece_before"],
                         calibration["select_ece_after"], calibration["fitted_on_images"])
         outlier_frames[task] = frame
-        trained = metrics.get("inputs", {}).get("training_images_per_class", {}).get(task)
+        trained = (metrics.get("inputs", {}).get("training_images_per_class") or {}).get(task)
         write_task_figures(out, task, names, metrics["tasks"][task], trained)
     metrics["outliers"] = summarise(outlier_frames)
     outliers = pd.concat(outlier_frames.values(), ignore_index=True) if outlier_frames else pd.DataFrame()
