@@ -155,3 +155,6 @@ def test_an_evaluation_made_with_another_model_is_refused(evaluated_run, evaluat
     (other / "model.safetensors").write_bytes(bytes(weights))
     with pytest.raises(ArtExtractError, match="was evaluated with another model"):
         open_index(evaluation, other / "model.safetensors")
+    (evaluation / "inputs.json").write_text("{not json")  # damaged: named with what to do, no traceback
+    with pytest.raises(ArtExtractError, match=r"inputs.json is damaged .*rerun artextract evaluate"):
+        open_index(evaluation, evaluated_run / "model.safetensors")

@@ -23,9 +23,9 @@ from artextract.analysis.similarity import nearest, unit_rows
 from artextract.core.atomic import write_json, write_with
 from artextract.core.lock import folder_lock
 from artextract.core.progress import log
-from artextract.core.records import file_digest
+from artextract.core.records import file_digest, read_record
 from artextract.errors import ArtExtractError
-from artextract.layout import DataFolder, EvalFolder, RunFolder
+from artextract.layout import REWRITE_HINT, DataFolder, EvalFolder, RunFolder
 
 VECTORS_FILE, ROWS_FILE, INDEX_FILE = "vectors.f16", "rows.parquet", "index.json"
 
@@ -117,7 +117,7 @@ def open_index(collection: Path, model_file: Path) -> SimilarityIndex:
 def _require_same_model(folder: EvalFolder, model_file: Path, model_digest: str) -> None:
     """Embeddings of two models live in different spaces: an evaluation made with another model is refused, not
     searched (its width may well be the same)."""
-    recorded = json.loads(folder.inputs.read_text(encoding="utf-8")).get("model") if folder.inputs.is_file() else None
+    recorded = read_record(folder.inputs, REWRITE_HINT).get("model") if folder.inputs.is_file() else None
     if recorded and Path(recorded).is_file() and file_digest(Path(recorded)) != model_digest:
         raise ArtExtractError(f"{folder.root} was evaluated with another model ({recorded}), whose embeddings cannot "
                               f"be compared with {model_file}'s: pass an EVAL folder of this model, or its DATA folder")

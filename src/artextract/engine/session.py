@@ -27,6 +27,7 @@ from artextract.engine.loss import class_weights
 from artextract.engine.preprocessing import Preprocessing
 from artextract.engine.runtime import Runtime
 from artextract.engine.sampler import EpochSampler, balanced_weights
+from artextract.engine.selection import Calibration
 from artextract.errors import ArtExtractError, ConfigError
 from artextract.layout import RunFolder
 from artextract.models import ConvRecurrentClassifier, build_model
@@ -101,7 +102,7 @@ class Session:
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "state": asdict(self.state), "rng": rng_state()}
 
-    def save_epoch(self, improved: bool, calibration: Any = None) -> None:
+    def save_epoch(self, improved: bool, calibration: Calibration | None = None) -> None:
         """Rank 0 writes last.pt and metrics.csv every epoch, model.safetensors (with the temperatures and open-set
         thresholds fitted on the selection set: engine/selection.Calibration) when the selection score improved;
         every process waits for it."""
