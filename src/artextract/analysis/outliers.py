@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from artextract.analysis.detection import auroc_draws, bootstrap_counts, interval
 from artextract.analysis.probabilities import softmax
 from artextract.analysis.similarity import nearest, unit_rows
 
@@ -55,18 +56,28 @@ def most_confused(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -
     return targets
 
 
-def inject_noise(labels: np.ndarray, fraction: float, num_classes: int, seed: int,
-                 confused_with: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def inject_noise(labels: np.ndarray, fraction: float, num_classes: int, seed: int | list[int],
+                 confused_with: np.ndarray | None = None,
+                 allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Labels with `fraction` of the labelled ones moved to another class, and which were moved: a random other
-    class, or with `confused_with` (from `most_confused`) the class the true one is most often mistaken for."""
+    class among `allowed` (default: every class; give the classes that have training images, or a flip to an
+    empty class is found by any score), or with `confused_with` (from `most_confused`) the class the true one is
+    most often mistaken for."""
     rng = np.random.default_rng(seed)
     labelled = np.flatnonzero(labels >= 0)
     flipped = rng.choice(labelled, size=round(fraction * len(labelled)), replace=False)
     noisy = labels.copy()
-    others = (labels[flipped] + rng.integers(1, num_classes, size=len(flipped))) % num_classes
-    noisy[flipped] = others if confused_with is None else confused_with[labels[flipped]]
+    if confused_with is not None:
+        noisy[flipped] = confused_with[labels[flipped]]
+    elif allowed is None:
+        noisy[flipped] = (labels[flipped] + rng.integers(1, num_classes, size=len(flipped))) % num_classes
+    else:
+        targets = np.unique(allowed)
+        for row in flipped:  # a uniform draw among the allowed classes other than the true one
+            others = targets[targets != labels[row]]
+            noisy[row] = others[rng.integers(len(others))] if len(others) else labels[row]
     mask = np.zeros(len(labels), dtype=bool)
-    mask[flipped] = True
+    mask[flipped] = noisy[flipped] != labels[flipped]
     return noisy, mask
 
 
@@ -167,26 +178,11 @@ def nearest_rows(frame: pd.DataFrame, row: Any) -> list[tuple[str, int]]:
 
 # Fewer flipped labels than this and an AUROC says little (its interval spans most of [0, 1]): the report says so.
 MIN_FLIPPED_TO_CONCLUDE = 10
-_AUROC_DRAWS = 200
 
 
 def _auroc_interval(truth: np.ndarray, values: np.ndarray, seed: int = 0) -> list[float]:
-    """Bootstrap 95 % interval of the AUROC over images, all draws at once: each draw is a vector of counts, and
-    its AUROC the Mann-Whitney sum over the values sorted once (ties count half). Draws holding one class only
-    are skipped."""
-    counts = np.random.default_rng(seed).multinomial(len(truth), np.full(len(truth), 1 / len(truth)),
-                                                     size=_AUROC_DRAWS).astype(np.float64)
-    order = np.argsort(values, kind="stable")
-    sorted_values, positive = values[order], truth[order].astype(bool)
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])  # groups of tied values
-    weights = counts[:, order]
-    pos = np.add.reduceat(weights * positive, starts, axis=1)
-    neg = np.add.reduceat(weights * ~positive, starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg  # negatives strictly below each group
-    pairs = pos.sum(axis=1) * neg.sum(axis=1)
-    usable = pairs > 0
-    aurocs = (pos * (below + 0.5 * neg)).sum(axis=1)[usable] / pairs[usable]
-    return [float(v) for v in np.percentile(aurocs, [2.5, 97.5])] if len(aurocs) else [float("nan")] * 2
+    """Bootstrap 95 % interval of the AUROC over images (draws holding one class only are skipped)."""
+    return interval(auroc_draws(truth, values, bootstrap_counts(len(truth), seed)))
 
 
 def noise_detection(frame: pd.DataFrame, flipped: dict[str, bool]) -> dict[str, dict[str, float]]:

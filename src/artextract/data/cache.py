@@ -51,11 +51,15 @@ from artextract.data.cache_files import (
     read_layout,
 )
 from artextract.data.decode import SkipImage, decode_square
+from artextract.data.duplicates import image_fingerprint
 from artextract.data.image_source import ImageSource, UnreadableFile
 
 PENDING, OK, SKIPPED = 0, 1, 2
+# `sha256`, `phash` and `dhash`: the image's fingerprint, which finds duplicate paintings (data/duplicates.py).
 STATUS_DTYPE = np.dtype([("state", "u1"), ("width", "<i4"), ("height", "<i4"), ("bytes", "<i8"),
-                         ("source", "<u8"), ("pixels", "<u8")])
+                         ("source", "<u8"), ("pixels", "<u8"), ("sha256", "u1", (32,)), ("phash", "<u8"),
+                         ("dhash", "<u8")])
+_UNHASHED = (bytes(32), 0, 0)
 
 
 def _status_name(layout: CacheLayout, shard: tuple[int, int]) -> str:
@@ -107,22 +111,26 @@ def _init_worker(source: ImageSource, cache_dir: Path, layout: CacheLayout, max_
                    max_pixels=max_pixels)
 
 
-def _build_one(job: tuple[int, str]) -> tuple[int, int, int, int, int, int, str]:
-    """Decode one image into its row; returns (row, state, width, height, bytes, pixel digest, reason)."""
+Built = tuple[int, int, int, int, int, int, tuple[bytes, int, int], str]
+
+
+def _build_one(job: tuple[int, str]) -> Built:
+    """Decode one image into its row; returns (row, state, width, height, bytes, pixel digest, fingerprint,
+    reason)."""
     row, member = job
     source: ImageSource = _worker["source"]  # type: ignore[assignment]
     try:
         data = source.read(member)
     except UnreadableFile as err:
-        return row, SKIPPED, 0, 0, 0, 0, str(err)
+        return row, SKIPPED, 0, 0, 0, 0, _UNHASHED, str(err)
     except (OSError, KeyError) as err:
-        return row, SKIPPED, 0, 0, 0, 0, f"cannot read the file ({err})"
+        return row, SKIPPED, 0, 0, 0, 0, _UNHASHED, f"cannot read the file ({err})"
     try:
         array, width, height = decode_square(data, _worker["size"], _worker["max_pixels"])  # type: ignore[arg-type]
     except SkipImage as err:
-        return row, SKIPPED, 0, 0, len(data), 0, str(err)
+        return row, SKIPPED, 0, 0, len(data), 0, _UNHASHED, str(err)
     _worker["images"][row] = array  # type: ignore[index]
-    return row, OK, width, height, len(data), pixels_digest(array), ""
+    return row, OK, width, height, len(data), pixels_digest(array), image_fingerprint(data, array), ""
 
 
 # ------------------------------------------------------------------ driver
@@ -243,8 +251,9 @@ def _build_shard(source: ImageSource, members: Sequence[str], cache_dir: Path, l
                                        initargs=(source, cache_dir, layout, max_pixels, True))
             results = pool.map(_build_one, todo, chunksize=32)
         try:
-            for row, state, width, height, nbytes, pixels, reason in results:
-                own[row] = (state, width, height, nbytes, sources[row], pixels)
+            for row, state, width, height, nbytes, pixels, (sha256, phash, dhash), reason in results:
+                own[row] = (state, width, height, nbytes, sources[row], pixels, np.frombuffer(sha256, np.uint8),
+                            phash, dhash)
                 own_errors.pop(row, None)  # a row decided again keeps only its new reason
                 if reason:
                     own_errors[row] = reason

@@ -68,6 +68,7 @@ def build_report(csvs: CsvFolder, images_location: str, config: PrepareConfig, s
         "images": {"union": len(collected.images), "in_manifest": len(manifest),
                    "usable": int(status_counts.get("ok", 0)), "skipped": int(status_counts.get("skipped", 0)),
                    "pending": int(status_counts.get("pending", 0)),
+                   "duplicate_copies": int(status_counts.get("duplicate", 0)),
                    "splits": {s: int((manifest["split"] == s).sum()) for s in ("train", "select", "eval")}},
         "counts": counts,
         "repairs": {"counts": dict(Counter(r["repair"] for r in collected.repairs)), "rows": collected.repairs},
@@ -88,6 +89,45 @@ def build_report(csvs: CsvFolder, images_location: str, config: PrepareConfig, s
                   "decoded_this_run": cache.built_now, "already_cached": cache.reused,
                   "complete": int(status_counts.get("pending", 0)) == 0},
     }
+
+
+DUPLICATES_TEXT = ("Two images are one painting when their files are byte-identical, or when both their perceptual "
+                   "hashes (phash and dhash of the cached square, greyscale) differ in at most {bits} of 64 bits. "
+                   "One copy of each painting is kept (the val copy when there is one, else the first by path); the "
+                   "others are left out of training and scoring. Where the kept copies' labels of a task disagree, "
+                   "the painting is not trained on nor scored for that task until an override settles it.")
+
+
+def duplicates_report(entries: list[dict[str, Any]], classes: dict[str, list[str]]) -> dict[str, Any]:
+    """The report's section on paintings found under several names (data/duplicates.py)."""
+    from artextract.data.duplicates import NEAR_BITS
+
+    def named(copy: dict[str, Any]) -> dict[str, Any]:
+        return {"path": copy["path"], "official": copy["official"],
+                **{task: classes[task][label] for task, label in copy["labels"].items() if label >= 0}}
+
+    return {
+        "rule": DUPLICATES_TEXT.format(bits=NEAR_BITS),
+        "groups": len(entries), "exact": sum(e["kind"] == "exact" for e in entries),
+        "near": sum(e["kind"] == "near" for e in entries),
+        "copies_left_out": sum(len(e["copies"]) - 1 for e in entries),
+        "conflicting": [{"group": e["group"], "kind": e["kind"], "tasks": e["conflicting_tasks"],
+                         "copies": [named(c) for c in e["copies"]]} for e in entries if e["conflicting_tasks"]],
+        "val_and_train": [{"group": e["group"], "kept": e["kept"], "left_out": e["left_out_for_evaluation"],
+                           "other_labels_in_train": e["other_labels_in_train"]}
+                          for e in entries if e["left_out_for_evaluation"]],
+    }
+
+
+def duplicates_table(entries: list[dict[str, Any]], classes: dict[str, list[str]]) -> pd.DataFrame:
+    """DATA/duplicates.csv: one row per copy, with its group, whether it is the copy kept and its labels."""
+    rows = [{"group": e["group"], "kind": e["kind"], "path": c["path"], "kept": c["path"] == e["kept"],
+             "official": c["official"],
+             **{f"{task}": classes[task][label] if label >= 0 else "" for task, label in c["labels"].items()},
+             "conflicting_tasks": " ".join(e["conflicting_tasks"])}
+            for e in entries for c in e["copies"]]
+    columns = ["group", "kind", "path", "kept", "official", *classes, "conflicting_tasks"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -151,6 +191,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report["leakage"]["by_tasks"]:
         parts.append("\nLeakage by task pair: " + "; ".join(f"{k}: {v}" for k, v in
                                                            sorted(report["leakage"]["by_tasks"].items())) + "\n")
+    parts.append(_duplicates_markdown(report.get("content_duplicates")))
     parts += [
         _listing("Conflicting duplicates", report["duplicates"]["conflicting"], ["path", "task", "labels", "rows"]),
         _listing("Malformed rows", report["malformed_rows"], ["file", "line", "reason", "text"]),
@@ -167,6 +208,23 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "".join(parts)
 
 
+def _duplicates_markdown(section: dict[str, Any] | None) -> str:
+    if not section:
+        return ""
+    text = (f"\n## Duplicate paintings\n\n{section['rule']}\n\n{section['groups']:,} paintings found under several "
+            f"names ({section['exact']:,} byte-identical, {section['near']:,} near copies); "
+            f"{section['copies_left_out']:,} copies left out. Every copy is listed in duplicates.csv.\n")
+    conflicting = [{"group": c["group"], "kind": c["kind"], "tasks": " ".join(c["tasks"]),
+                    "copies": "; ".join(f"{x['path']} ({', '.join(str(x.get(t, '-')) for t in c['tasks'])})"
+                                        for x in c["copies"])} for c in section["conflicting"]]
+    both = [{"group": v["group"], "kept (val)": v["kept"], "left out (train)": "; ".join(v["left_out"]),
+             "other labels in train": " ".join(v["other_labels_in_train"])} for v in section["val_and_train"]]
+    return (text + _listing("Duplicate paintings whose copies disagree (that task left unlabelled)", conflicting,
+                            ["group", "kind", "tasks", "copies"])
+            + _listing("Val paintings with copies in train (the train copies left out)", both,
+                       ["group", "kept (val)", "left out (train)", "other labels in train"]))
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """A few lines for the terminal."""
     images = report["images"]
@@ -176,6 +234,11 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     for task, c in report["counts"].items():
         lines.append(f"  {task}: {c['train_usable']:,} train / {c['select_usable']:,} select / "
                      f"{c['eval_usable']:,} eval images usable")
+    if report.get("content_duplicates"):
+        dup = report["content_duplicates"]
+        lines.append(f"  duplicate paintings {dup['groups']:,} ({dup['exact']:,} byte-identical, {dup['near']:,} "
+                     f"near): {dup['copies_left_out']:,} copies left out, {len(dup['conflicting']):,} with "
+                     f"conflicting labels, {len(dup['val_and_train']):,} in val and train (see duplicates.csv)")
     lines.append(f"  repairs {sum(report['repairs']['counts'].values())}, leakage {report['leakage']['images']}, "
                  f"conflicting duplicates {len(report['duplicates']['conflicting'])}, unmatched rows "
                  f"{len(report['unmatched_rows'])}, malformed rows {len(report['malformed_rows'])}")

@@ -2,7 +2,9 @@
 
 Leak-free protocol (default): an image listed in any task's official val split is an evaluation image and
 is never trained on, whatever other tasks say; its labels count only for the tasks whose val split lists it.
-The selection set (early stopping) is carved out of the remaining training images, stratified and seeded.
+The selection set (early stopping) is carved out of the remaining training images, stratified and seeded, after
+duplicate paintings were merged (data/duplicates.py, `merge_duplicates`): a painting filed under several names is
+one image with its copies beside it, so its copies can never land on both sides of a split.
 Inner-join protocol: only images labelled in every task with the same official split in each, the common
 intersection-only variant of published work, kept for comparison and labelled as such.
 """
@@ -29,6 +31,11 @@ class ImageRecord:
     labels: dict[str, int] = field(default_factory=dict)  # task -> class index, -1 = none
     official: dict[str, str] = field(default_factory=dict)  # task -> "train" | "val" | "" (not listed)
     split: str = ""  # "train" | "select" | "eval"
+    # The labels before any reviewed override (stratification uses these, so that correcting labels never moves a
+    # painting between the selection, test and training splits); None: no override touched this image.
+    given: dict[str, int] | None = None
+    group: int = -1  # its duplicate group (data/duplicates.py), -1 for none
+    duplicate_of: str = ""  # the kept copy's path, for a copy left out as a duplicate
 
 
 @dataclass
@@ -97,11 +104,8 @@ def _leakage_entry(record: ImageRecord) -> dict[str, Any]:
             "val": sorted(t for t, s in record.official.items() if s == "val")}
 
 
-def assign_splits(collected: Collected, protocol: str, select_fraction: float, seed: int,
-                  test_fraction: float = 0.0) -> ProtocolResult:
-    """Each image's split. `select_fraction` and `test_fraction` are shares of the training images: the test
-    split (scored as `eval`) is carved first, for a collection with no official val image; the two never
-    overlap, and both are stratified and seeded."""
+def apply_protocol(collected: Collected, protocol: str) -> ProtocolResult:
+    """Which images are kept, and which of them are evaluation images (split "eval"; the others "train")."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     records = [collected.images[p] for p in sorted(collected.images)]
@@ -128,28 +132,51 @@ def assign_splits(collected: Collected, protocol: str, select_fraction: float, s
                 dropped.append({"path": record.path, "reason": "official splits disagree between tasks"})
                 continue
             record.split = "eval" if splits == {"val"} else "train"
-        if any(label >= 0 for label in record.labels.values()):
+        # A label removed by a reviewed override keeps its image (and the cache's layout): it may still hold others.
+        if any(label >= 0 for label in (record.given or record.labels).values()):
             kept.append(record)
         elif protocol == "leak-free":
             dropped.append({"path": record.path, "reason": "no usable label left"})
-    if test_fraction > 0:
-        if any(record.split == "eval" for record in kept):
-            raise DataError("--test-fraction carves a test split out of train for a collection without val images, "
-                            "but these CSVs list official val images: evaluate on those (leave --test-fraction at 0)")
-        if select_fraction + test_fraction >= 1:
-            raise DataError(f"--select-fraction {select_fraction} and --test-fraction {test_fraction} leave no "
-                            "training image: their sum must stay below 1")
-        _carve(kept, test_fraction, [seed, 1], "eval")
-        select_fraction /= 1 - test_fraction  # still a share of all the training images
-    _carve(kept, select_fraction, seed, "select")
     return ProtocolResult(kept, leakage, dropped)
 
 
+def check_fractions(records: list[ImageRecord], select_fraction: float, test_fraction: float) -> None:
+    """Refuse a test split for a collection with official val images, or shares that leave nothing to train on
+    (checked before the cache is built, so that the mistake costs nothing)."""
+    if test_fraction <= 0:
+        return
+    if any(record.split == "eval" for record in records):
+        raise DataError("--test-fraction carves a test split out of train for a collection without val images, "
+                        "but these CSVs list official val images: evaluate on those (leave --test-fraction at 0)")
+    if select_fraction + test_fraction >= 1:
+        raise DataError(f"--select-fraction {select_fraction} and --test-fraction {test_fraction} leave no "
+                        "training image: their sum must stay below 1")
+
+
+def carve_splits(records: list[ImageRecord], select_fraction: float, seed: int, test_fraction: float = 0.0) -> None:
+    """Carve the selection split (and with `test_fraction` a test split, scored as `eval`) out of the training
+    images. Both fractions are shares of the training images: the test split is carved first, for a collection
+    with no official val image; the two never overlap, and both are stratified and seeded. A duplicate copy
+    follows its kept copy into whichever split that lands in."""
+    check_fractions(records, select_fraction, test_fraction)
+    representatives = [r for r in records if not r.duplicate_of]
+    if test_fraction > 0:
+        _carve(representatives, test_fraction, [seed, 1], "eval")
+        select_fraction /= 1 - test_fraction  # still a share of all the training images
+    _carve(representatives, select_fraction, seed, "select")
+    split_of = {r.path: r.split for r in representatives}
+    for record in records:
+        if record.duplicate_of:
+            record.split = split_of[record.duplicate_of]
+
+
 def _stratum(record: ImageRecord) -> str:
-    """Stratify by the first labelled task in priority order: artist (the smallest task), style, genre."""
+    """Stratify by the first labelled task in priority order: artist (the smallest task), style, genre; on the
+    labels the CSVs gave, before any override."""
+    labels = record.given or record.labels
     for task in TASKS:
-        if record.labels.get(task, -1) >= 0:
-            return f"{task}:{record.labels[task]}"
+        if labels.get(task, -1) >= 0:
+            return f"{task}:{labels[task]}"
     return ""
 
 

@@ -72,7 +72,7 @@ def load_data_folder(folder: Path) -> DataInfo:
     return DataInfo(data, classes, manifest, layout.image_size)
 
 
-_SPLITS, _STATUSES = {"train", "select", "eval"}, {"ok", "skipped", "pending"}
+_SPLITS, _STATUSES = {"train", "select", "eval"}, {"ok", "skipped", "pending", "duplicate"}
 
 
 def check_manifest(manifest: pd.DataFrame, classes: dict[str, list[str]], cache_rows: int, path: Path) -> None:

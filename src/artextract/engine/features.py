@@ -27,7 +27,7 @@ from artextract.core.progress import Progress, log
 from artextract.core.row_store import save_array, saving_progress, sync_file
 from artextract.data.cache_files import open_cache, read_layout
 from artextract.engine.data import DataInfo, cache_contents
-from artextract.engine.inference import forward_batches, map_shape
+from artextract.engine.inference import forward_batches, map_shape, run_model
 from artextract.engine.preprocessing import Preprocessing
 from artextract.engine.runtime import Runtime
 from artextract.errors import ArtExtractError
@@ -151,6 +151,24 @@ def find_features(data: DataInfo, backbone: Backbone, backbone_name: str, prepro
     if layout is None or not layout.file_whole(folder):
         return None
     return FeatureCache(folder, layout) if _load_done(folder, count)[rows].all() else None
+
+
+def predict_rows(model: nn.Module, backbone_name: str, preprocessing: Preprocessing, data: DataInfo,
+                 cache_rows: np.ndarray, runtime: Runtime, batch_size: int, desc: str) -> dict[str, np.ndarray]:
+    """The model's `logits_<task>` and `embedding` for DATA's cache rows (read in file order: sort them first). A
+    frozen backbone's maps of these images are in DATA/features/ already (same weights, same key): reading them
+    skips the backbone, by far the costliest part of the pass; otherwise the cached images go through it."""
+    features = find_features(data, model.backbone, backbone_name, preprocessing, cache_rows)
+    if features is not None:
+        log.info("%s: reading the backbone's cached maps from %s", desc, features.folder)
+        source = features.maps
+    else:  # on a CPU the backbone runs faster in small batches (bench/bench_features.py: 57 % of it at 256)
+        source = open_cache(data.folder.cache)
+        batch_size = backbone_batch_size(batch_size, runtime.device)
+    batches = (torch.from_numpy(np.ascontiguousarray(source[cache_rows[i: i + batch_size]]))
+               for i in range(0, len(cache_rows), batch_size))
+    return run_model(model, batches, len(cache_rows), preprocessing, runtime, desc=desc,
+                     from_features=features is not None)
 
 
 def build_features(data: DataInfo, backbone: Backbone, backbone_name: str, preprocessing: Preprocessing,

@@ -4,6 +4,7 @@ it is verifiably the run asked for, and its last epoch's predictions on the spli
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,9 +18,10 @@ if TYPE_CHECKING:
     from artextract.layout import RunFolder
 
 
-def train_or_reuse(data: Path, view: Any, run: Path, config: Config) -> tuple[Path, float]:
+def train_or_reuse(data: Path, view: Any, run: Path, config: Config,
+                   relabel: Callable[[Any], Any] | None = None) -> tuple[Path, float]:
     """Train one variant, or reuse a run that finished all its epochs with the same settings on the same DATA
-    (`view`: DATA as the run sees it, its folds applied); returns (RUN, seconds)."""
+    (`view`: DATA as the run sees it, its folds and any `relabel` applied); returns (RUN, seconds)."""
     from artextract.engine.data import data_key
     from artextract.layout import RunFolder
     from artextract.stages.train import train
@@ -28,7 +30,7 @@ def train_or_reuse(data: Path, view: Any, run: Path, config: Config) -> tuple[Pa
     if seconds is not None:
         return run, seconds
     started = time.perf_counter()
-    train(data, run, config, force=True)
+    train(data, run, config, force=True, relabel=relabel)
     return run, time.perf_counter() - started
 
 

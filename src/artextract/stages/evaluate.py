@@ -86,14 +86,11 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     """Score `split` (see `choose_split`) and the selection split with the run's model into predictions.parquet,
     or with `every_split` all usable paintings of DATA (a similarity index over a whole collection). DATA is
     opened once, here; a cross-validation run's selection split is its own held-out fold."""
-    import torch
-
     from artextract.data.cache_files import open_cache
     from artextract.engine.checkpoint import load_model_file
     from artextract.engine.data import load_data_folder
-    from artextract.engine.features import backbone_batch_size, find_features
+    from artextract.engine.features import predict_rows
     from artextract.engine.folds import run_fold_view
-    from artextract.engine.inference import run_model
     from artextract.engine.runtime import Runtime
 
     runtime = Runtime.resolve(device_name)
@@ -105,27 +102,20 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     manifest = info.manifest
     split = choose_split(manifest, split, data) if not every_split else split
     wanted = manifest if every_split else manifest[manifest["split"].isin([split, "select"])]
-    unusable = int((wanted["status"] != "ok").sum())
+    unusable = int((~wanted["status"].isin(["ok", "duplicate"])).sum())
     if unusable:
         log.warning("evaluate: %d images of the %s/select splits were skipped by prepare (see its report)",
                     unusable, split)
+    copies = int((wanted["status"] == "duplicate").sum())
+    if copies:
+        log.info("evaluate: %d copies of paintings found under another name are counted once (DATA/duplicates.csv)",
+                 copies)
     rows = wanted[wanted["status"] == "ok"].copy()
     rows["split"] = rows["split"].astype(str)
     images = open_cache(info.folder.cache)
     rows = rows.sort_values("cache_index", kind="stable").reset_index(drop=True)  # read the cache in file order
-    cache_rows = rows["cache_index"].to_numpy()
-    # A frozen-backbone run's maps of these images are in DATA/features/ already (same weights, same key): reading
-    # them skips the backbone, by far the costliest part of the pass.
-    features = find_features(info, model.backbone, meta.model_config["backbone"], meta.preprocessing, cache_rows)
-    source = features.maps if features is not None else images
-    if features is not None:
-        log.info("evaluate: reading the backbone's cached maps from %s", features.folder)
-    else:  # on a CPU the backbone runs faster in small batches (bench/bench_features.py: 57 % of it at 256)
-        batch_size = backbone_batch_size(batch_size, runtime.device)
-    batches = (torch.from_numpy(np.ascontiguousarray(source[cache_rows[i: i + batch_size]]))
-               for i in range(0, len(cache_rows), batch_size))
-    outputs = run_model(model, batches, len(rows), meta.preprocessing, runtime, desc=f"evaluate {split}",
-                        from_features=features is not None)
+    outputs = predict_rows(model, meta.model_config["backbone"], meta.preprocessing, info,
+                           rows["cache_index"].to_numpy(), runtime, batch_size, f"evaluate {split}")
     frame = pd.DataFrame({"path": rows["path"], "split": rows["split"], "cache_index": rows["cache_index"]})
     for task, names in meta.classes.items():
         logits = outputs[f"logits_{task}"]

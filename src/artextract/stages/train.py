@@ -68,15 +68,20 @@ def saved_config(out: Path) -> Config:
 
 
 def train(data_dir: Path | None, out: Path, config: Config, resume: bool = False, force: bool = False,
-          should_stop: Callable[[int], bool] | None = None) -> TrainResult:
+          should_stop: Callable[[int], bool] | None = None,
+          relabel: Callable[[DataInfo], DataInfo] | None = None) -> TrainResult:
     """Train (or resume) the run in `out` on DATA folder `data_dir` (on a resume None means the run's own).
-    `should_stop(epoch)` is polled after each epoch (for tests and tools)."""
+    `should_stop(epoch)` is polled after each epoch (for tests and tools). `relabel` changes the labels the run
+    sees (the label audit's validation flips some on purpose); run.json's data key records the result, so a resume
+    without the same `relabel` is refused."""
     reader_kind(config.model.reader)  # an unknown reader or backbone is refused before anything is read or written
     check_backbone_name(config.model.backbone)
     run = RunFolder(Path(out))
     if data_dir is None and not resume:
         raise ArtExtractError("--data DATA is needed: the folder written by `artextract prepare`")
     data = fold_view(load_data_folder(run.data_folder(data_dir)), config.train.folds, config.train.fold)
+    if relabel is not None:
+        data = relabel(data)
     if resume and not (run.last.is_file() and run.config.is_file()):
         raise ArtExtractError(f"{run.root} holds no run to resume ({run.last.name} or {run.config.name} missing)"
                               + (resume_hint(run.last) if run.config.is_file() else ""))
