@@ -61,6 +61,10 @@ def prepare(
     seed: config_flag("prepare.seed") = None,
     shard: Annotated[str, typer.Option(help="Build only part i of n of the cache (i/n), e.g. one per machine.")]
     = "0/1",
+    overrides: Annotated[list[Path] | None, typer.Option(
+        "--overrides", metavar="CSV_OR_AUDIT",
+        help="A reviewed label_issues_<task>.csv of `artextract audit` (or its AUDIT folder): its keep/relabel/drop "
+             "decisions replace the CSVs' labels (repeatable).")] = None,
     image_size: Annotated[int | None, typer.Option(hidden=True, help="Old name of --cache-size.")] = None,
     *,
     args: ConfigArgs,
@@ -81,7 +85,8 @@ def prepare(
     cfg = args.resolve(("prepare",), flags)
     shard_pair = parse_shard(shard)
     out = prepare_output_dir(out, force=args.force, resumable_marker=f"{DataFolder(out).cache.name}/{LAYOUT_FILE}")
-    result = prepare_dataset(csv_dir, images, out, cfg.prepare, shard_pair, rebuild=args.force)
+    result = prepare_dataset(csv_dir, images, out, cfg.prepare, shard_pair, rebuild=args.force,
+                             overrides=overrides or ())
     record_config(out, cfg, "prepare")
     for line in summary_lines(result.report):
         typer.echo(line)

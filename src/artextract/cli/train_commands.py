@@ -83,3 +83,31 @@ def ablate(
                           probe=probe)
     typer.echo(result.markdown, nl=False)
     typer.echo(f"table: {result.out / 'ablation.md'}")
+
+
+@app.command()
+@with_config
+def audit(
+    data: Annotated[Path, typer.Option("--data", help="DATA folder written by `artextract prepare`.")],
+    out: Annotated[Path, typer.Option("--out", help="AUDIT folder for the fold runs and the ranked label issues "
+                                                    "(rerunning reuses finished fold runs).")],
+    folds: Annotated[int, typer.Option(min=2, max=100, help="K: K models, each trained on K-1 folds of the training "
+                                       "paintings; each painting is judged by the model that did not see it.")] = 5,
+    tasks: config_flag("model.tasks") = None,
+    epochs: config_flag("train.epochs") = None,
+    *,
+    args: ConfigArgs,
+) -> None:
+    """Find the training labels that are probably wrong: out-of-fold predictions, ranked (and cleanlab's verdict)."""
+    from artextract.stages.audit import audit as run_audit
+
+    cfg = args.resolve(("model", "train"), given("model", tasks=tasks) | given("train", epochs=epochs))
+    result = run_audit(data, out, cfg, folds=folds, force=args.force)
+    for task, figures in result.record["per_task"].items():
+        groups = figures["conflicting_duplicate_groups"]
+        typer.echo(f"{task}: {figures['flagged']:,} of {figures['paintings']:,} labels flagged "
+                   f"(Confident Learning's estimate); {groups['count']} duplicate paintings with conflicting labels "
+                   f"listed beside them -> {result.out / f'label_issues_{task}.csv'}")
+    typer.echo(f"summary: {result.out / 'audit.md'}")
+    print_next(f"review the CSVs (action: keep, relabel or drop; new_label), then artextract prepare ... --out {data} "
+               f"--overrides {result.out / 'label_issues_<task>.csv'}, and train again")

@@ -130,6 +130,21 @@ def duplicates_table(entries: list[dict[str, Any]], classes: dict[str, list[str]
     return pd.DataFrame(rows, columns=columns)
 
 
+def overrides_report(files: list[dict[str, str]], changes: list[dict[str, Any]],
+                     classes: dict[str, list[str]]) -> dict[str, Any]:
+    """What a reviewed label audit changed: from which files, how many labels per task and action."""
+    def name(task: str, label: int) -> str:
+        return classes[task][label] if label >= 0 else "(none)"
+
+    counts: dict[str, Counter[str]] = {}
+    for change in changes:
+        counts.setdefault(change["task"], Counter())[change["action"]] += 1
+    return {"files": files, "counts": {task: dict(c) for task, c in counts.items()},
+            "changed": sum(c["before"] != c["after"] for c in changes),
+            "list": [{"path": c["path"], "task": c["task"], "action": c["action"], "from": name(c["task"], c["before"]),
+                      "to": name(c["task"], c["after"]), "row": c["row"]} for c in changes]}
+
+
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
@@ -192,6 +207,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         parts.append("\nLeakage by task pair: " + "; ".join(f"{k}: {v}" for k, v in
                                                            sorted(report["leakage"]["by_tasks"].items())) + "\n")
     parts.append(_duplicates_markdown(report.get("content_duplicates")))
+    parts.append(_overrides_markdown(report.get("overrides")))
     parts += [
         _listing("Conflicting duplicates", report["duplicates"]["conflicting"], ["path", "task", "labels", "rows"]),
         _listing("Malformed rows", report["malformed_rows"], ["file", "line", "reason", "text"]),
@@ -225,6 +241,16 @@ def _duplicates_markdown(section: dict[str, Any] | None) -> str:
                        ["group", "kept (val)", "left out (train)", "other labels in train"]))
 
 
+def _overrides_markdown(section: dict[str, Any] | None) -> str:
+    if not section or not section["files"]:
+        return ""
+    files = ", ".join(f"`{f['path']}` (SHA-256 {f['sha256'][:12]})" for f in section["files"])
+    counts = "; ".join(f"{task}: " + ", ".join(f"{n} {action}" for action, n in sorted(c.items()))
+                       for task, c in section["counts"].items())
+    return (f"\n## Reviewed labels\n\nFrom {files}: {section['changed']:,} labels changed ({counts or 'none'}).\n"
+            + _listing("Reviewed rows", section["list"], ["path", "task", "action", "from", "to", "row"]))
+
+
 def summary_lines(report: dict[str, Any]) -> list[str]:
     """A few lines for the terminal."""
     images = report["images"]
@@ -239,6 +265,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"  duplicate paintings {dup['groups']:,} ({dup['exact']:,} byte-identical, {dup['near']:,} "
                      f"near): {dup['copies_left_out']:,} copies left out, {len(dup['conflicting']):,} with "
                      f"conflicting labels, {len(dup['val_and_train']):,} in val and train (see duplicates.csv)")
+    if report.get("overrides", {}).get("files"):
+        lines.append(f"  reviewed labels: {report['overrides']['changed']:,} changed by "
+                     f"{len(report['overrides']['list']):,} reviewed rows of {len(report['overrides']['files'])} "
+                     "file(s)")
     lines.append(f"  repairs {sum(report['repairs']['counts'].values())}, leakage {report['leakage']['images']}, "
                  f"conflicting duplicates {len(report['duplicates']['conflicting'])}, unmatched rows "
                  f"{len(report['unmatched_rows'])}, malformed rows {len(report['malformed_rows'])}")

@@ -66,7 +66,7 @@ def _conflicting_copies(task: str, oof: pd.DataFrame, info: Any) -> pd.DataFrame
         log.warning("audit: %s is unreadable (%s); duplicate paintings are left out of the audit (rerun "
                     "artextract prepare to write it again)", listing, err)
         return pd.DataFrame(columns=columns)
-    if task not in table.columns or "conflicting_tasks" not in table.columns:
+    if table.empty or not {task, "group", "kept", "conflicting_tasks"} <= set(table.columns):
         return pd.DataFrame(columns=columns)
     conflicting = table[table["conflicting_tasks"].str.split().map(lambda tasks: task in tasks)]
     index = {name: i for i, name in enumerate(info.classes[task])}
