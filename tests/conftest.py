@@ -117,6 +117,23 @@ def evaluated_run(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory
     return run
 
 
+def audit_config():
+    """The tiny backbone, frozen, read by pooling: a label audit's fold runs in a second or two each."""
+    config = tiny_train_config(epochs=6, freeze_backbone=True, lr=1e-2)
+    config.model.reader = "none"
+    return config
+
+
+@pytest.fixture(scope="session")
+def audited_small(prepared_small: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A label audit (3 folds) of `prepared_small` with 10 % of its training labels flipped on purpose."""
+    from artextract.engine.label_noise import LabelNoise
+    from artextract.stages.audit import audit
+
+    out = tmp_path_factory.mktemp("audit") / "audit"
+    return audit(prepared_small, out, audit_config(), folds=3, noise=LabelNoise(0.1, "uniform", seed=1))
+
+
 @pytest.fixture(scope="module")
 def browser():
     """Headless Chromium through Playwright (the `browser` tier): the system's chromium, no download."""

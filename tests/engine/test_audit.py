@@ -20,21 +20,15 @@ from artextract.engine.runtime import Runtime
 from artextract.errors import ConfigError, DataError
 from artextract.stages.audit import audit
 
-from conftest import tiny_train_config
+from conftest import audit_config
 
-FOLDS = 3
-
-
-def _config():
-    config = tiny_train_config(epochs=6, freeze_backbone=True, lr=1e-2)
-    config.model.reader = "none"
-    return config
+FOLDS = 3  # as conftest's audited_small
+_config = audit_config
 
 
 @pytest.fixture(scope="module")
-def flipped_audit(prepared_small, tmp_path_factory):
-    out = tmp_path_factory.mktemp("audit") / "audit"
-    return audit(prepared_small, out, _config(), folds=FOLDS, noise=LabelNoise(0.1, "uniform", seed=1))
+def flipped_audit(audited_small):
+    return audited_small
 
 
 def test_each_painting_is_judged_by_the_run_that_held_it_out(prepared_small, flipped_audit):
@@ -154,3 +148,24 @@ def test_joint_probabilities_leave_each_painting_s_own_labels_out():
     unlabelled = joint_probabilities(flat, labels, {"style": np.full(4, -1)}, np.ones(4, bool))
     assert np.allclose(unlabelled, flat)  # nothing known of the other task: the model's probabilities stand
     assert stack(pd.Series([np.ones(2)] * 3)).shape == (3, 2)
+
+
+def test_the_evaluation_report_summarises_the_audit(evaluated_run, audited_small, run_cli, tmp_path):
+    import shutil
+
+    evaluation = tmp_path / "eval"
+    shutil.copytree(evaluated_run / "eval", evaluation)
+    result = run_cli("evaluate", "--run", evaluated_run, "--out", evaluation, "--from-predictions", "--audit",
+                     audited_small.out)
+    assert result.code == 0, result.stderr
+    html, markdown = (evaluation / "report.html").read_text(), (evaluation / "report.md").read_text()
+    first = audited_small.tasks["style"].frame.iloc[0]
+    for text in (html, markdown):
+        assert "Label audit of the training paintings" in text and first["path"] in text
+    assert "A validation run: 10 % of the training labels were flipped" in html
+    other = tmp_path / "other-audit"
+    shutil.copytree(audited_small.out, other, ignore=shutil.ignore_patterns("folds", "oof.parquet"))
+    record = json.loads((other / "audit.json").read_text())
+    (other / "audit.json").write_text(json.dumps(record | {"data": str(tmp_path)}))
+    refused = run_cli("evaluate", "--run", evaluated_run, "--out", evaluation, "--from-predictions", "--audit", other)
+    assert refused.code == 2 and "give the audit of this run's DATA" in refused.stderr

@@ -145,3 +145,43 @@ def test_a_paintings_heat_map_explains_the_class_its_page_shows(collection):
         assert int(top[0]) == int(collection.row(3)[f"pred_{task}"])
         expected = overlay_png(predictor.preprocessing.visible(square), heat[0])
         assert collection.heatmap_png(3, task, threading.Lock()) == expected
+
+
+def test_the_label_issues_view_ranks_the_audit_beside_the_suggested_class(evaluated_run, audited_small):
+    collection = Collection.open(evaluated_run, audit=audited_small.out)
+    client = TestClient(create_app(collection))
+    assert 'href="/issues"' in client.get("/").text
+    frame = audited_small.tasks["style"].frame
+    page = client.get("/issues", params={"task": "style", "flagged": "no"})
+    assert page.status_code == 200 and f"{len(frame)} paintings" in page.text
+    ranks = [int(r) for r in re.findall(r'id="rank-(\d+)"', page.text)]
+    assert ranks == list(range(1, min(len(frame), 30) + 1))  # the audit's order
+    top = frame.iloc[0]
+    assert f"suggested <b>{top['suggested_name']}</b>" in page.text
+    for neighbour in top["nearest_of_suggested"].split(";"):
+        assert f"{top['suggested_name']}: {neighbour}" in page.text  # beside it, the suggested class's paintings
+    flagged = client.get("/issues", params={"task": "style"})
+    assert len(re.findall(r'id="rank-', flagged.text)) == min(audited_small.tasks["style"].quota, 30)
+    listed = int(top["cache_index"])
+    assert client.get(f"/audited/{listed}.jpg").headers["content-type"] == "image/jpeg"
+    unlisted = max(collection.issues.cache_rows()) + 1000
+    assert client.get(f"/audited/{unlisted}.jpg").status_code == 404  # only the audit's paintings are served
+
+
+def test_without_an_audit_the_view_says_how_to_make_one(client):
+    page = client.get("/issues")
+    assert page.status_code == 404 and "artextract audit --data DATA --out AUDIT" in page.text
+
+
+def test_an_audit_of_other_data_is_refused(evaluated_run, audited_small, tmp_path):
+    import json
+    import shutil
+
+    from artextract.errors import ArtExtractError
+
+    other = tmp_path / "audit"
+    shutil.copytree(audited_small.out, other, ignore=shutil.ignore_patterns("folds", "oof.parquet"))
+    record = json.loads((other / "audit.json").read_text())
+    (other / "audit.json").write_text(json.dumps(record | {"data": str(tmp_path / "elsewhere")}))
+    with pytest.raises(ArtExtractError, match="serve a run trained on the audited DATA"):
+        Collection.open(evaluated_run, audit=other)

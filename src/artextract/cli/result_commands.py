@@ -39,6 +39,8 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 256,
     device: DeviceOption = "auto",
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap, the noise and the samples.")] = 0,
+    audit: Annotated[Path | None, typer.Option("--audit", help="A label audit of the run's DATA (`artextract audit "
+                                                               "--out AUDIT`), summarised in the report.")] = None,
     force: ForceOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -49,7 +51,8 @@ def evaluate(
 
     setup_logging(verbose)
     result, report = evaluate_run(run, data=data, split=split, out=out, inject=inject_noise, batch_size=batch_size,
-                                  device=device, seed=seed, from_predictions=from_predictions, force=force)
+                                  device=device, seed=seed, from_predictions=from_predictions, force=force,
+                                  audit=audit)
     typer.echo(metrics_table(result.metrics), nl=False)
     typer.echo(f"report: {report}")
     print_next(f"artextract predict --model {run} PAINTINGS...")

@@ -22,6 +22,9 @@ def serve(
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     max_upload_mb: Annotated[int, typer.Option("--max-upload-mb", min=1, max=1024,
                                                help="Largest image file accepted on the New painting page.")] = 50,
+    audit: Annotated[Path | None, typer.Option("--audit", help="A label audit of the run's DATA (`artextract "
+                                                               "audit --out AUDIT`): adds the Label issues view.")]
+    = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Browse an evaluated collection, find similar paintings and classify a new one, in the browser."""
@@ -35,4 +38,4 @@ def serve(
         typer.echo(f"artextract: warning: listening on {host}: anyone who can reach this machine can browse the "
                    "collection and upload images; there is no authentication", err=True)
     typer.echo(f"serving {run} at http://{'[' + host + ']' if ':' in host else host}:{port}/ (Ctrl-C stops)", err=True)
-    run_server(run, data, host, port, max_upload_mb)
+    run_server(run, data, host, port, max_upload_mb, audit)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from artextract.errors import ArtExtractError
 
 DETECTION_FIGURES = (("auroc", "AUROC"), ("average_precision", "average precision"), ("precision", "precision"),
                      ("recall", "recall"))
@@ -49,3 +52,55 @@ def render_audit_markdown(record: dict[str, Any]) -> str:
               "Review: fill `action` (keep, relabel or drop) and, to relabel, `new_label` in label_issues_<task>.csv, "
               "then `artextract prepare ... --overrides label_issues_<task>.csv` and train again.", ""]
     return "\n".join(lines)
+
+
+TOP_SHOWN = 10
+
+
+def audit_section(folder: Path, data: Path | None) -> dict[str, Any]:
+    """The report's section on a label audit of the run's DATA: the summary per task, the first flagged paintings
+    and, for a validation run, how well each ranking found the flips."""
+    import pandas as pd
+
+    from artextract.core.records import read_record
+
+    record = read_record(folder / "audit.json", f"run `artextract audit --out {folder}` to finish it",
+                         keys=("data", "per_task"))
+    if data is not None and Path(str(record["data"])).resolve() != Path(data).resolve():
+        raise ArtExtractError(f"--audit {folder} audits {record['data']}, not {data}, the DATA evaluated here: give "
+                              "the audit of this run's DATA")
+    tasks = []
+    for task, figures in record["per_task"].items():
+        try:
+            frame = pd.read_csv(folder / f"label_issues_{task}.csv", keep_default_na=False, nrows=TOP_SHOWN)
+        except (OSError, ValueError) as err:
+            raise ArtExtractError(f"{folder}/label_issues_{task}.csv is unreadable ({err}); run the audit again") \
+                from None
+        groups = figures["conflicting_duplicate_groups"]
+        tasks.append({"task": task, "paintings": figures["paintings"], "flagged": figures["flagged"],
+                      "cleanlab": figures["cleanlab_issues"], "groups": groups["count"],
+                      "groups_flagged": groups["within_quota"],
+                      "top": [{"rank": r["rank"], "path": r["path"], "label": r["label_name"],
+                               "suggested": r["suggested_name"], "p_label": f"{float(r['p_label']):.2f}"}
+                              for r in frame.to_dict("records")],
+                      "detection": detection_rows(figures["detection"]) if figures.get("detection") else []})
+    return {"folder": str(folder), "headline": record["headline"], "folds": record["folds"],
+            "noise": record.get("noise"), "tasks": tasks}
+
+
+def audit_markdown(section: dict[str, Any] | None) -> list[str]:
+    """The section in report.md."""
+    if not section:
+        return []
+    lines = ["", "## Label audit of the training paintings", "",
+             f"From `{section['folder']}`: every training painting judged by the model of the {section['folds']} "
+             f"that did not train on it, ranked by `{section['headline']}`; the flagged quota is Confident Learning's "
+             "estimate of the wrong labels.", "",
+             "| task | paintings | flagged | cleanlab's verdict | duplicate paintings with conflicting labels "
+             "(flagged) |", "|---|---|---|---|---|"]
+    lines += [f"| {t['task']} | {t['paintings']:,} | {t['flagged']:,} | {t['cleanlab']:,} | {t['groups']} "
+              f"({t['groups_flagged']}) |" for t in section["tasks"]]
+    for t in section["tasks"]:
+        lines += ["", f"{t['task']}, first flagged: " + "; ".join(
+            f"#{r['rank']} {r['path']} ({r['label']} -> {r['suggested']}, p {r['p_label']})" for r in t["top"])]
+    return lines

@@ -16,6 +16,7 @@ from artextract.core.progress import log
 from artextract.core.safe_text import markdown_cell
 from artextract.core.version import VERSION
 from artextract.layout import DataFolder, EvalFolder, RunFolder
+from artextract.report.audit_report import audit_markdown
 
 GALLERY_SIZE = 12
 _MIME = {".png": "image/png", ".jpg": "image/jpeg"}
@@ -165,7 +166,8 @@ def _task_sections(out: EvalFolder, metrics: dict[str, Any], outliers: pd.DataFr
 
 
 def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metrics: dict[str, Any],
-                 outliers: pd.DataFrame) -> Path:
+                 outliers: pd.DataFrame, audit: dict[str, Any] | None = None) -> Path:
+    """report.html and report.md; `audit`: the section of a label audit of the run's DATA (report/audit_report)."""
     from jinja2 import Environment, PackageLoader
 
     from artextract.report import plots
@@ -187,9 +189,10 @@ def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metr
         header=header_rows(out, run, data, metrics["split"]), caveat=_inline_code(split_caveat(metrics["split"])),
         data_counts=data_counts, data_notes=data_notes,
         metric_rows=_metric_rows(metrics), noise_rows=_noise_rows(metrics), curves=curves,
-        tasks=_task_sections(out, metrics, outliers), skipped=metrics.get("inputs", {}).get("skipped_by_prepare", 0))
+        tasks=_task_sections(out, metrics, outliers), skipped=metrics.get("inputs", {}).get("skipped_by_prepare", 0),
+        audit=audit)
     write_text(out.report_html, html)
-    write_text(out.report_md, render_markdown(metrics, outliers))
+    write_text(out.report_md, render_markdown(metrics, outliers) + "\n".join(audit_markdown(audit)))
     return out.report_html
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from artextract.serve.collection import PAGE_SIZE, Collection, Query
+from artextract.serve.label_issues import ISSUES_PAGE, IssueQuery
 
 MAX_UPLOAD_MB = 50
 THUMB_SIDE, IMAGE_SIDE = 160, 512
@@ -31,7 +32,8 @@ def create_app(collection: Collection, max_upload_mb: int = MAX_UPLOAD_MB) -> An
     model_lock = threading.Lock()  # one forward pass at a time: the model is not shared across threads safely
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
-        html = templates.get_template(name).render(tasks=collection.tasks, run=collection.run.root.name, **context)
+        html = templates.get_template(name).render(tasks=collection.tasks, run=collection.run.root.name,
+                                                   audited=collection.issues is not None, **context)
         return HTMLResponse(html, status_code=status)
 
     def painting_row(request: Request) -> int:
@@ -93,12 +95,27 @@ def create_app(collection: Collection, max_upload_mb: int = MAX_UPLOAD_MB) -> An
             return page("new.html.j2", status=422, max_mb=max_upload_mb, error=result)
         return page("new.html.j2", max_mb=max_upload_mb, result=result)
 
+    async def label_issues(request: Request) -> Response:
+        issues = collection.issues
+        if issues is None:
+            return page("issues.html.j2", status=404, missing=True)
+        query = IssueQuery.parse(dict(request.query_params), issues.tasks)
+        rows, total = issues.select(query)
+        return page("issues.html.j2", query=query, rows=rows, total=total, pages=max(1, -(-total // ISSUES_PAGE)),
+                    issue_tasks=issues.tasks, classes=issues.classes[query.task], record=issues.record,
+                    params=dict(request.query_params))
+
+    async def audited_image(request: Request) -> Response:
+        data = await asyncio.to_thread(collection.audited_jpeg, int(request.path_params["index"]), THUMB_SIDE)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
     async def not_found(request: Request, exc: Exception) -> Response:
         return page("error.html.j2", status=404, message="There is no such page or painting here.")
 
     routes = [Route("/", grid), Route("/painting/{row:int}", painting), Route("/thumb/{row:int}.jpg", image),
               Route("/image/{row:int}.jpg", image), Route("/heatmap/{row:int}/{task:str}.png", heatmap),
-              Route("/confusion/{task:str}", confusion), Route("/new", new_painting, methods=["GET", "POST"])]
+              Route("/confusion/{task:str}", confusion), Route("/new", new_painting, methods=["GET", "POST"]),
+              Route("/issues", label_issues), Route("/audited/{index:int}.jpg", audited_image)]
     return Starlette(routes=routes, exception_handlers={404: not_found, KeyError: not_found})
 
 
@@ -146,13 +163,14 @@ def _classify_upload(collection: Collection, lock: threading.Lock, data: bytes) 
             "similar": result["similar"]}
 
 
-def serve(run: Path, data: Path | None, host: str, port: int, max_upload_mb: int = MAX_UPLOAD_MB) -> None:
-    """Open the collection and serve it until Ctrl-C."""
+def serve(run: Path, data: Path | None, host: str, port: int, max_upload_mb: int = MAX_UPLOAD_MB,
+          audit: Path | None = None) -> None:
+    """Open the collection (and the label audit of its DATA, if given) and serve it until Ctrl-C."""
     import uvicorn
 
     from artextract.core.progress import log
 
-    collection = Collection.open(run, data)
+    collection = Collection.open(run, data, audit)
     log.info("serve: %d paintings of %s; building the similarity index if needed", len(collection.predictions),
              collection.evaluation.root)
     collection.index  # noqa: B018 (built before the first request, not during it)

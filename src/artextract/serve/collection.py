@@ -67,12 +67,13 @@ class Collection:
     classes: dict[str, list[str]]
     outliers: pd.DataFrame
     metrics: dict[str, Any]
+    issues: Any = None  # serve/label_issues.LabelIssues of the run's DATA, when served with --audit
     _thumbnails: dict[tuple[int, int], bytes] = field(default_factory=dict)
     _heatmaps: dict[tuple[int, str], bytes] = field(default_factory=dict)
     _views: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, run: Path, data: Path | None = None) -> Collection:
+    def open(cls, run: Path, data: Path | None = None, audit: Path | None = None) -> Collection:
         folder = RunFolder(Path(run))
         folder.require_model()
         evaluation = EvalFolder(folder.default_eval)
@@ -86,7 +87,13 @@ class Collection:
                                   "was evaluated on")
         outliers = pd.read_csv(evaluation.outliers) if evaluation.outliers.is_file() else pd.DataFrame()
         metrics = read_record(evaluation.metrics, REWRITE_HINT)
-        return cls(folder, evaluation, data_folder, predictions.reset_index(drop=True), classes, outliers, metrics)
+        issues = None
+        if audit is not None:
+            from artextract.serve.label_issues import LabelIssues
+
+            issues = LabelIssues.open(Path(audit), data_folder, data_folder.read_classes())
+        return cls(folder, evaluation, data_folder, predictions.reset_index(drop=True), classes, outliers, metrics,
+                   issues)
 
     @property
     def tasks(self) -> list[str]:
@@ -140,11 +147,20 @@ class Collection:
 
     def jpeg(self, row: int, side: int) -> bytes:
         """The painting as a JPEG of at most `side` pixels (thumbnails are kept: a grid page asks for 60)."""
+        return self.cache_jpeg(int(self.row(row)["cache_index"]), side)
+
+    def audited_jpeg(self, cache_index: int, side: int) -> bytes:
+        """A painting of the label audit, by its row in DATA's cache: only the rows the audit lists."""
+        if self.issues is None or cache_index not in self.issues.cache_rows():
+            raise KeyError(cache_index)
+        return self.cache_jpeg(cache_index, side)
+
+    def cache_jpeg(self, cache_index: int, side: int) -> bytes:
         from PIL import Image
 
-        key = (row, side)
+        key = (cache_index, side)
         if key not in self._thumbnails:
-            picture = Image.fromarray(self.square(row))
+            picture = Image.fromarray(np.array(self.images[cache_index]))
             picture.thumbnail((side, side))
             buffer = io.BytesIO()
             picture.save(buffer, format="JPEG", quality=85)

@@ -34,7 +34,6 @@ from artextract.errors import ConfigError, DataError
 from artextract.stages.audit_rows import TaskAudit, rank_with_copies
 
 REVIEW_COLUMNS = ("action", "new_label")  # filled by the reviewer, read by prepare --overrides
-ACTIONS = ("keep", "relabel", "drop")
 
 
 @dataclass
@@ -167,12 +166,18 @@ def _column(manifest: pd.DataFrame, name: str, default: Any) -> np.ndarray:
     return manifest[name].to_numpy() if name in manifest.columns else np.full(len(manifest), default)
 
 
+# What a reviewer reads first, then the two columns they fill, then every score.
+_FIRST = ("rank", "task", "path", "label_name", "suggested_name", "p_label", "flagged", "cleanlab_issue",
+          "duplicate_group", "copy_of_group", "nearest_of_suggested", "injected", "true_label_name")
+
+
 def _review_table(frame: pd.DataFrame) -> pd.DataFrame:
     table = frame.drop(columns=[c for c in ("label", "predicted", "resembles", "suggested", "embedding")
                                 if c in frame.columns])
     for column in REVIEW_COLUMNS:
         table[column] = ""
-    return table
+    first = [c for c in _FIRST if c in table.columns] + list(REVIEW_COLUMNS)
+    return table[first + [c for c in table.columns if c not in first]]
 
 
 def _task_record(result: TaskAudit) -> dict[str, Any]:

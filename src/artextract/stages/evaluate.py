@@ -227,12 +227,14 @@ def check_arguments(run: Path, split: str, inject: float, batch_size: int) -> No
 
 def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", out: Path | None = None,
                  inject: float = 0.0, batch_size: int = 256, device: str = "auto", seed: int = 0,
-                 from_predictions: bool = False, force: bool = False) -> tuple[EvalResult, Path]:
+                 from_predictions: bool = False, force: bool = False,
+                 audit: Path | None = None) -> tuple[EvalResult, Path]:
     """The whole of `artextract evaluate`: predictions (unless `from_predictions`), analysis, heat maps, report.
-    `out` defaults to RUN/eval."""
+    `out` defaults to RUN/eval; `audit`: a label audit of the run's DATA, summarised in the report."""
     from artextract.core.environment import write_environment
     from artextract.core.lock import folder_lock
     from artextract.core.outdir import claimed_output_dir, undo_on_failure
+    from artextract.report.audit_report import audit_section
     from artextract.report.gallery import explain_examples
     from artextract.report.html import write_report
 
@@ -256,6 +258,8 @@ def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", ou
             held.enter_context(undo_on_failure(folder.root, keep=folder.predictions.is_file))
             held.enter_context(claimed_output_dir(folder.root, force=force, earlier_outputs=folder.outputs))
             held.enter_context(folder_lock(data, exclusive=False))
+        section = audit_section(Path(audit), data) if audit is not None else None  # refused before any work
+        if not from_predictions:
             predicted = predict_split(run_folder, data, split, folder, batch_size, device)
             split = predicted.split
         result = analyse(folder, split, inject, seed)
@@ -263,4 +267,4 @@ def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", ou
             explain_examples(predicted.model, predicted.preprocessing, predicted.images, folder, result.outliers,
                              result.metrics, seed)
         write_environment(folder.root / ENVIRONMENT)
-        return result, write_report(folder, run_folder, data, result.metrics, result.outliers)
+        return result, write_report(folder, run_folder, data, result.metrics, result.outliers, section)
