@@ -30,7 +30,12 @@ def train_or_reuse(data: Path, view: Any, run: Path, config: Config,
     if seconds is not None:
         return run, seconds
     started = time.perf_counter()
-    train(data, run, config, force=True, relabel=relabel)
+    if train(data, run, config, force=True, relabel=relabel).interrupted:
+        # Ctrl-C: the run saved its epoch; nothing after it may score an unfinished run. A rerun of the command
+        # reuses every finished run and trains this one again.
+        log.warning("interrupted while training %s; run the same command again to go on (finished runs are reused)",
+                    run)
+        raise KeyboardInterrupt
     return run, time.perf_counter() - started
 
 

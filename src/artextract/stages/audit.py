@@ -81,11 +81,10 @@ def _audit(data: Path, info: Any, out: Path, config: Config, folds: int, tasks: 
 
     started = time.perf_counter()
 
-    def relabel(view: Any) -> Any:
+    def relabel(view: Any) -> Any:  # the flips depend only on the manifest and the seed: every fold sees the same
         return flip_training_labels(view, noise, tasks)[0] if noise is not None else view
 
-    labelled = relabel(info)
-    flipped = flip_training_labels(info, noise, tasks)[1] if noise is not None else {}
+    labelled, flipped = flip_training_labels(info, noise, tasks) if noise is not None else (info, {})
     fold = fold_of_rows(info.manifest, folds)
     rows = pooled_rows(info)
     outputs, seconds = _out_of_fold(data, info, out, config, folds, rows, fold, relabel)
