@@ -169,3 +169,17 @@ def test_the_evaluation_report_summarises_the_audit(evaluated_run, audited_small
     (other / "audit.json").write_text(json.dumps(record | {"data": str(tmp_path)}))
     refused = run_cli("evaluate", "--run", evaluated_run, "--out", evaluation, "--from-predictions", "--audit", other)
     assert refused.code == 2 and "give the audit of this run's DATA" in refused.stderr
+
+
+def test_rank_by_orders_the_review_by_another_score(prepared_small, audited_small, tmp_path):
+    import shutil
+
+    copy = tmp_path / "audit"
+    shutil.copytree(audited_small.out, copy)
+    ranked = audit(prepared_small, copy, _config(), folds=FOLDS, noise=LabelNoise(0.1, "uniform", seed=1),
+                   rank_by="cleanlab_normalized_margin")
+    margins = ranked.tasks["genre"].frame["cleanlab_normalized_margin"].to_numpy()
+    assert (np.diff(margins) <= 0).all() and ranked.record["headline"] == "cleanlab_normalized_margin"
+    assert "Ranked by `cleanlab_normalized_margin`" in (copy / "audit.md").read_text()
+    with pytest.raises(ConfigError, match="--rank-by 'best' is not one of .*joint.*cleanlab_normalized_margin"):
+        audit(prepared_small, copy, _config(), folds=FOLDS, rank_by="best")

@@ -93,6 +93,10 @@ def audit(
                                                     "(rerunning reuses finished fold runs).")],
     folds: Annotated[int, typer.Option(min=2, max=100, help="K: K models, each trained on K-1 folds of the training "
                                        "paintings; each painting is judged by the model that did not see it.")] = 5,
+    rank_by: Annotated[str, typer.Option(help="The score that orders the CSVs: joint (the default, validated in "
+                                              "docs/label-audit.md), or another of the project's or cleanlab's "
+                                              "(e.g. cleanlab_normalized_margin, better at plausible mix-ups of "
+                                              "painters and genres).")] = "joint",
     tasks: config_flag("model.tasks") = None,
     epochs: config_flag("train.epochs") = None,
     *,
@@ -102,7 +106,7 @@ def audit(
     from artextract.stages.audit import audit as run_audit
 
     cfg = args.resolve(("model", "train"), given("model", tasks=tasks) | given("train", epochs=epochs))
-    result = run_audit(data, out, cfg, folds=folds, force=args.force)
+    result = run_audit(data, out, cfg, folds=folds, force=args.force, rank_by=rank_by)
     for task, figures in result.record["per_task"].items():
         groups = figures["conflicting_duplicate_groups"]
         typer.echo(f"{task}: {figures['flagged']:,} of {figures['paintings']:,} labels flagged "

@@ -28,9 +28,9 @@ def render_audit_markdown(record: dict[str, Any]) -> str:
              f"DATA: `{record['data']}`. {record['folds']} models ({config['backbone']}, {config['weights']} weights, "
              f"{config['representation']} representation, reader {config['reader']}, {config['epochs']} epochs), each "
              "trained on the other folds of the training paintings; every painting is judged by the model that did "
-             f"not train on it. Ranked by `{record['headline']}` (named before validation; see "
-             "analysis/label_issues.py). The flagged quota is Confident Learning's estimate of how many labels are "
-             "wrong (cleanlab).", ""]
+             f"not train on it. Ranked by `{record['headline']}` (`joint`, the default, was named before the "
+             "validation; see docs/label-audit.md). The flagged quota is Confident Learning's estimate of how many "
+             "labels are wrong (cleanlab).", ""]
     if noise:
         lines += [f"**Validation run**: {noise['fraction']:.0%} of the training labels of each task were flipped on "
                   f"purpose ({noise['mode']} mode, seed {noise['seed']}) before training.", ""]

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from artextract.analysis.label_issues import HEADLINE, ranking_column
 from artextract.serve.collection import PAGE_SIZE, Collection, Query
 from artextract.serve.label_issues import ISSUES_PAGE, IssueQuery
 
@@ -103,6 +104,7 @@ def create_app(collection: Collection, max_upload_mb: int = MAX_UPLOAD_MB) -> An
         rows, total = issues.select(query)
         return page("issues.html.j2", query=query, rows=rows, total=total, pages=max(1, -(-total // ISSUES_PAGE)),
                     issue_tasks=issues.tasks, classes=issues.classes[query.task], record=issues.record,
+                    ranking=ranking_column(issues.record.get("headline", HEADLINE)),
                     params=dict(request.query_params))
 
     async def audited_image(request: Request) -> Response:

@@ -49,16 +49,23 @@ def audit_files(out: Path, tasks: list[str]) -> list[Path]:
             *(out / f"label_issues_{task}.csv" for task in tasks)]
 
 
-def audit(data: Path, out: Path, config: Config, folds: int = 5, force: bool = False,
-          noise: Any = None) -> AuditResult:
+def audit(data: Path, out: Path, config: Config, folds: int = 5, force: bool = False, noise: Any = None,
+          rank_by: str | None = None) -> AuditResult:
     """Train `folds` runs of `config` on DATA, predict every training painting out of fold, and rank its label
-    issues per task. `noise` (engine/label_noise.LabelNoise) flips training labels first: the validation."""
+    issues per task by `rank_by` (default: the headline, analysis/label_issues.py). `noise`
+    (engine/label_noise.LabelNoise) flips training labels first: the validation."""
+    from artextract.analysis.label_issues import HEADLINE, ranking_column
     from artextract.engine.data import load_data_folder
     from artextract.models.backbone import check_backbone_name
     from artextract.models.readers import reader_kind
 
     reader_kind(config.model.reader)
     check_backbone_name(config.model.backbone)
+    rank_by = rank_by or HEADLINE
+    try:
+        ranking_column(rank_by)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if folds < 2:
         raise ConfigError(f"--folds {folds}: the audit needs at least 2 folds (5 is the usual choice)")
     info = load_data_folder(data)
@@ -70,12 +77,11 @@ def audit(data: Path, out: Path, config: Config, folds: int = 5, force: bool = F
     with undo_on_failure(Path(out), keep=lambda: (Path(out) / "folds").exists()), \
             claimed_output_dir(out, force=force, resumable_marker="folds",
                                earlier_outputs=lambda: audit_files(Path(out), tasks)) as claimed:
-        return _audit(data, info, claimed, config, folds, tasks, noise)
+        return _audit(data, info, claimed, config, folds, tasks, noise, rank_by)
 
 
 def _audit(data: Path, info: Any, out: Path, config: Config, folds: int, tasks: list[str],
-           noise: Any) -> AuditResult:
-    from artextract.analysis.label_issues import HEADLINE
+           noise: Any, rank_by: str) -> AuditResult:
     from artextract.engine.folds import fold_of_rows
     from artextract.engine.label_noise import flip_training_labels, pooled_rows
 
@@ -90,10 +96,10 @@ def _audit(data: Path, info: Any, out: Path, config: Config, folds: int, tasks: 
     outputs, seconds = _out_of_fold(data, info, out, config, folds, rows, fold, relabel)
     oof = _oof_frame(labelled.manifest, info.manifest, rows, fold, outputs, list(info.classes), flipped)
     write_with(out / "oof.parquet", lambda tmp: oof.to_parquet(tmp, index=False))
-    results = {task: rank_with_copies(task, oof, info, config.train.seed) for task in tasks}
+    results = {task: rank_with_copies(task, oof, info, config.train.seed, rank_by) for task in tasks}
     for task, result in results.items():
         write_with(out / f"label_issues_{task}.csv", lambda tmp, f=result.frame: write_csv(_review_table(f), tmp))
-    record = {"data": str(Path(data).resolve()), "folds": folds, "tasks": tasks, "headline": HEADLINE,
+    record = {"data": str(Path(data).resolve()), "folds": folds, "tasks": tasks, "headline": rank_by,
               "config": {"backbone": config.model.backbone, "weights": config.model.weights,
                          "representation": config.model.representation, "reader": config.model.reader,
                          "epochs": config.train.epochs, "seed": config.train.seed},

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from artextract.analysis.evaluation import stack
-from artextract.analysis.label_issues import detection, nearest_of_suggested, rank_label_issues
+from artextract.analysis.label_issues import HEADLINE, detection, nearest_of_suggested, rank_label_issues
 from artextract.core.progress import log
 
 
@@ -22,7 +22,7 @@ class TaskAudit:
     detection: dict[str, Any] | None = None  # with injected noise: how well each score found the flips
 
 
-def rank_with_copies(task: str, oof: pd.DataFrame, info: Any, seed: int) -> TaskAudit:
+def rank_with_copies(task: str, oof: pd.DataFrame, info: Any, seed: int, rank_by: str = HEADLINE) -> TaskAudit:
     names = info.classes[task]
     pool = oof[oof[f"label_{task}"] >= 0]
     copies = _conflicting_copies(task, oof, info)
@@ -33,7 +33,8 @@ def rank_with_copies(task: str, oof: pd.DataFrame, info: Any, seed: int) -> Task
     others = {other: np.concatenate([pool[f"label_{other}"].to_numpy(np.int64), copies[f"label_{other}"].to_numpy(
         np.int64)]) for other in info.classes if other != task and f"label_{other}" in oof.columns}
     counted = np.arange(len(paths)) < len(pool)
-    frame, quota = rank_label_issues(task, paths, labels, logits, embeddings, names, others, counted, seed=seed)
+    frame, quota = rank_label_issues(task, paths, labels, logits, embeddings, names, others, counted, seed=seed,
+                                     rank_by=rank_by)
     copy_group = dict(zip(copies["path"], copies["group"], strict=True))
     frame["copy_of_group"] = frame["path"].map(copy_group).fillna(-1).astype(int)
     group_of = dict(zip(oof["path"], oof["duplicate_group"], strict=True))
