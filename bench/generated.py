@@ -15,5 +15,5 @@ def generated_data(root: Path, image_size: int, per_artist: int, artists: int = 
     generate_dataset(root / "synth", SynthConfig(artists=artists, per_artist=per_artist, size=size,
                                                  val_fraction=val_fraction))
     prepare_dataset(root / "synth" / "csv", root / "synth" / "wikiart", root / "data",
-                    PrepareConfig(image_size=image_size))
+                    PrepareConfig(cache_size=image_size))
     return root / "data"
