@@ -174,3 +174,18 @@ def test_a_review_settles_a_duplicate_painting_s_conflicting_labels(planted, pre
     original_style = next(label for p, label in _rows(root / "csv" / "style_train.csv") if p == original)
     assert settled.at[kept, "label_style"] == original_style
     assert result.report["content_duplicates"]["conflicting"] == []
+
+
+def test_thousands_of_identical_placeholders_cost_no_more_than_one():
+    # 20,000 identical images (one exact group, no pair compared), and 3,000 near-identical blank ones whose
+    # hashes pair every one with every other: the near search is given up, memory and time stay bounded.
+    count = 23_000
+    sha = np.zeros((count, 32), np.uint8)
+    sha[20_000:, :4] = np.arange(3_000, dtype=np.uint32)[:, None].view(np.uint8).reshape(3_000, 4)
+    sha[20_000:, 31] = 1
+    phash = np.zeros(count, np.uint64)
+    phash[20_000:] = np.uint64(1) << (np.arange(3_000, dtype=np.uint64) % np.uint64(64))  # all within 2 bits
+    groups = find_groups(sha, phash, np.zeros(count, np.uint64), np.ones(count, bool))
+    assert groups.near_skipped
+    assert (groups.group[:20_000] == 0).all() and groups.kind[0] == "exact"
+    assert len(set(groups.group[20_000:].tolist())) <= 64 + 1  # only identically hashed ones were joined

@@ -181,5 +181,5 @@ def test_rank_by_orders_the_review_by_another_score(prepared_small, audited_smal
     margins = ranked.tasks["genre"].frame["cleanlab_normalized_margin"].to_numpy()
     assert (np.diff(margins) <= 0).all() and ranked.record["headline"] == "cleanlab_normalized_margin"
     assert "Ranked by `cleanlab_normalized_margin`" in (copy / "audit.md").read_text()
-    with pytest.raises(ConfigError, match="--rank-by 'best' is not one of .*joint.*cleanlab_normalized_margin"):
+    with pytest.raises(ConfigError, match=r"--rank-by 'best' is not one of .*joint.*cleanlab_normalized_margin"):
         audit(prepared_small, copy, _config(), folds=FOLDS, rank_by="best")

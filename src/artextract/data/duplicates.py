@@ -54,63 +54,94 @@ class Groups:
 
     group: np.ndarray
     kind: list[str]
+    near_skipped: bool = False  # the near search was given up (see NEAR_PAIRS_PER_IMAGE)
 
     @property
     def count(self) -> int:
         return len(self.kind)
 
 
+# More near pairs than this per distinct image means hashes that say nothing (thousands of blank or placeholder
+# images): the near search is then given up, and said so, rather than merging unrelated images by the thousand.
+NEAR_PAIRS_PER_IMAGE = 20
+
+
+class _Forest:
+    """Union-find over row numbers; a group's root is its smallest row."""
+
+    def __init__(self, size: int) -> None:
+        self.parent = np.arange(size)
+
+    def root(self, i: int) -> int:
+        parent = self.parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return int(i)
+
+    def join(self, a: int, b: int) -> None:
+        ra, rb = self.root(a), self.root(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _join_equal(forest: _Forest, rows: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Join the rows whose keys are equal; returns the first row of each distinct key."""
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    for position in np.flatnonzero(first[inverse] != np.arange(len(rows))):
+        forest.join(int(rows[first[inverse[position]]]), int(rows[position]))
+    return rows[np.sort(first)]
+
+
 def find_groups(sha256: np.ndarray, phash: np.ndarray, dhash: np.ndarray, usable: np.ndarray) -> Groups:
     """Duplicate groups among the `usable` rows (`sha256`: N x 32 uint8; the hashes: N uint64). Group numbers
     follow the rows' order, so the same inputs always give the same numbers."""
     rows = np.flatnonzero(usable)
-    parent = np.arange(len(usable))
+    forest = _Forest(len(usable))
+    # Identical bytes, then identical hashes, are joined without comparing pairs: a collection of thousands of
+    # identical placeholder images costs no more than one.
+    _join_equal(forest, rows, np.ascontiguousarray(sha256[rows]).view(np.dtype((np.void, 32))).ravel())
+    both = np.stack([phash[rows].astype(np.uint64), dhash[rows].astype(np.uint64)], axis=1)
+    distinct = _join_equal(forest, rows, np.ascontiguousarray(both).view(np.dtype((np.void, 16))).ravel())
+    pairs = near_pairs(phash[distinct], dhash[distinct], limit=NEAR_PAIRS_PER_IMAGE * max(len(distinct), 1))
+    for a, b in pairs if pairs is not None else []:
+        forest.join(int(distinct[a]), int(distinct[b]))
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def join(a: int, b: int) -> None:
-        ra, rb = root(a), root(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-
-    digests = np.ascontiguousarray(sha256[rows]).view(np.dtype((np.void, 32))).ravel()
-    _, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
-    for position, same in enumerate(inverse):
-        if first[same] != position:
-            join(int(rows[first[same]]), int(rows[position]))
-    for a, b in near_pairs(phash[rows], dhash[rows]):
-        join(int(rows[a]), int(rows[b]))
-
-    roots = np.array([root(int(i)) for i in range(len(usable))])
-    group = np.full(len(usable), -1, dtype=np.int64)
-    kind: list[str] = []
     members_of: dict[int, list[int]] = {}
     for i in rows:
-        members_of.setdefault(int(roots[i]), []).append(int(i))
+        members_of.setdefault(forest.root(int(i)), []).append(int(i))
+    group = np.full(len(usable), -1, dtype=np.int64)
+    kind: list[str] = []
     for members in sorted((m for m in members_of.values() if len(m) > 1), key=lambda m: m[0]):
         group[members] = len(kind)
         kind.append("exact" if len({bytes(sha256[i]) for i in members}) == 1 else "near")
-    return Groups(group, kind)
+    return Groups(group, kind, near_skipped=pairs is None)
 
 
-def near_pairs(phash: np.ndarray, dhash: np.ndarray, bits: int = NEAR_BITS) -> list[tuple[int, int]]:
+def near_pairs(phash: np.ndarray, dhash: np.ndarray, bits: int = NEAR_BITS,
+               limit: int | None = None) -> list[tuple[int, int]] | None:
     """Index pairs (a < b) whose phash and dhash both differ in at most `bits` bits: every pair compared (exact,
-    no index to miss one), in chunks on every core (numpy's bit counting releases the GIL)."""
+    no index to miss one), in chunks on every core (numpy's bit counting releases the GIL). None when more than
+    `limit` pairs are found: the hashes then group what is not copies (memory stays bounded either way)."""
     phash, dhash = phash.astype(np.uint64), dhash.astype(np.uint64)
 
-    def chunk(start: int) -> list[tuple[int, int]]:
-        block = phash[start: start + _CHUNK, None] ^ phash[None, start:]
-        a, b = np.nonzero(np.bitwise_count(block) <= bits)
+    def chunk(start: int) -> tuple[np.ndarray, np.ndarray] | None:
+        close = np.bitwise_count(phash[start: start + _CHUNK, None] ^ phash[None, start:]) <= bits
+        if limit is not None and np.count_nonzero(close) > limit + _CHUNK:  # (the diagonal counts too)
+            return None
+        a, b = np.nonzero(close)
         a, b = a + start, b + start
         keep = (b > a) & (np.bitwise_count(dhash[a] ^ dhash[b]) <= bits)
-        return list(zip(a[keep].tolist(), b[keep].tolist(), strict=True))
+        return a[keep], b[keep]
 
+    found: list[tuple[int, int]] = []
     with ThreadPoolExecutor(max(1, min(os.cpu_count() or 1, 8))) as pool:
-        return [pair for part in pool.map(chunk, range(0, len(phash), _CHUNK)) for pair in part]
+        for part in pool.map(chunk, range(0, len(phash), _CHUNK)):
+            if part is None or (limit is not None and len(found) + len(part[0]) > limit):
+                return None
+            found += zip(part[0].tolist(), part[1].tolist(), strict=True)
+    return found
 
 
 def merge_duplicates(records: list[ImageRecord], groups: Groups) -> list[dict[str, Any]]:

@@ -98,7 +98,12 @@ DUPLICATES_TEXT = ("Two images are one painting when their files are byte-identi
                    "the painting is not trained on nor scored for that task until an override settles it.")
 
 
-def duplicates_report(entries: list[dict[str, Any]], classes: dict[str, list[str]]) -> dict[str, Any]:
+NEAR_SKIPPED_TEXT = (" HERE THE NEAR SEARCH WAS GIVEN UP: the perceptual hashes paired far too many images (blank or "
+                     "placeholder images?), so only byte-identical and identically hashed copies were grouped.")
+
+
+def duplicates_report(entries: list[dict[str, Any]], classes: dict[str, list[str]],
+                      near_skipped: bool = False) -> dict[str, Any]:
     """The report's section on paintings found under several names (data/duplicates.py)."""
     from artextract.data.duplicates import NEAR_BITS
 
@@ -107,7 +112,7 @@ def duplicates_report(entries: list[dict[str, Any]], classes: dict[str, list[str
                 **{task: classes[task][label] for task, label in copy["labels"].items() if label >= 0}}
 
     return {
-        "rule": DUPLICATES_TEXT.format(bits=NEAR_BITS),
+        "rule": DUPLICATES_TEXT.format(bits=NEAR_BITS) + (NEAR_SKIPPED_TEXT if near_skipped else ""),
         "groups": len(entries), "exact": sum(e["kind"] == "exact" for e in entries),
         "near": sum(e["kind"] == "near" for e in entries),
         "copies_left_out": sum(len(e["copies"]) - 1 for e in entries),
