@@ -164,7 +164,7 @@ def test_the_label_issues_view_ranks_the_audit_beside_the_suggested_class(evalua
     assert len(re.findall(r'id="rank-', flagged.text)) == min(audited_small.tasks["style"].quota, 30)
     listed = int(top["cache_index"])
     assert client.get(f"/audited/{listed}.jpg").headers["content-type"] == "image/jpeg"
-    unlisted = max(collection.issues.cache_rows()) + 1000
+    unlisted = max(collection.issues.cache_rows) + 1000
     assert client.get(f"/audited/{unlisted}.jpg").status_code == 404  # only the audit's paintings are served
 
 

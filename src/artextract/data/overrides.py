@@ -22,7 +22,8 @@ from artextract.data.protocol import Collected
 from artextract.errors import DataError
 
 ACTIONS = ("keep", "relabel", "drop")
-NEEDED = ("path", "task", "action", "new_label")
+REVIEW_COLUMNS = ("action", "new_label")  # what a reviewer fills in an audit's CSV (stages/audit.py writes them)
+NEEDED = ("path", "task", *REVIEW_COLUMNS)
 FILE_PATTERN = "label_issues_*.csv"
 
 

@@ -151,7 +151,7 @@ class Collection:
 
     def audited_jpeg(self, cache_index: int, side: int) -> bytes:
         """A painting of the label audit, by its row in DATA's cache: only the rows the audit lists."""
-        if self.issues is None or cache_index not in self.issues.cache_rows():
+        if self.issues is None or cache_index not in self.issues.cache_rows:
             raise KeyError(cache_index)
         return self.cache_jpeg(cache_index, side)
 

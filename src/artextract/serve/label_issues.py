@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +80,16 @@ class LabelIssues:
     def tasks(self) -> list[str]:
         return list(self.frames)
 
-    def cache_rows(self) -> set[int]:
-        """The cache rows this view may serve: the audited paintings and their suggested neighbours."""
-        return {int(i) for frame in self.frames.values() for i in frame["cache_index"]}
+    @cached_property
+    def cache_rows(self) -> frozenset[int]:
+        """The cache rows this view may serve: the audited paintings (their suggested neighbours among them)."""
+        return frozenset(int(i) for frame in self.frames.values() for i in frame["cache_index"])
+
+    @cached_property
+    def _cache_row_of(self) -> dict[str, dict[str, int]]:
+        """Per task, each listed painting's cache row (what a page's neighbours are shown by)."""
+        return {task: dict(zip(frame["path"], frame["cache_index"].astype(int), strict=True))
+                for task, frame in self.frames.items()}
 
     def select(self, query: IssueQuery) -> tuple[list[dict[str, Any]], int]:
         """(this page's rows, each with its neighbours' cache rows; the number matching)."""
@@ -94,7 +102,7 @@ class LabelIssues:
             frame = frame[frame["suggested_name"] == query.suggested]
         start = (query.page - 1) * ISSUES_PAGE
         page = frame.iloc[start:start + ISSUES_PAGE]
-        index = dict(zip(self.frames[query.task]["path"], self.frames[query.task]["cache_index"], strict=True))
+        index = self._cache_row_of[query.task]
         rows = []
         for record in page.to_dict("records"):
             neighbours = [p for p in str(record.get("nearest_of_suggested", "")).split(";") if p in index]

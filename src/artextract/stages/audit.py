@@ -30,10 +30,9 @@ from artextract.core.atomic import write_json, write_text, write_with
 from artextract.core.outdir import claimed_output_dir, undo_on_failure
 from artextract.core.progress import log
 from artextract.core.safe_text import write_csv
+from artextract.data.overrides import REVIEW_COLUMNS
 from artextract.errors import ConfigError, DataError
 from artextract.stages.audit_rows import TaskAudit, rank_with_copies
-
-REVIEW_COLUMNS = ("action", "new_label")  # filled by the reviewer, read by prepare --overrides
 
 
 @dataclass
@@ -127,11 +126,11 @@ def _out_of_fold(data: Path, info: Any, out: Path, config: Config, folds: int, r
 
     outputs: dict[str, np.ndarray] = {}
     seconds = []
+    runtime = Runtime.resolve(config.train.accelerator, config.train.precision, config.train.channels_last)
     for k in range(folds):
         view = relabel(fold_view(info, folds, k))
         run, took = train_or_reuse(data, view, out / "folds" / f"fold-{k}", _fold_config(config, folds, k), relabel)
         seconds.append(took)
-        runtime = Runtime.resolve(config.train.accelerator, config.train.precision, config.train.channels_last)
         model, meta = load_model_file(RunFolder(run).model, runtime)
         model.load_state_dict(load_checkpoint(RunFolder(run).last)["model"])  # its last epoch: nothing selected
         held = rows[fold[rows] == k]
