@@ -132,7 +132,10 @@ def test_ablate_compares_readers_on_cached_features(run_cli, prepared_small, tmp
     table = json.loads((tmp_path / "ab" / "ablation.json").read_text())["table"]
     assert set(table) == {"gap", "gru-rows", "linear-probe"}
     assert len(table["gru-rows"]["artist"]["accuracy_per_run"]) == 2
-    assert 0 <= table["gru-rows"]["artist"]["vs_baseline_first_seed"]["mcnemar"]["p_value"] <= 1
+    verdict = json.loads((tmp_path / "ab" / "ablation.json").read_text())["verdicts"][0]
+    assert (verdict["a"], verdict["b"], verdict["seeds_a"], verdict["seeds_b"]) == ("gap", "gru-rows", 2, 2)
+    assert verdict["training_variance"] and 0 <= verdict["macro_f1"]["p_value"] <= verdict["macro_f1"]["p_holm"] <= 1
+    assert "Holm's correction over all 2 tests" in result.stdout
     assert "| gru-rows |" in result.stdout and (tmp_path / "ab" / "ablation.md").is_file()
     stamp = (tmp_path / "ab" / "runs" / "gap-s0" / "model.safetensors").stat().st_mtime_ns
     again = run_cli(*args)  # finished runs are reused, not trained again

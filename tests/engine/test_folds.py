@@ -109,9 +109,17 @@ def test_ablate_cross_validates_every_training_painting_once(run_cli, prepared_s
     quick = run_cli(*args, "--no-probe")  # the same runs, reused; no probe in the table
     assert quick.code == 0 and "linear-probe" not in json.loads((tmp_path / "ab" / "ablation.json").read_text())[
         "table"]
-    # Without gap, the first variant is the baseline every other one is paired against.
+    # Without gap, the first variant is the baseline every other one is paired against; --pairs names others.
     paired = run_cli(*args[:-6], "--variants", "gru-rows,gru-cols", "--seeds", "0", "--folds", "2", "--no-probe")
     assert paired.code == 0, paired.stderr
     report = json.loads((tmp_path / "ab" / "ablation.json").read_text())
-    assert report["baseline"] == "gru-rows" and "vs_baseline_first_seed" in report["table"]["gru-cols"]["artist"]
-    assert "vs gru-rows, first seed" in paired.stdout
+    assert report["pairs"] == [["gru-rows", "gru-cols"]]
+    assert "One seed per model: the training variance is not included" in " ".join(paired.stdout.split())
+    chosen = run_cli(*args[:-6], "--variants", "gru-rows,gru-cols", "--seeds", "0", "--folds", "2", "--no-probe",
+                     "--pairs", "gru-cols:gru-rows")
+    assert chosen.code == 0, chosen.stderr
+    report = json.loads((tmp_path / "ab" / "ablation.json").read_text())
+    assert [(v["a"], v["b"]) for v in report["verdicts"]] == [("gru-cols", "gru-rows")]
+    assert report["verdicts"][0]["accuracy"]["mcnemar"]["p_value"] <= 1  # one run each: the exact test beside it
+    refused = run_cli(*args[:-6], "--variants", "gru-rows", "--folds", "2", "--pairs", "gru-rows:gap")
+    assert refused.code == 2 and "which --variants does not train" in refused.stderr

@@ -1,7 +1,10 @@
 """Classification metrics for one task, with bootstrap 95 % confidence intervals.
 
 Everything is computed from (true label, logits) pairs; the point figures are scikit-learn's, the intervals come
-from a vectorised percentile bootstrap over images (seeded).
+from a vectorised percentile bootstrap over images (seeded), stratified by true class: each resample keeps every
+class's number of images, so every class the point figure averages over is in every resample. (An unstratified
+resample drops rare classes, and macro-F1 over the classes left is biased upward: on a long tail the point sat
+at the bottom of its own interval.)
 """
 
 from __future__ import annotations
@@ -35,21 +38,33 @@ def _f1_from_confusion(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return f1, recall
 
 
-def _resampled(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
+def stratified_draws(y_true: np.ndarray, samples: int, rng: np.random.Generator) -> np.ndarray:
+    """`samples` x N image indices: each row resamples, with replacement, the images of each true class among
+    themselves (so the class counts of `y_true` hold in every row)."""
+    draws = np.empty((samples, len(y_true)), dtype=np.int64)
+    for label in np.unique(y_true):
+        members = np.flatnonzero(y_true == label)
+        draws[:, members] = members[rng.integers(0, len(members), size=(samples, len(members)))]
+    return draws
+
+
+def resampled_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int,
                draws: np.ndarray) -> dict[str, np.ndarray]:
     """Accuracy, balanced accuracy and macro-F1 of each resample (one row of `draws` = one resample of images).
 
-    Macro-F1 averages over the classes that have support or predictions in each resample, as scikit-learn does.
-    """
+    Macro-F1 averages over one fixed set of classes, the point figure's: those with images or predictions in the
+    whole sample (a class predicted in the sample but not in a resample counts with F1 0, as it does in the
+    point figure whenever it has no image)."""
     samples = len(draws)
     cells = (y_true * num_classes + y_pred)[draws]
     offsets = (np.arange(samples) * num_classes * num_classes)[:, None]
     counts = np.bincount((cells + offsets).ravel(), minlength=samples * num_classes * num_classes)
     counts = counts.reshape(samples, num_classes, num_classes)
     f1, recall = _f1_from_confusion(counts)
-    present = (counts.sum(axis=2) + counts.sum(axis=1)) > 0
+    present = np.zeros(num_classes, dtype=bool)
+    present[np.union1d(y_true, y_pred)] = True
     return {"accuracy": (y_true == y_pred)[draws].mean(axis=1), "balanced_accuracy": np.nanmean(recall, axis=1),
-            "macro_f1": (f1 * present).sum(axis=1) / present.sum(axis=1)}
+            "macro_f1": f1[:, present].mean(axis=1)}
 
 
 def _interval(values: np.ndarray) -> list[float]:
@@ -58,9 +73,9 @@ def _interval(values: np.ndarray) -> list[float]:
 
 def bootstrap_intervals(y_true: np.ndarray, y_pred: np.ndarray, in_top5: np.ndarray, num_classes: int,
                         samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> dict[str, list[float]]:
-    """95 % percentile intervals of accuracy, top-5 accuracy, balanced accuracy and macro-F1."""
-    draws = np.random.default_rng(seed).integers(0, len(y_true), size=(samples, len(y_true)))
-    statistics = _resampled(y_true, y_pred, num_classes, draws) | {"top5_accuracy": in_top5[draws].mean(axis=1)}
+    """95 % percentile intervals of accuracy, top-5 accuracy, balanced accuracy and macro-F1 (stratified)."""
+    draws = stratified_draws(y_true, samples, np.random.default_rng(seed))
+    statistics = resampled_metrics(y_true, y_pred, num_classes, draws) | {"top5_accuracy": in_top5[draws].mean(axis=1)}
     return {name: _interval(statistics[name]) for name in ("accuracy", "top5_accuracy", "balanced_accuracy",
                                                             "macro_f1")}
 
@@ -74,8 +89,8 @@ def seed_mean_metrics(y_true: np.ndarray, predictions: np.ndarray, num_classes: 
 
     labelled = y_true >= 0
     y_true, predictions = y_true[labelled], predictions[:, labelled]
-    draws = np.random.default_rng(seed).integers(0, len(y_true), size=(samples, len(y_true)))
-    per_run = [_resampled(y_true, p, num_classes, draws) for p in predictions]
+    draws = stratified_draws(y_true, samples, np.random.default_rng(seed))
+    per_run = [resampled_metrics(y_true, p, num_classes, draws) for p in predictions]
     result: dict[str, Any] = {"images": len(y_true), "runs": len(predictions)}
     for name in ("accuracy", "macro_f1"):
         points = [float((y_true == p).mean()) if name == "accuracy"

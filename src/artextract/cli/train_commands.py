@@ -71,16 +71,21 @@ def ablate(
                                        "painting scored once); 0: score on the selection split.")] = 0,
     probe: Annotated[bool, typer.Option("--probe/--no-probe", help="Add the linear probe (logistic regression on "
                                         "the first variant's pooled features) to the table.")] = True,
+    pairs: Annotated[str, typer.Option(help="Comma-separated A:B pairs of variants to test (B against A, over the "
+                                            "seeds, Holm-corrected over the table); by default each variant "
+                                            "against gap (or the first variant).")] = "",
     *,
     args: ConfigArgs,
 ) -> None:
     """Compare the readers (GAP, GRU/LSTM scans, attention) on frozen-backbone features, with a linear probe."""
     from artextract.stages.ablate import ablate as run_ablation
     from artextract.stages.ablate import parse_seeds, parse_variants
+    from artextract.stages.ablate_table import parse_pairs
 
     cfg = args.resolve(("model", "train"))
-    result = run_ablation(data, out, cfg, parse_variants(variants), parse_seeds(seeds), force=args.force, folds=folds,
-                          probe=probe)
+    names = parse_variants(variants)
+    result = run_ablation(data, out, cfg, names, parse_seeds(seeds), force=args.force, folds=folds,
+                          probe=probe, pairs=parse_pairs(pairs, names))
     typer.echo(result.markdown, nl=False)
     typer.echo(f"table: {result.out / 'ablation.md'}")
 

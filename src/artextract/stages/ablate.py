@@ -4,7 +4,9 @@ frozen-backbone feature cache, with several seeds, scored on the selection set b
 OUT/runs/<variant>-s<seed>[-f<fold>]/  one ordinary RUN folder per training (on a rerun, one that finished with
                                the same settings on the same DATA is reused; any other is trained again)
 OUT/ablation.json, ablation.md the table: per variant and task, accuracy and macro-F1 averaged over the seeds,
-                               with 95 % bootstrap intervals over the scored images
+                               with 95 % bootstrap intervals over the scored images; then the verdicts: each pair
+                               (every variant against `gap` by default, or --pairs) tested with the images' and the
+                               seeds' variance, Holm-corrected over the table (stages/ablate_table.py)
 
 With --folds K the runs are scored by K-fold cross-validation over the train and selection splits pooled: K runs
 per variant and seed, each painting scored once by the run that did not train on it; about K times the paintings
@@ -30,8 +32,8 @@ from artextract.core.atomic import write_json, write_text
 from artextract.core.outdir import claimed_output_dir, undo_on_failure
 from artextract.core.progress import log
 from artextract.errors import ArtExtractError, ConfigError
-from artextract.models.weights import weights_phrase
 from artextract.stages.ablate_runs import features_and_model, last_epoch_predictions, train_or_reuse
+from artextract.stages.ablate_table import default_pairs, render_markdown, verdicts
 
 # name -> settings over the configured ones (model settings, or "train.KEY" for a training setting). The readers
 # of the last map name their representation, so that a recipe configured with the pyramid still compares them.
@@ -60,7 +62,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lite2": {"backbone": "tf_efficientnet_lite2"},
 }
 LINEAR_PROBE = "linear-probe"
-BASELINE = "gap"  # every other variant is tested against it, paired (against the first variant when it is absent)
 PROBE_C_GRID = (0.01, 0.1, 1.0)  # inverse regularisation strengths tried by 3-fold cross-validation on train
 
 
@@ -69,6 +70,7 @@ class AblationResult:
     out: Path
     table: dict[str, dict[str, dict[str, Any]]]  # variant -> task -> figures
     markdown: str
+    verdicts: list[dict[str, Any]]
 
 
 def variant_settings(name: str) -> dict[str, Any] | None:
@@ -102,10 +104,11 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int],
-           force: bool = False, folds: int = 0, probe: bool = True) -> AblationResult:
+           force: bool = False, folds: int = 0, probe: bool = True,
+           pairs: list[tuple[str, str]] | None = None) -> AblationResult:
     """Train every variant once per seed and score it on the selection split, or with `folds` >= 2 by K-fold
     cross-validation over the train and selection splits pooled (each painting scored once, by the run that did
-    not train on it: engine/folds.py)."""
+    not train on it: engine/folds.py); then test `pairs` (A, B) of variants (by default each against `gap`)."""
     from artextract.models.backbone import check_backbone_name
     from artextract.models.readers import reader_kind
 
@@ -119,12 +122,12 @@ def ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: li
     # before any run started leaves nothing behind (not a folder holding only the lock file); runs are kept.
     with undo_on_failure(Path(out), keep=lambda: (Path(out) / "runs").exists()), \
             claimed_output_dir(out, force=force, resumable_marker="runs") as claimed:
-        return _ablate(data, claimed, config, variants, seeds, folds, probe)
+        return _ablate(data, claimed, config, variants, seeds, folds, probe,
+                       pairs if pairs else default_pairs(variants))
 
 
 def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: list[int],
-            folds: int, probe: bool) -> AblationResult:
-    from artextract.analysis.compare import mcnemar_exact, paired_difference
+            folds: int, probe: bool, pairs: list[tuple[str, str]]) -> AblationResult:
     from artextract.analysis.metrics import seed_mean_metrics
     from artextract.engine.data import load_data_folder
     from artextract.engine.folds import fold_view
@@ -137,7 +140,7 @@ def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: l
         _require_selection(info, tasks, data)
     table: dict[str, dict[str, dict[str, Any]]] = {}
     selection = None
-    first_seed: dict[str, dict[str, np.ndarray]] = {}  # variant -> task -> the first seed's predictions
+    every_seed: dict[str, dict[str, np.ndarray]] = {}  # variant -> task -> seeds x images predicted
     for name in variants:
         predictions: dict[str, list[np.ndarray]] = {t: [] for t in tasks}
         seconds = []
@@ -157,25 +160,19 @@ def _ablate(data: Path, out: Path, config: Config, variants: list[str], seeds: l
                                                len(info.classes[task]))
                        | {"trainable_parameters": parameters, "seconds_per_run": float(np.mean(seconds))}
                        for task in tasks}
-        first_seed[name] = {task: runs[0] for task, runs in predictions.items()}
+        every_seed[name] = {task: np.stack(runs) for task, runs in predictions.items()}
         log.info("ablate: %s done (%s)", name, _headline(table[name]))
     assert selection is not None
-    baseline = BASELINE if BASELINE in first_seed else variants[0]
-    for name in first_seed.keys() - {baseline}:  # each variant against the baseline, on the same images
-        for task in tasks:
-            labelled = selection[task] >= 0
-            correct = {n: first_seed[n][task][labelled] == selection[task][labelled] for n in (baseline, name)}
-            table[name][task]["vs_baseline_first_seed"] = (paired_difference(correct[baseline], correct[name])
-                                                           | {"mcnemar": mcnemar_exact(correct[baseline],
-                                                                                       correct[name])})
+    found = verdicts(pairs, every_seed, selection, {t: len(info.classes[t]) for t in tasks})
     if probe:  # on the first variant's features (minutes on wide ones such as the pyramid's 4,128 statistics)
         table[LINEAR_PROBE] = _linear_probe(out / "runs" / _run_name(variants[0], seeds[0], folds, 0), views,
                                             config)
-    markdown = render_markdown(table, tasks, seeds, config, folds, baseline)
+    markdown = render_markdown(table, found, tasks, seeds, config, folds)
     write_json(out / "ablation.json", {"seeds": seeds, "epochs": config.train.epochs, "tasks": tasks,
-                                       "folds": folds, "baseline": baseline, "table": table})
+                                       "folds": folds, "pairs": [list(p) for p in pairs], "table": table,
+                                       "verdicts": found})
     write_text(out / "ablation.md", markdown)
-    return AblationResult(out, table, markdown)
+    return AblationResult(out, table, markdown, found)
 
 
 def _require_selection(info: Any, tasks: list[str], data: Path) -> None:
@@ -250,32 +247,3 @@ def _linear_probe(run: Path, views: list[Any], config: Config) -> dict[str, dict
 
 def _headline(figures: dict[str, dict[str, Any]]) -> str:
     return "; ".join(f"{task} acc {f['accuracy']:.3f} macro-F1 {f['macro_f1']:.3f}" for task, f in figures.items())
-
-
-def render_markdown(table: dict[str, dict[str, dict[str, Any]]], tasks: list[str], seeds: list[int],
-                    config: Config, folds: int = 0, baseline: str = BASELINE) -> str:
-    model = config.model
-    scored = (f"{folds}-fold cross-validation over the training and selection paintings pooled (each scored once, "
-              "by the run that did not train on it; one run per fold)" if folds >= 2 else "Selection set")
-    lines = [f"# Reader ablation on frozen {model.backbone} features ({weights_phrase(model.weights)})", "",
-             f"{scored}; {len(seeds)} seeds ({', '.join(map(str, seeds))}), {config.train.epochs} epochs each, "
-             f"scored at the last epoch; hidden size {model.hidden_size}, channel reduction "
-             f"{model.reduce_channels or 'none'}. Brackets: 95 % bootstrap intervals over the scored images of "
-             "the seed-averaged figure.", ""]
-    for task in tasks:
-        lines += [f"## {task}", "", "| reader | accuracy [95 % CI] | macro-F1 [95 % CI] | accuracy per seed | "
-                  f"vs {baseline}, first seed: difference [95 % CI], McNemar p | trainable parameters | "
-                  "seconds per run |",
-                  "|---|---|---|---|---|---|---|"]
-        for name, tasks_figures in table.items():
-            f = tasks_figures[task]
-            acc, f1 = f["accuracy_interval_95"], f["macro_f1_interval_95"]
-            per_seed = ", ".join(f"{a:.3f}" for a in f["accuracy_per_run"])
-            paired = f.get("vs_baseline_first_seed")
-            versus = (f"{paired['difference']:+.3f} [{paired['interval_95'][0]:+.3f}, {paired['interval_95'][1]:+.3f}]"
-                      f", p {paired['mcnemar']['p_value']:.2g}" if paired else "")
-            lines.append(f"| {name} | {f['accuracy']:.3f} [{acc[0]:.3f}, {acc[1]:.3f}] | {f['macro_f1']:.3f} "
-                         f"[{f1[0]:.3f}, {f1[1]:.3f}] | {per_seed} | {versus} | {f['trainable_parameters']:,} | "
-                         f"{f['seconds_per_run']:.0f} |")
-        lines.append("")
-    return "\n".join(lines)
