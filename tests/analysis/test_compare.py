@@ -33,6 +33,14 @@ def test_paired_interval_is_tighter_than_the_difference_of_independent_ones():
     assert 0 < low < 0.05 < high  # paired: clearly positive, though each accuracy's own interval is +-4.5 points
 
 
+def _seed(config, seed):
+    import copy
+
+    changed = copy.deepcopy(config)
+    changed.train.seed = seed
+    return changed
+
+
 def test_compare_two_runs_that_differ_only_in_the_reader(run_cli, evaluated_run, prepared_small, tmp_path, monkeypatch):
     from artextract.stages.train import train
 
@@ -49,9 +57,25 @@ def test_compare_two_runs_that_differ_only_in_the_reader(run_cli, evaluated_run,
     assert {p["task"] for p in saved["pairs"]} == {"artist", "style", "genre"}
     pair = next(p for p in saved["pairs"] if p["task"] == "artist")
     runs = {r["name"]: r for r in saved["runs"]}
-    assert pair["accuracy_a"] == pytest.approx(runs[pair["a"]]["tasks"]["artist"]["accuracy"])
-    assert pair["difference"] == pytest.approx(pair["accuracy_b"] - pair["accuracy_a"])
-    assert 0.0 <= pair["mcnemar"]["p_value"] <= 1.0
+    accuracy = pair["accuracy"]
+    assert accuracy["a"] == pytest.approx(runs[pair["a"]]["tasks"]["artist"]["accuracy"])
+    assert accuracy["difference"] == pytest.approx(accuracy["b"] - accuracy["a"])
+    assert 0.0 <= accuracy["mcnemar"]["p_value"] <= 1.0 and not pair["training_variance"]
+    assert pair["macro_f1"]["b"] == pytest.approx(runs[pair["b"]]["tasks"]["artist"]["macro_f1"])
+    assert saved["tests"] == 6 and all(p[m]["p_holm"] >= p[m]["p_value"] for p in saved["pairs"]
+                                       for m in ("accuracy", "macro_f1"))
+    assert "Holm's correction over all 6 tests" in result.stdout
+    # Two seeds of one model as one argument: averaged, the seeds' variance in the verdict.
+    second = tmp_path / "gap-s1"
+    train(prepared_small, second, _seed(config, 1))
+    assert run_cli("evaluate", "--run", second, "--batch-size", "32").code == 0
+    grouped = run_cli("compare", evaluated_run, f"{gap},{second}", "--output", tmp_path / "grouped.json")
+    assert grouped.code == 0, grouped.stderr
+    pair = json.loads((tmp_path / "grouped.json").read_text())["pairs"][0]
+    assert (pair["seeds_a"], pair["seeds_b"], pair["training_variance"]) == (1, 2, False)
+    assert pair["b"] == "gap (+1 seeds)" and len(pair["accuracy"]["b_per_seed"]) == 2
+    mixed = run_cli("compare", evaluated_run, f"{gap},{evaluated_run}")
+    assert mixed.code == 2 and "must differ only in train.seed" in mixed.stderr
     # RUN folders given relative to the working directory are still named after the run, not "eval"
     monkeypatch.chdir(tmp_path)
     assert run_cli("compare", os.path.relpath(evaluated_run), "gap", "--output", "rel.json").code == 0

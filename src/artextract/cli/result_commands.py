@@ -61,14 +61,17 @@ def evaluate(
 @app.command()
 def compare(
     paths: Annotated[list[Path], typer.Argument(
-        metavar="RUN_OR_EVAL", help="Evaluated RUN folders (their eval/) or EVAL folders.")],
+        metavar="RUN_OR_EVAL", help="Evaluated RUN folders (their eval/) or EVAL folders; several runs of one model "
+                                    "that differ only in their seed as one comma-separated argument (RUN_S0,RUN_S1,"
+                                    "RUN_S2): averaged, with the seeds' variance in the verdicts.")],
     output: Annotated[Path | None, typer.Option("--output", help="Also write the comparison here (.md or .json).")]
     = None,
     seed: Annotated[int, typer.Option(help="Seed of the paired bootstrap.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --output.")] = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """One table across runs, and paired tests (bootstrap interval, McNemar) for runs scored on the same images."""
+    """One table across runs, and paired tests of accuracy and macro-F1 (over seeds, Holm-corrected) for models
+    scored on the same images."""
     import json
 
     from artextract.core.atomic import write_text

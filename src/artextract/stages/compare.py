@@ -1,7 +1,9 @@
-"""`artextract compare RUN_OR_EVAL ...`: one table across evaluated runs, and for every pair scored on the same
-images a paired test of the accuracy difference (bootstrap interval and McNemar's exact test), per task.
+"""`artextract compare RUN_OR_EVAL ...`: one table across evaluated runs, and for every pair of models scored on the
+same images a paired test of the accuracy and macro-F1 differences, per task, Holm-corrected over the table.
 
-Reads only what `evaluate` wrote (predictions.parquet, metrics.json) and the runs' config.yaml: no model, no GPU.
+A model may be several runs that differ only in their seed (`RUN_S0,RUN_S1,RUN_S2` as one argument): its figures
+are averaged over them and the verdicts include the seed-to-seed variance (analysis/compare.py). Reads only what
+`evaluate` wrote (predictions.parquet, metrics.json) and the runs' config.yaml: no model, no GPU.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
-from artextract.analysis.compare import mcnemar_exact, paired_difference
+from artextract.analysis.compare import apply_holm, format_p, seeded_paired_test, verdict_cell
 from artextract.config_files import load_config
 from artextract.core.progress import log
 from artextract.core.records import read_record
@@ -33,6 +36,19 @@ class Evaluation:
     metrics: dict[str, Any]
     predictions: pd.DataFrame  # the evaluated split's rows
     classes: dict[str, list[str]]
+    settings: dict[str, Any] | None = None  # the run's config.yaml without its seed, when readable
+
+
+@dataclass
+class Model:
+    """One model in the verdicts: one evaluated run, or several that differ only in their training seed."""
+
+    name: str
+    runs: list[Evaluation]
+
+    @property
+    def first(self) -> Evaluation:
+        return self.runs[0]
 
 
 def load_evaluation(path: Path) -> Evaluation:
@@ -51,7 +67,35 @@ def load_evaluation(path: Path) -> Evaluation:
     # resolved: a relative RUN argument must still be named after its run, not 'eval'
     own_eval = run is not None and folder.root.resolve() == run.default_eval.resolve()
     name = run.root.resolve().name if own_eval else folder.root.resolve().name
-    return Evaluation(name, folder, _describe(run), metrics, split, classes)
+    return Evaluation(name, folder, _describe(run), metrics, split, classes, _settings_without_seed(run))
+
+
+def _settings_without_seed(run: RunFolder | None) -> dict[str, Any] | None:
+    try:
+        settings = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run and run.config.is_file() else None
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(settings, dict) or not isinstance(settings.get("train"), dict):
+        return None
+    settings["train"].pop("seed", None)
+    return settings
+
+
+def load_model(argument: Path) -> Model:
+    """One RUN_OR_EVAL argument: a folder, or comma-separated folders of runs that differ only in their seed."""
+    paths = [argument] if argument.exists() or "," not in str(argument) else \
+        [Path(p) for p in str(argument).split(",") if p]
+    runs = [load_evaluation(p) for p in paths]
+    if len(runs) == 1:
+        return Model(runs[0].name, runs)
+    for run in runs[1:]:
+        if run.settings is None or runs[0].settings is None or run.settings != runs[0].settings:
+            raise ArtExtractError(f"{argument}: the runs of one model must differ only in train.seed, and "
+                                  f"{run.folder.root} and {runs[0].folder.root} "
+                                  + ("differ in other settings" if run.settings and runs[0].settings
+                                     else "cannot be checked (a config.yaml is missing or unreadable)")
+                                  + ": compare them as separate arguments")
+    return Model(f"{runs[0].name} (+{len(runs) - 1} seeds)", runs)
 
 
 def _check_agreement(folder: EvalFolder, metrics: dict[str, Any], split: pd.DataFrame) -> None:
@@ -105,13 +149,14 @@ def _describe(run: RunFolder | None) -> str:
 
 
 def compare(paths: list[Path], seed: int = 0) -> dict[str, Any]:
-    """`{"runs": [...], "pairs": [...]}`: per run and task the figures with intervals; per pair of runs and task
-    scored on the same images, the paired accuracy difference and McNemar's test."""
+    """`{"runs": [...], "pairs": [...], "skipped": [...], "tests": N}`: per run and task the figures with
+    intervals; per pair of models and task scored on the same images, the paired accuracy and macro-F1
+    differences (over each model's seeds), Holm-corrected over the N tests of the table."""
     if len(paths) < 2:
         raise ArtExtractError("compare needs at least two evaluated runs")
-    evaluations = [load_evaluation(p) for p in paths]
+    models = [load_model(p) for p in paths]
     runs = []
-    for e in evaluations:
+    for e in (run for model in models for run in model.runs):
         tasks = {}
         for task, m in e.metrics["tasks"].items():
             if m.get("images"):
@@ -121,20 +166,36 @@ def compare(paths: list[Path], seed: int = 0) -> dict[str, Any]:
         runs.append({"name": e.name, "folder": str(e.folder.root), "model": e.description,
                      "split": e.metrics["split"], "tasks": tasks})
     pairs, skipped = [], []
-    for a, b in itertools.combinations(evaluations, 2):
-        for task in sorted(set(a.metrics["tasks"]) | set(b.metrics["tasks"])):
-            paired = _paired(a, b, task, seed)
+    for a, b in itertools.combinations(models, 2):
+        for task in sorted(set(a.first.metrics["tasks"]) | set(b.first.metrics["tasks"])):
+            paired = _paired_models(a, b, task, seed)
             if isinstance(paired, str):
                 log.warning("compare: %s and %s are not paired on %s: %s", a.name, b.name, task, paired)
                 skipped.append({"a": a.name, "b": b.name, "task": task, "why": paired})
             else:
                 pairs.append({"a": a.name, "b": b.name, "task": task, **paired})
-    return {"runs": runs, "pairs": pairs, "skipped": skipped}
+    return {"runs": runs, "pairs": pairs, "skipped": skipped, "tests": apply_holm(pairs)}
 
 
-def _paired(a: Evaluation, b: Evaluation, task: str, seed: int) -> dict[str, Any] | str:
-    """The paired statistics, or why the two runs cannot be paired on `task` (paired only when they scored the same
-    images with the same labels under the same class names)."""
+def _paired_models(a: Model, b: Model, task: str, seed: int) -> dict[str, Any] | str:
+    """The seed-aware paired test of B against A on `task`, or why they cannot be paired: every run of both must
+    have scored the same images with the same labels under the same class names."""
+    reference, truth, predicted = a.first, None, []
+    for model in (a, b):
+        rows = []
+        for run in model.runs:
+            paired = _aligned(reference, run, task)
+            if isinstance(paired, str):
+                return paired if run is model.first else f"{run.folder.root}, a seed of {model.name}: {paired}"
+            truth, labels = paired
+            rows.append(labels)
+        predicted.append(np.stack(rows))
+    return seeded_paired_test(truth, *predicted, len(reference.classes[task]), seed=seed)
+
+
+def _aligned(a: Evaluation, b: Evaluation, task: str) -> tuple[np.ndarray, np.ndarray] | str:
+    """b's labels and predictions of `task` in a's order of images, or why the two runs cannot be paired on it
+    (paired only when they scored the same images with the same labels under the same class names)."""
     if task not in a.classes or task not in b.classes:
         return f"only {a.name if task in a.classes else b.name} scored it"
     if a.classes[task] != b.classes[task]:
@@ -151,10 +212,7 @@ def _paired(a: Evaluation, b: Evaluation, task: str, seed: int) -> dict[str, Any
     differ = int((left[f"label_{task}"] != right[f"label_{task}"]).sum())
     if differ:
         return f"their labels differ on {differ} of the {len(left)} images"
-    truth = left[f"label_{task}"].to_numpy()
-    a_correct = left[f"pred_{task}"].to_numpy() == truth
-    b_correct = right[f"pred_{task}"].to_numpy() == truth
-    return paired_difference(a_correct, b_correct, seed=seed) | {"mcnemar": mcnemar_exact(a_correct, b_correct)}
+    return left[f"label_{task}"].to_numpy(), right[f"pred_{task}"].to_numpy()
 
 
 def render_markdown(result: dict[str, Any]) -> str:
@@ -169,16 +227,22 @@ def render_markdown(result: dict[str, Any]) -> str:
                          f"{task} | {f['images']} | "
                          f"{f['accuracy']:.3f} {interval(f['accuracy_interval_95'])} | "
                          f"{f['macro_f1']:.3f} {interval(f['macro_f1_interval_95'])} |")
-    lines += ["", "Paired, on the same images: accuracy of B minus A with a 95 % bootstrap interval, and McNemar's "
-              "exact test (p: the chance of a split at least this uneven if both were equally accurate).", "",
-              "| A | B | task | images | B - A [95 % CI] | only A right | only B right | McNemar p |",
+    single = any(not pair["training_variance"] for pair in result["pairs"])
+    lines += ["", "Paired, on the same images: B minus A in points of accuracy and of macro-F1, each model averaged "
+              "over its seeds (a comma-separated argument), with a 95 % interval and p from the images' variance "
+              "(a bootstrap stratified by class) plus the seeds' (each model's seed-to-seed variance over its "
+              f"number of seeds). Holm's correction over all {result.get('tests', 0)} tests of this table (both "
+              "metrics, every pair and task); bold: significant at 0.05 after it. McNemar's exact test where "
+              "both models are one run."
+              + (" One run per model leaves the training variance out: a verdict can be the luck of one seed."
+                 if single else ""), "",
+              "| A | B | task | images | seeds | accuracy B - A | macro-F1 B - A | McNemar p |",
               "|---|---|---|---|---|---|---|---|"]
     for pair in result["pairs"]:
-        m = pair["mcnemar"]
+        mcnemar = pair["accuracy"].get("mcnemar")
         lines.append(f"| {markdown_cell(pair['a'])} | {markdown_cell(pair['b'])} | {pair['task']} | {pair['images']} | "
-                     f"{pair['difference']:+.3f} "
-                     f"{interval(pair['interval_95'])} | {m['only_a_right']} | {m['only_b_right']} | "
-                     f"{m['p_value']:.3g} |")
+                     f"{pair['seeds_a']} / {pair['seeds_b']} | {verdict_cell(pair['accuracy'])} | "
+                     f"{verdict_cell(pair['macro_f1'])} | {format_p(mcnemar['p_value']) if mcnemar else ''} |")
     if not result["pairs"]:
         lines.append("| (no two runs scored the same images) | | | | | | | |")
     if result.get("skipped"):
