@@ -56,6 +56,7 @@ class RunFolder:
 
     config = property(lambda self: self.root / CONFIG)
     run_info = property(lambda self: self.root / "run.json")  # which DATA folder and tasks the run trained on
+    seen = property(lambda self: self.root / "seen_images.parquet")  # what it trained and selected on, by content
     metrics = property(lambda self: self.root / "metrics.csv")
     last = property(lambda self: self.root / "checkpoints" / "last.pt")
     model = property(lambda self: self.root / "model.safetensors")
@@ -63,8 +64,8 @@ class RunFolder:
 
     def outputs(self) -> list[Path]:
         """Everything `train` (and the default `evaluate`) writes here: what `train --force` removes."""
-        return [self.config, self.root / ENVIRONMENT, self.run_info, self.metrics, self.last.parent, self.model,
-                self.default_eval]
+        return [self.config, self.root / ENVIRONMENT, self.run_info, self.seen, self.metrics, self.last.parent,
+                self.model, self.default_eval]
 
     def require_model(self) -> Path:
         if not self.model.is_file():

@@ -201,11 +201,13 @@ def _md_cell(cell: dict[str, str | None]) -> str:
 
 
 def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame) -> str:
-    from artextract.report.summary import split_caveat
+    from artextract.report.summary import seen_phrase, split_caveat
 
     caveat = split_caveat(metrics["split"])
+    left_out = (metrics.get("inputs") or {}).get("left_out_seen_by_run")
     lines = [f"# Evaluation on the {metrics['split']} split ({metrics['images']} images)", "",
              *([f"> **{caveat}**", ""] if caveat else []),
+             *([f"> Images the run saw: {seen_phrase(left_out)}.", ""] if left_out and any(left_out.values()) else []),
              "| task | images | accuracy [95 % CI] | top-5 | balanced acc. | macro F1 [95 % CI] | weighted F1 | ECE | "
              "ECE after T |", "|---|---|---|---|---|---|---|---|---|"]
     for row in _metric_rows(metrics):

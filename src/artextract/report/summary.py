@@ -101,6 +101,16 @@ def _model_rows(run: RunFolder) -> list[tuple[str, str]]:
     return rows
 
 
+def seen_phrase(left_out: dict[str, int] | None) -> str:
+    if left_out is None:
+        return "not checked: the run does not record the images it trained on (trained by an earlier version)"
+    if not any(left_out.values()):
+        return "none of the scored images (checked by content against the images it trained and selected on)"
+    counts = ", ".join(f"{n} {split}" for split, n in left_out.items() if n)
+    return (f"{counts} image(s) left out of the scores: the run trained or selected on the same files (by "
+            "content), so they were not scored")
+
+
 def header_rows(out: EvalFolder, run: RunFolder | None, data: Path | None,
                 split: str = "eval") -> list[tuple[str, str]]:
     """(what, value) rows saying what was evaluated, on which data, by which code."""
@@ -125,6 +135,13 @@ def header_rows(out: EvalFolder, run: RunFolder | None, data: Path | None,
                                   "select": "select: the selection set carved from train (NOT held out; see the "
                                             "warning above)",
                                   "train": "train: the training images (NOT held out)"}.get(split, split)))
+    test_split = inputs.get("test_split")
+    if split == "eval" and isinstance(test_split, dict) and test_split.get("models_scored"):
+        rows.append(("test split looked at", f"by {test_split['models_scored']} model(s) of this DATA folder so "
+                                             "far, this one included (a split used to choose among models is no "
+                                             "longer held out from the choice)"))
+    if "left_out_seen_by_run" in inputs:
+        rows.append(("images the run saw", seen_phrase(inputs["left_out_seen_by_run"])))
     evaluated, trained = _read_json(out.root / ENVIRONMENT), _read_json(run.root / ENVIRONMENT) if run else {}
     for label, record in (("evaluated by", evaluated), ("trained by", trained)):
         if record:

@@ -92,6 +92,7 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     from artextract.engine.features import predict_rows
     from artextract.engine.folds import run_fold_view
     from artextract.engine.runtime import Runtime
+    from artextract.engine.seen_images import guard_scored_rows
 
     runtime = Runtime.resolve(device_name)
     model, meta = load_model_file(run.require_model(), runtime)
@@ -112,6 +113,7 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
                  copies)
     rows = wanted[wanted["status"] == "ok"].copy()
     rows["split"] = rows["split"].astype(str)
+    rows, left_out = guard_scored_rows(run, rows, split, data) if not every_split else (rows, None)
     images = open_cache(info.folder.cache)
     rows = rows.sort_values("cache_index", kind="stable").reset_index(drop=True)  # read the cache in file order
     outputs = predict_rows(model, meta.model_config["backbone"], meta.preprocessing, info,
@@ -130,11 +132,37 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     write_json(out.classes, meta.classes)
     write_json(out.inputs, {"model": str(run.model.resolve()), "data": str(data.resolve()),
                             "skipped_by_prepare": unusable,
+                            # images of the scored splits the run trained or selected on (None: not checked)
+                            "left_out_seen_by_run": left_out,
                             # only of the DATA the run trained on: another folder's train split says nothing
                             "training_images_per_class": (_training_counts(manifest, meta.classes)
                                                           if _trained_on(recorded, data) else None),
-                            "split": split, "note": "images are read from the prepare cache; originals are not needed"})
+                            "split": split, "test_split": _note_test_scoring(data, split, run),
+                            "note": "images are read from the prepare cache; originals are not needed"})
     return Predicted(model, meta.preprocessing, images, split)
+
+
+def _note_test_scoring(data: Path, split: str, run: RunFolder) -> dict[str, Any] | None:
+    """For a test split carved by `prepare --test-fraction`: its digest and how many models of this DATA folder
+    have now been scored on it (a split looked at to choose among many models is no longer held out)."""
+    from artextract.core.records import file_digest
+    from artextract.data.split_record import record_scoring
+    from artextract.layout import DataFolder
+
+    folder = DataFolder(data)
+    try:
+        protocol = read_record(folder.report_json, "").get("protocol")
+    except ArtExtractError:
+        protocol = None
+    digest = protocol.get("test_split_digest") if isinstance(protocol, dict) else None
+    if split != "eval" or not digest:
+        return None
+    count = record_scoring(folder, digest, file_digest(run.model), run.model.resolve())
+    if count and count > 1:
+        log.warning("evaluate: the test split of %s has now been scored by %d different models; a model chosen "
+                    "among them by these scores has an optimistic figure (choose on the selection split)", data,
+                    count)
+    return {"digest": digest, "models_scored": count}
 
 
 def _trained_on(recorded: dict[str, Any], data: Path) -> bool:

@@ -30,6 +30,7 @@ from artextract.engine.data import DataInfo, data_key, load_data_folder
 from artextract.engine.folds import fold_view
 from artextract.engine.loop import fit
 from artextract.engine.runtime import Runtime, make_fabric
+from artextract.engine.seen_images import record_seen
 from artextract.engine.session import RunState, Session, build_session, resume_from_last
 from artextract.engine.startup import describe, warnings_for
 from artextract.errors import ArtExtractError, DataError
@@ -106,6 +107,7 @@ def train(data_dir: Path | None, out: Path, config: Config, resume: bool = False
                 write_json(run.run_info, {"data": str(data.folder.root.resolve()), "tasks": list(config.model.tasks),
                                           "data_key": data_key(data)}
                            | ({"folds": [config.train.folds, config.train.fold]} if config.train.folds else {}))
+                record_seen(run, data)
             fabric.barrier()
             session = build_session(fabric, runtime, data, run, config)
             if primary:
