@@ -11,6 +11,7 @@ import pandas as pd
 
 from artextract.analysis.calibration import calibration_report
 from artextract.analysis.metrics import classification_metrics
+from artextract.analysis.open_set import open_set_report
 from artextract.analysis.outliers import HEADLINE, NOISE_MODES, inject_noise, most_confused, noise_detection, score_task
 from artextract.analysis.probabilities import softmax
 
@@ -35,10 +36,12 @@ def confused_examples(pairs: list[dict[str, Any]], labels: np.ndarray, logits: n
 
 
 def analyse_task(task: str, names: list[str], scored: pd.DataFrame, select: pd.DataFrame, embeddings: np.ndarray,
-                 inject: float, seed: int) -> tuple[dict[str, Any], pd.DataFrame | None]:
+                 inject: float, seed: int, open_set: tuple[float, float, float] | None = None,
+                 ) -> tuple[dict[str, Any], pd.DataFrame | None]:
     """(metrics, outlier frame) of `task` on the `scored` predictions; the selection split's predictions fit the
-    temperature and say which classes get confused (for the "confusion" noise mode). The frame is None when no
-    scored image is labelled for the task."""
+    temperature and say which classes get confused (for the "confusion" noise mode); `open_set` (the model
+    file's temperature, threshold and accepted share) adds the flag rates. The frame is None when no scored image
+    is labelled for the task."""
     labels = scored[f"label_{task}"].to_numpy()
     logits = stack(scored[f"logits_{task}"])
     metrics = classification_metrics(labels, logits, names, seed=seed)
@@ -47,6 +50,8 @@ def analyse_task(task: str, names: list[str], scored: pd.DataFrame, select: pd.D
     select_logits = stack(select[f"logits_{task}"]) if len(select) else np.zeros((0, len(names)))
     select_labels = select[f"label_{task}"].to_numpy() if len(select) else np.zeros(0, np.int64)
     metrics["calibration"] = calibration_report(labels, logits, select_labels, select_logits)
+    if open_set is not None:
+        metrics["open_set"] = open_set_report(labels, logits, *open_set)
     paths = scored["path"].to_numpy()
     confused_examples(metrics["most_confused"], labels, logits, paths, scored["cache_index"].to_numpy())
     if inject > 0:

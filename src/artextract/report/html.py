@@ -200,6 +200,23 @@ def _md_cell(cell: dict[str, str | None]) -> str:
     return f"{cell['value']} [{cell['ci']}]" if cell["ci"] else str(cell["value"])
 
 
+def _open_set_lines(metrics: dict[str, Any]) -> list[str]:
+    """The model file's "unknown" flag on the scored split: the share of known-class paintings it flags (meant to
+    be about 5 %) and of paintings outside the task's classes (which it is meant to catch)."""
+    rows = [(task, m["open_set"]) for task, m in metrics["tasks"].items() if m.get("open_set")]
+    if not rows:
+        return []
+    lines = ["", "## Open-set flag (\"unknown\", as `predict` applies it)", "",
+             "| task | target | known classes flagged [95 % CI] | outside the classes flagged [95 % CI] | AUROC |",
+             "|---|---|---|---|---|"]
+    for task, o in rows:
+        cells = [f"{s['rate']:.1%} [{s['interval_95'][0]:.1%}, {s['interval_95'][1]:.1%}] ({s['flagged']} of "
+                 f"{s['images']})" if s.get("images") else "n/a" for s in (o["known"], o["outside_classes"])]
+        auroc = f"{o['auroc_outside_vs_known']:.3f}" if "auroc_outside_vs_known" in o else "n/a"
+        lines.append(f"| {task} | {o['target_rate']:.0%} | {cells[0]} | {cells[1]} | {auroc} |")
+    return lines
+
+
 def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame) -> str:
     from artextract.report.summary import seen_phrase, split_caveat
 
@@ -224,6 +241,7 @@ def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame) -> str:
         lines += [f"| {r['task']} | {r['mode']} | {'**' + r['score'] + '**' if r['headline'] else r['score']} | "
                   f"{r['k']}{' (too few to conclude)' if r['few'] else ''} | {_md_cell(r['auroc'])} | "
                   f"{r['precision']} |" for r in noise]
+    lines += _open_set_lines(metrics)
     for task, task_metrics in metrics["tasks"].items():
         if not task_metrics.get("images"):
             continue

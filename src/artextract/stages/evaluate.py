@@ -29,6 +29,7 @@ from artextract.core.atomic import write_json, write_with
 from artextract.core.progress import log
 from artextract.core.records import read_record
 from artextract.core.safe_text import write_csv
+from artextract.engine.selection import OPEN_SET_ACCEPT
 from artextract.errors import ArtExtractError
 from artextract.layout import ENVIRONMENT, REWRITE_HINT, EvalFolder, RunFolder
 
@@ -138,6 +139,9 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
                             "training_images_per_class": (_training_counts(manifest, meta.classes)
                                                           if _trained_on(recorded, data) else None),
                             "split": split, "test_split": _note_test_scoring(data, split, run),
+                            # the model file's open-set flag, as `predict` applies it (analysis/open_set.py)
+                            "open_set": {"temperature": meta.temperature, "unknown_below": meta.unknown_below,
+                                         "accept": OPEN_SET_ACCEPT},
                             "note": "images are read from the prepare cache; originals are not needed"})
     return Predicted(model, meta.preprocessing, images, split)
 
@@ -202,7 +206,8 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
     outlier_frames = {}
     embeddings = stack(scored["embedding"])
     for task, names in classes.items():
-        metrics["tasks"][task], frame = analyse_task(task, names, scored, select, embeddings, inject, seed)
+        metrics["tasks"][task], frame = analyse_task(task, names, scored, select, embeddings, inject, seed,
+                                                     _open_set(metrics.get("inputs"), task))
         if frame is None:  # no labelled image of this task in the split
             continue
         calibration = metrics["tasks"][task]["calibration"]
@@ -224,6 +229,15 @@ def analyse(out: EvalFolder, split: str, inject: float, seed: int) -> EvalResult
 
 
 SPLITS = ("eval", "select", "train")
+
+
+def _open_set(inputs: dict[str, Any] | None, task: str) -> tuple[float, float, float] | None:
+    """(temperature, threshold, accepted share) of `task` from inputs.json, when the model file has a threshold."""
+    record = (inputs or {}).get("open_set")
+    try:
+        return (float(record["temperature"][task]), float(record["unknown_below"][task]), float(record["accept"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _say_if_unfinished(run: RunFolder) -> None:
