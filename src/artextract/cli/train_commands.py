@@ -63,7 +63,8 @@ def ablate(
                                                     "finished runs).")],
     variants: Annotated[str, typer.Option(help="Comma-separated variants to compare: readers of the last map (gap, "
                                                "gru-rows, ..., or any reader's name), and tune1, tune2, flip, "
-                                               "tune1-flip, pyramid-gap, pyramid-gru, lite1, lite2.")]
+                                               "tune1-flip, pyramid-gap, pyramid-gru, pyramid-mlp, "
+                                               "pyramid-weighted, lite1, lite2.")]
     = "gap,gru-rows,gru-cols,gru-snake,gru-2d,lstm-rows,gru-rows-attention",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; each variant trains once per seed.")] = "0,1,2",
     folds: Annotated[int, typer.Option(min=0, max=100, help="K >= 2: score by K-fold cross-validation over the "

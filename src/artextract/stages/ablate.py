@@ -57,6 +57,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "pyramid-gap": {"representation": "pyramid", "reader": "none"},
     "pyramid-gru": {"representation": "pyramid", "reader": "gru"},
     "pyramid-mlp": {"representation": "pyramid", "reader": "mlp"},
+    # the recipe with each task's loss weighted by inverse class frequency: a remedy for the long tail of classes
+    # that macro-F1 weighs as much as the large ones
+    "pyramid-weighted": {"representation": "pyramid", "reader": "none", "train.class_weights": True},
     # the configured model on the larger Lite backbones
     "lite1": {"backbone": "tf_efficientnet_lite1"},
     "lite2": {"backbone": "tf_efficientnet_lite2"},
