@@ -130,8 +130,8 @@ def header_rows(out: EvalFolder, run: RunFolder | None, data: Path | None,
     carved = (report.get("protocol") or {}).get("test_fraction") or 0
     held_out = (f"eval: the test split carved from train by `prepare --test-fraction {carved}` (held out from this "
                 "run's training and selection; not from choices made before it was carved, such as settings chosen "
-                "by cross-validation over the same paintings)" if carved else "eval: the official val images (held out from training "
-                "and selection)")
+                "by cross-validation over the same paintings)" if carved
+                else "eval: the official val images (held out from training and selection)")
     rows.append(("scored split", {"eval": held_out,
                                   "select": "select: the selection set carved from train (NOT held out; see the "
                                             "warning above)",
