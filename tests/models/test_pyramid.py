@@ -50,13 +50,16 @@ def test_a_pyramid_needs_a_staged_cnn_without_tuned_stages():
                     CLASSES)
 
 
-def test_pyramid_runs_train_from_their_own_cache_and_evaluate(prepared_small, tmp_path, run_cli):
+def test_pyramid_runs_train_from_their_own_cache_and_evaluate(prepared_small, tmp_path, run_cli, caplog):
     data = Path(shutil.copytree(prepared_small, tmp_path / "data",
                                 ignore=shutil.ignore_patterns("features", ".artextract.lock")))
     config = tiny_train_config(epochs=2, freeze_backbone=True)
     train(data, tmp_path / "map", config)
     config.model.representation = "pyramid"
-    train(data, tmp_path / "pyramid", config)
+    assert config.model.reader == "gru"
+    with caplog.at_level("WARNING"):
+        train(data, tmp_path / "pyramid", config)
+    assert "feature grid" not in caplog.text  # its GRU reads the stages, not the positions of the last map
     folders = sorted(p.name for p in (data / "features").iterdir())
     assert len(folders) == 2 and any("-pyramid-" in name for name in folders)  # never the last map's cache
     result = run_cli("evaluate", "--run", tmp_path / "pyramid", "--batch-size", "16")

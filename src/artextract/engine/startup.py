@@ -45,7 +45,9 @@ def warnings_for(session: Session) -> list[str]:
                      f"{round(size * 8 / 7)} for sharp crops")
     grid = (session.features.layout.shape[1:] if session.features is not None and not session.config.model.tuned_stages
             else _grid(session))
-    if reader_kind(session.config.model.reader).sequential and grid[0] * grid[1] < 16:
+    # The pyramid's reader reads the stages as its sequence, not the positions of a map.
+    reads_positions = session.config.model.representation != "pyramid"
+    if reads_positions and reader_kind(session.config.model.reader).sequential and grid[0] * grid[1] < 16:
         found.append(f"the backbone leaves a {grid[0]}x{grid[1]} feature grid at {size} px: the recurrent reader "
                      f"reads a sequence of only {grid[0] * grid[1]} positions; use a larger --image-size")
     return found
