@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from artextract.core.atomic import write_json
 from artextract.core.progress import log
+from artextract.core.records import file_digest, read_record
+from artextract.errors import ArtExtractError
 from artextract.layout import DataFolder
 
 SCORED = "scored"  # DATA/scored/<test split digest>/<model digest>.json, one file per model scored on it
@@ -58,3 +61,23 @@ def record_scoring(folder: DataFolder, digest: str, model_digest: str, model: Pa
                     "is not kept", where, error)
         return None
 
+
+
+def note_test_scoring(data: Path, split: str, model: Path) -> dict[str, Any] | None:
+    """For a test split carved by `prepare --test-fraction` being scored by `model`: its digest and how many models
+    of this DATA folder have now been scored on it (a split looked at to choose among many models is no longer
+    held out from that choice); None for any other split."""
+    folder = DataFolder(data)
+    try:
+        protocol = read_record(folder.report_json, "").get("protocol")
+    except ArtExtractError:
+        protocol = None
+    digest = protocol.get("test_split_digest") if isinstance(protocol, dict) else None
+    if split != "eval" or not digest:
+        return None
+    count = record_scoring(folder, digest, file_digest(model), model.resolve())
+    if count and count > 1:
+        log.warning("evaluate: the test split of %s has now been scored by %d different models; a model chosen "
+                    "among them by these scores has an optimistic figure (choose on the selection split)", data,
+                    count)
+    return {"digest": digest, "models_scored": count}

@@ -88,6 +88,7 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     or with `every_split` all usable paintings of DATA (a similarity index over a whole collection). DATA is
     opened once, here; a cross-validation run's selection split is its own held-out fold."""
     from artextract.data.cache_files import open_cache
+    from artextract.data.split_record import note_test_scoring
     from artextract.engine.checkpoint import load_model_file
     from artextract.engine.data import load_data_folder
     from artextract.engine.features import predict_rows
@@ -138,35 +139,12 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
                             # only of the DATA the run trained on: another folder's train split says nothing
                             "training_images_per_class": (_training_counts(manifest, meta.classes)
                                                           if _trained_on(recorded, data) else None),
-                            "split": split, "test_split": _note_test_scoring(data, split, run),
+                            "split": split, "test_split": note_test_scoring(data, split, run.model),
                             # the model file's open-set flag, as `predict` applies it (analysis/open_set.py)
                             "open_set": {"temperature": meta.temperature, "unknown_below": meta.unknown_below,
                                          "accept": OPEN_SET_ACCEPT},
                             "note": "images are read from the prepare cache; originals are not needed"})
     return Predicted(model, meta.preprocessing, images, split)
-
-
-def _note_test_scoring(data: Path, split: str, run: RunFolder) -> dict[str, Any] | None:
-    """For a test split carved by `prepare --test-fraction`: its digest and how many models of this DATA folder
-    have now been scored on it (a split looked at to choose among many models is no longer held out)."""
-    from artextract.core.records import file_digest
-    from artextract.data.split_record import record_scoring
-    from artextract.layout import DataFolder
-
-    folder = DataFolder(data)
-    try:
-        protocol = read_record(folder.report_json, "").get("protocol")
-    except ArtExtractError:
-        protocol = None
-    digest = protocol.get("test_split_digest") if isinstance(protocol, dict) else None
-    if split != "eval" or not digest:
-        return None
-    count = record_scoring(folder, digest, file_digest(run.model), run.model.resolve())
-    if count and count > 1:
-        log.warning("evaluate: the test split of %s has now been scored by %d different models; a model chosen "
-                    "among them by these scores has an optimistic figure (choose on the selection split)", data,
-                    count)
-    return {"digest": digest, "models_scored": count}
 
 
 def _trained_on(recorded: dict[str, Any], data: Path) -> bool:
