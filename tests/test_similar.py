@@ -158,3 +158,63 @@ def test_an_evaluation_made_with_another_model_is_refused(evaluated_run, evaluat
     (evaluation / "inputs.json").write_text("{not json")  # damaged: named with what to do, no traceback
     with pytest.raises(ArtExtractError, match=r"inputs.json is damaged .*rerun artextract evaluate"):
         open_index(evaluation, evaluated_run / "model.safetensors")
+
+
+def test_the_model_is_identified_by_its_content_even_when_its_recorded_file_has_gone(evaluated_run, evaluation,
+                                                                                      tmp_path):
+    import json
+
+    from artextract.similar import open_index
+
+    other = Path(shutil.copytree(evaluated_run, tmp_path / "other", ignore=shutil.ignore_patterns("eval", "similar*")))
+    weights = bytearray((other / "model.safetensors").read_bytes())
+    weights[-1] ^= 0xFF
+    (other / "model.safetensors").write_bytes(bytes(weights))
+    inputs = json.loads((evaluation / "inputs.json").read_text())
+    inputs["model"] = str(tmp_path / "moved-away" / "model.safetensors")  # the evaluated model's file moved
+    (evaluation / "inputs.json").write_text(json.dumps(inputs))
+    with pytest.raises(ArtExtractError, match="was evaluated with another model"):
+        open_index(evaluation, other / "model.safetensors")
+    assert len(open_index(evaluation, evaluated_run / "model.safetensors"))  # its own model: found by content
+
+    (evaluation / "inputs.json").unlink()  # which model made it is now unknown: refused, never guessed
+    with pytest.raises(ArtExtractError, match=r"cannot tell which model .*inputs.json"):
+        open_index(evaluation, evaluated_run / "model.safetensors")
+
+
+def _edit_count(folder: Path, factor: float) -> None:
+    import json
+
+    info = json.loads((folder / "index.json").read_text())
+    (folder / "index.json").write_text(json.dumps({**info, "count": max(1, int(info["count"] * factor))}))
+
+
+DAMAGES = {
+    "index.json garbage": lambda f: (f / "index.json").write_bytes(b"\x00\xff garbage"),
+    "index.json {}": lambda f: (f / "index.json").write_text("{}"),
+    "count x10": lambda f: _edit_count(f, 10),
+    "count edited down": lambda f: _edit_count(f, 0.1),
+    "vectors cut": lambda f: (f / "vectors.f16").write_bytes((f / "vectors.f16").read_bytes()[:100]),
+    "vectors deleted": lambda f: (f / "vectors.f16").unlink(),
+    "vectors changed": lambda f: (f / "vectors.f16").write_bytes(bytes(len((f / "vectors.f16").read_bytes()))),
+    "rows garbage": lambda f: (f / "rows.parquet").write_bytes(b"PAR1 not parquet"),
+    "rows deleted": lambda f: (f / "rows.parquet").unlink(),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_index_is_built_again_and_says_so(evaluated_run, evaluation, caplog, damage):
+    from artextract.similar import open_index
+
+    model = evaluated_run / "model.safetensors"
+    built = open_index(evaluation, model)
+    whole, first = len(built), built.search(built.vectors[:1], 3)[0]
+    DAMAGES[damage](built.folder)
+    with caplog.at_level(logging.WARNING, logger="artextract"):
+        healed = open_index(evaluation, model)
+    assert any("is damaged" in r.getMessage() and "building it again" in r.getMessage() for r in caplog.records)
+    assert len(healed) == whole and healed.search(healed.vectors[:1], 3)[0] == first
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="artextract"):
+        open_index(evaluation, model)  # healed for good: no second rebuild
+    assert not caplog.records

@@ -23,9 +23,10 @@ from artextract.analysis.similarity import nearest, unit_rows
 from artextract.core.atomic import write_json, write_with
 from artextract.core.lock import folder_lock
 from artextract.core.progress import log
-from artextract.core.records import file_digest, read_record
+from artextract.core.records import file_digest
+from artextract.engine.provenance import require_same_model
 from artextract.errors import ArtExtractError
-from artextract.layout import REWRITE_HINT, DataFolder, EvalFolder, RunFolder
+from artextract.layout import DataFolder, EvalFolder, RunFolder
 
 VECTORS_FILE, ROWS_FILE, INDEX_FILE = "vectors.f16", "rows.parquet", "index.json"
 
@@ -97,30 +98,50 @@ def open_index(collection: Path, model_file: Path) -> SimilarityIndex:
                               "`artextract evaluate` (RUN/eval by default) or a DATA folder written by "
                               "`artextract prepare`")
     model_digest = file_digest(model_file)
-    _require_same_model(folder, model_file, model_digest)
+    require_same_model(folder, model_file, model_digest)
     target = folder.similar / index_key(folder, model_digest)
-    if not (target / INDEX_FILE).is_file():
-        rows, vectors = _index_rows(folder)
-        try:
-            with folder_lock(folder.root):  # one writer; a second process waits for the lock, then reuses the index
-                if not (target / INDEX_FILE).is_file():
-                    _write(target, rows, vectors)
-        except OSError as err:
-            log.warning("similar: cannot store the index in %s (%s); searching an index in memory", target,
-                        err.strerror or err)
-            return SimilarityIndex(target, rows, vectors)
-    info = json.loads((target / INDEX_FILE).read_text(encoding="utf-8"))
-    vectors = np.memmap(target / VECTORS_FILE, dtype=np.float16, mode="r", shape=(info["count"], info["width"]))
-    return SimilarityIndex(target, pd.read_parquet(target / ROWS_FILE), vectors)
+    stored = _stored_index(target)
+    if isinstance(stored, SimilarityIndex):
+        return stored
+    if target.exists():  # derived data: damaged or edited, it is rebuilt from the predictions, never searched
+        log.warning("similar: the index in %s is damaged (%s); building it again", target, stored)
+    rows, vectors = _index_rows(folder)
+    try:
+        with folder_lock(folder.root):  # one writer; a second process waits for the lock, then reuses the index
+            if not isinstance(_stored_index(target), SimilarityIndex):
+                shutil.rmtree(target, ignore_errors=True)
+                _write(target, rows, vectors)
+    except OSError as err:
+        log.warning("similar: cannot store the index in %s (%s); searching an index in memory", target,
+                    err.strerror or err)
+        return SimilarityIndex(target, rows, vectors)
+    stored = _stored_index(target)
+    if not isinstance(stored, SimilarityIndex):  # changed again while it was being written
+        raise ArtExtractError(f"the index in {target} was damaged as soon as it was written ({stored}): is another "
+                              "program changing files there?")
+    return stored
 
 
-def _require_same_model(folder: EvalFolder, model_file: Path, model_digest: str) -> None:
-    """Embeddings of two models live in different spaces: an evaluation made with another model is refused, not
-    searched (its width may well be the same)."""
-    recorded = read_record(folder.inputs, REWRITE_HINT).get("model") if folder.inputs.is_file() else None
-    if recorded and Path(recorded).is_file() and file_digest(Path(recorded)) != model_digest:
-        raise ArtExtractError(f"{folder.root} was evaluated with another model ({recorded}), whose embeddings cannot "
-                              f"be compared with {model_file}'s: pass an EVAL folder of this model, or its DATA folder")
+def _stored_index(target: Path) -> SimilarityIndex | str:
+    """The index stored in `target`, or why it cannot be used: its files are checked against the size and the
+    digests index.json recorded, so that a cut, edited or replaced file is never searched."""
+    try:
+        info = json.loads((target / INDEX_FILE).read_text(encoding="utf-8"))
+        count, width = int(info["count"]), int(info["width"])
+        if count < 0 or width < 1 or (target / VECTORS_FILE).stat().st_size != count * width * 2:
+            return f"{VECTORS_FILE} does not hold the {count} x {width} vectors {INDEX_FILE} records"
+        for name in (VECTORS_FILE, ROWS_FILE):
+            if file_digest(target / name) != info[f"{name.split('.')[0]}_sha256"]:
+                return f"{name} changed since it was written"
+        rows = pd.read_parquet(target / ROWS_FILE)
+    except FileNotFoundError as err:
+        return f"{Path(err.filename or '').name or 'a file'} is missing"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:  # garbage JSON or parquet, wrong types
+        return f"unreadable: {type(err).__name__}"
+    if len(rows) != count:
+        return f"{ROWS_FILE} holds {len(rows)} paintings, not {count}"
+    return SimilarityIndex(target, rows, np.memmap(target / VECTORS_FILE, dtype=np.float16, mode="r",
+                                                   shape=(count, width)))
 
 
 def _predictions_of_data(data: Path, model_file: Path) -> Path:
@@ -159,4 +180,6 @@ def _write(target: Path, rows: pd.DataFrame, vectors: np.ndarray) -> None:
     write_with(target / VECTORS_FILE, vectors.tofile)
     write_with(target / ROWS_FILE, lambda tmp: rows.to_parquet(tmp, index=False))
     # Written last: its presence says the folder is complete.
-    write_json(target / INDEX_FILE, {"count": len(rows), "width": int(vectors.shape[1])})
+    write_json(target / INDEX_FILE, {"count": len(rows), "width": int(vectors.shape[1]),
+                                     "vectors_sha256": file_digest(target / VECTORS_FILE),
+                                     "rows_sha256": file_digest(target / ROWS_FILE)})

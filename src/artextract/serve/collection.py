@@ -1,5 +1,6 @@
-"""What `artextract serve` shows: an evaluated collection read once from RUN, its EVAL folder and DATA, never
-written (the similarity index aside, which lives in EVAL and falls back to memory when EVAL is read-only).
+"""What `artextract serve` shows: an evaluated collection read once from RUN, its EVAL folder and the DATA folder
+that evaluation scored (recognised by content: engine/provenance.py), never written (the similarity index aside,
+which lives in EVAL and falls back to memory when EVAL is read-only).
 
 Paintings are addressed by their row in predictions.parquet, an integer: no request ever names a file, so nothing
 outside the collection can be served. Images come from DATA's cache (the squares the model saw).
@@ -18,6 +19,7 @@ import pandas as pd
 
 from artextract.core.records import read_record
 from artextract.data.cache_files import open_cache
+from artextract.engine.provenance import scored_data
 from artextract.errors import ArtExtractError
 from artextract.layout import REWRITE_HINT, DataFolder, EvalFolder, RunFolder
 
@@ -81,10 +83,9 @@ class Collection:
             raise ArtExtractError(f"{run} has not been evaluated ({evaluation.predictions} missing): run "
                                   f"`artextract evaluate --run {run}` first")
         predictions, classes = evaluation.read_predictions()
-        data_folder = DataFolder(folder.data_folder(data))
-        if not data_folder.cache.is_dir():
-            raise ArtExtractError(f"{data_folder.root} has no image cache: pass --data with the DATA folder the run "
-                                  "was evaluated on")
+        # The images of the DATA folder the evaluation scored, recognised by content: a row's cache index means
+        # nothing in another folder's cache (run.json names the DATA it trained on, which may be another).
+        data_folder = scored_data(evaluation, None if data is None else Path(data)).folder
         outliers = pd.read_csv(evaluation.outliers) if evaluation.outliers.is_file() else pd.DataFrame()
         metrics = read_record(evaluation.metrics, REWRITE_HINT)
         issues = None

@@ -27,7 +27,7 @@ from artextract.analysis.outliers import summarise
 from artextract.analysis.probabilities import softmax, top_k
 from artextract.core.atomic import write_json, write_with
 from artextract.core.progress import log
-from artextract.core.records import read_record
+from artextract.core.records import file_digest, read_record
 from artextract.core.safe_text import write_csv
 from artextract.engine.selection import OPEN_SET_ACCEPT
 from artextract.errors import ArtExtractError
@@ -90,7 +90,7 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     from artextract.data.cache_files import open_cache
     from artextract.data.split_record import note_test_scoring
     from artextract.engine.checkpoint import load_model_file
-    from artextract.engine.data import load_data_folder
+    from artextract.engine.data import data_key, load_data_folder
     from artextract.engine.features import predict_rows
     from artextract.engine.folds import run_fold_view
     from artextract.engine.runtime import Runtime
@@ -99,7 +99,8 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     runtime = Runtime.resolve(device_name)
     model, meta = load_model_file(run.require_model(), runtime)
     recorded = run.read_info("restore it from a copy, or evaluate another run") if run.run_info.is_file() else {}
-    info = run_fold_view(load_data_folder(data), recorded)
+    loaded = load_data_folder(data)
+    info = run_fold_view(loaded, recorded)
     _check_classes(meta.classes, info.classes, data)
     meta.preprocessing.check_cache(info.cache_size, data)
     manifest = info.manifest
@@ -132,7 +133,9 @@ def predict_split(run: RunFolder, data: Path, split: str, out: EvalFolder, batch
     frame["embedding"] = list(outputs["embedding"].astype(np.float32))
     write_with(out.predictions, lambda tmp: frame.to_parquet(tmp, index=False))
     write_json(out.classes, meta.classes)
+    # The model and DATA by content too (engine/provenance.py): the paths may move or come to hold other files.
     write_json(out.inputs, {"model": str(run.model.resolve()), "data": str(data.resolve()),
+                            "model_sha256": file_digest(run.model), "data_key": data_key(loaded),
                             "skipped_by_prepare": unusable,
                             # images of the scored splits the run trained or selected on (None: not checked)
                             "left_out_seen_by_run": left_out,
