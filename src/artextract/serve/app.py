@@ -114,11 +114,23 @@ def create_app(collection: Collection, max_upload_mb: int = MAX_UPLOAD_MB) -> An
     async def not_found(request: Request, exc: Exception) -> Response:
         return page("error.html.j2", status=404, message="There is no such page or painting here.")
 
-    routes = [Route("/", grid), Route("/painting/{row:int}", painting), Route("/thumb/{row:int}.jpg", image),
-              Route("/image/{row:int}.jpg", image), Route("/heatmap/{row:int}/{task:str}.png", heatmap),
+    _register_row_convertor()
+    routes = [Route("/", grid), Route("/painting/{row:row}", painting), Route("/thumb/{row:row}.jpg", image),
+              Route("/image/{row:row}.jpg", image), Route("/heatmap/{row:row}/{task:str}.png", heatmap),
               Route("/confusion/{task:str}", confusion), Route("/new", new_painting, methods=["GET", "POST"]),
-              Route("/issues", label_issues), Route("/audited/{index:int}.jpg", audited_image)]
+              Route("/issues", label_issues), Route("/audited/{index:row}.jpg", audited_image)]
     return Starlette(routes=routes, exception_handlers={404: not_found, KeyError: not_found})
+
+
+def _register_row_convertor() -> None:
+    """`{row:row}`: a row number of at most 12 digits. Starlette's `int` takes any number of digits and Python
+    refuses to convert more than 4,300 (a 500 page); a longer number now matches no route: 404."""
+    from starlette.convertors import IntegerConvertor, register_url_convertor
+
+    class RowConvertor(IntegerConvertor):
+        regex = "[0-9]{1,12}"
+
+    register_url_convertor("row", RowConvertor())
 
 
 async def _read_upload(request: Any, max_mb: int) -> tuple[bytes, tuple[int, str] | None]:

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from artextract.core.records import read_record
 from artextract.data.cache_files import open_cache
 from artextract.engine.provenance import scored_data
 from artextract.errors import ArtExtractError
-from artextract.layout import REWRITE_HINT, DataFolder, EvalFolder, RunFolder
+from artextract.layout import DataFolder, EvalFolder, RunFolder
+from artextract.serve.checks import check_predictions, read_metrics, read_outliers
 
 PAGE_SIZE = 60
 SORTS = ("confidence", "-confidence", "outlier", "similar")
@@ -85,9 +85,12 @@ class Collection:
         predictions, classes = evaluation.read_predictions()
         # The images of the DATA folder the evaluation scored, recognised by content: a row's cache index means
         # nothing in another folder's cache (run.json names the DATA it trained on, which may be another).
-        data_folder = scored_data(evaluation, None if data is None else Path(data)).folder
-        outliers = pd.read_csv(evaluation.outliers) if evaluation.outliers.is_file() else pd.DataFrame()
-        metrics = read_record(evaluation.metrics, REWRITE_HINT)
+        info = scored_data(evaluation, None if data is None else Path(data))
+        data_folder = info.folder
+        # Checked now, so that a damaged file is one line at start-up rather than 500 pages later.
+        check_predictions(predictions, evaluation.predictions, len(info.manifest), Path(run))
+        outliers = read_outliers(evaluation.outliers, Path(run))
+        metrics = read_metrics(evaluation.metrics, classes, Path(run))
         issues = None
         if audit is not None:
             from artextract.serve.label_issues import LabelIssues
