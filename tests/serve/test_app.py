@@ -2,6 +2,7 @@
 
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -185,3 +186,97 @@ def test_an_audit_of_other_data_is_refused(evaluated_run, audited_small, tmp_pat
     (other / "audit.json").write_text(json.dumps(record | {"data": str(tmp_path / "elsewhere")}))
     with pytest.raises(ArtExtractError, match="serve a run trained on the audited DATA"):
         Collection.open(evaluated_run, audit=other)
+
+
+def test_a_client_leaving_mid_upload_is_one_line_in_the_log(collection, caplog):
+    import asyncio
+    import logging
+
+    app = create_app(collection, max_upload_mb=1)
+    scope = {"type": "http", "method": "POST", "path": "/new", "raw_path": b"/new", "query_string": b"",
+             "root_path": "", "scheme": "http", "server": ("test", 80), "client": ("test", 1), "http_version": "1.1",
+             "headers": [(b"content-type", b"multipart/form-data; boundary=x"), (b"content-length", b"5000")]}
+    chunks = [{"type": "http.request", "body": b"--x\r\nContent-Disposition: form-data; name=\"image\"; "
+                                               b"filename=\"a.png\"\r\n\r\n\x89PNG", "more_body": True},
+              {"type": "http.disconnect"}]
+    sent = []
+
+    async def receive():
+        return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    with caplog.at_level(logging.INFO, logger="artextract"):
+        asyncio.run(app(scope, receive, send))
+    assert [r.getMessage() for r in caplog.records] == ["serve: a client left in the middle of its upload"]
+    assert not any(r.exc_info for r in caplog.records)
+
+
+@pytest.mark.parametrize("pixels", [1_000, 50_000_000])
+def test_uploads_are_decoded_one_per_core_and_large_ones_one_at_a_time(monkeypatch, pixels):
+    import os
+    import threading
+    import time
+
+    from artextract.serve import app as server
+
+    running, most = [0], [0]
+    guard = threading.Lock()
+
+    def slow_decode(data, size, max_pixels):
+        with guard:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        with guard:
+            running[0] -= 1
+        return np.zeros((size, size, 3), np.uint8), size, size
+
+    monkeypatch.setattr("artextract.data.decode.declared_pixels", lambda data, max_pixels: pixels)
+    monkeypatch.setattr("artextract.data.decode.decode_square", slow_decode)
+    threads = [threading.Thread(target=server.decode_upload, args=(b"x", 8)) for _ in range(4 * (os.cpu_count() or 1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if pixels > server.LARGE_PIXELS:
+        assert most[0] == 1
+    else:
+        assert 1 <= most[0] <= (os.cpu_count() or 1)
+
+
+_PEAK = """
+import json, re, sys, threading
+from pathlib import Path
+from artextract.serve.app import decode_upload
+def status(key):  # kB; VmHWM is this program's own peak (ru_maxrss would keep the forking parent's)
+    return int(re.search(key + r":\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1))
+data, copies = Path(sys.argv[1]).read_bytes(), int(sys.argv[2])
+before = status("VmHWM")
+threads = [threading.Thread(target=decode_upload, args=(data, 224)) for _ in range(copies)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(json.dumps({"peak": status("VmHWM") - before, "before": before, "resident": status("VmRSS")}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc (Linux)")
+def test_four_concurrent_uploads_of_a_huge_png_peak_like_one_and_give_the_memory_back(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    png = tmp_path / "huge.png"  # 40 megapixels of RGBA: 35 KB on disk, about 0.5 GB to decode
+    Image.new("RGBA", (8000, 5000), (120, 80, 40, 200)).save(png)
+
+    def measure(copies: int) -> dict:
+        done = subprocess.run([sys.executable, "-c", _PEAK, str(png), str(copies)], capture_output=True, text=True,
+                              timeout=300, check=True)
+        return json.loads(done.stdout)
+
+    one, four = measure(1), measure(4)
+    assert one["peak"] > 200_000  # KB: the decode is large enough to measure
+    assert four["peak"] < 1.5 * one["peak"], (one, four)  # one large decode at a time
+    assert four["resident"] - four["before"] < 150_000, four  # handed back, not kept by the allocator

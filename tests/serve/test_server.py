@@ -42,3 +42,18 @@ def test_serve_answers_on_the_loopback_and_warns_when_open_to_the_network(evalua
     assert "there is no authentication" in stderr
     assert server.returncode in (0, 130, -signal.SIGINT), stderr
     assert "Traceback" not in stderr
+
+
+def test_a_port_in_use_is_refused_in_one_line_before_anything_loads(evaluated_run, run_cli, monkeypatch):
+    from artextract.serve.collection import Collection
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the collection was loaded before the port was checked")
+
+    monkeypatch.setattr(Collection, "open", must_not_load)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_cli("serve", evaluated_run, "--port", taken.getsockname()[1])
+    assert result.code != 0 and "cannot listen on 127.0.0.1" in result.stderr and "--port" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2  # the notice + the error

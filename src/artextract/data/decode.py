@@ -53,6 +53,15 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
+def declared_pixels(data: bytes, max_pixels: int) -> int:
+    """Width x height as the file's header declares them, nothing decoded; SkipImage as `decode_square` would."""
+    image = _open(data, max_pixels)
+    try:
+        return image.width * image.height
+    finally:
+        image.close()
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to RGB: 16-bit scaled down, transparency composited on white, CMYK converted."""
     mode = image.mode
@@ -104,9 +113,21 @@ def _decode(data: bytes, size: int, max_pixels: int) -> tuple[np.ndarray, int, i
         raise SkipImage(f"unreadable ({type(err).__name__}: {err})") from None
 
 
+# Modes whose conversion to RGB copies the image at full size, several times for alpha (see _to_rgb).
+_REDUCED_FIRST = {"L", "LA", "RGBA", "CMYK", "I", "F"}
+
+
+def _reduced(image: Image.Image, size: int) -> Image.Image:
+    """A large image of a mode in _REDUCED_FIRST, reduced by the integer factor that keeps twice `size` on its
+    short side before it is converted: a 100-megapixel RGBA then goes through the conversions at 6 MB, not 1.5 GB.
+    RGB is left to `resize`, which reduces the same way itself (so JPEG squares stay exactly as they were)."""
+    factor = min(image.size) // (2 * size)
+    return image.reduce(factor) if factor >= 2 and image.mode in _REDUCED_FIRST else image
+
+
 def square_array(image: Image.Image, size: int) -> np.ndarray:
     """An already opened (and oriented) image of any mode as the `size x size x 3` uint8 square."""
-    image = _to_rgb(image)
+    image = _to_rgb(_reduced(image, size))
     short = min(image.size)
     left, top = (image.width - short) // 2, (image.height - short) // 2
     square = image.resize((size, size), _RESAMPLE, box=(left, top, left + short, top + short), reducing_gap=2.0)

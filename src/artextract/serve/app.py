@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import ctypes
+import os
+import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 from artextract.analysis.label_issues import HEADLINE, ranking_column
+from artextract.core.progress import log
+from artextract.errors import ArtExtractError
 from artextract.serve.collection import PAGE_SIZE, Collection, Query
 from artextract.serve.label_issues import ISSUES_PAGE, IssueQuery
 
@@ -25,7 +31,7 @@ THUMB_SIDE, IMAGE_SIDE = 160, 512
 def create_app(collection: Collection, max_upload_mb: int = MAX_UPLOAD_MB) -> Any:
     from jinja2 import Environment, PackageLoader
     from starlette.applications import Starlette
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import HTMLResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
@@ -88,7 +94,11 @@ def create_app(collection: Collection, max_upload_mb: int = MAX_UPLOAD_MB) -> An
     async def new_painting(request: Request) -> Response:
         if request.method == "GET":
             return page("new.html.j2", max_mb=max_upload_mb)
-        data, error = await _read_upload(request, max_upload_mb)
+        try:
+            data, error = await _read_upload(request, max_upload_mb)
+        except ClientDisconnect:  # nobody is left to answer: one line in the log, not a traceback
+            log.info("serve: a client left in the middle of its upload")
+            return Response(status_code=400)
         if error:
             return page("new.html.j2", status=error[0], max_mb=max_upload_mb, error=error[1])
         result = await asyncio.to_thread(_classify_upload, collection, model_lock, data)
@@ -154,16 +164,43 @@ async def _read_upload(request: Any, max_mb: int) -> tuple[bytes, tuple[int, str
     return data, None
 
 
+# Decoding a 12 KB PNG of 100 megapixels takes over a GB for a moment (12 bytes a pixel for RGBA): one such decode
+# at a time, and at most one decode per core.
+_DECODE_SLOTS = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+_LARGE_DECODE, LARGE_PIXELS = threading.Lock(), 16_000_000
+
+
+def decode_upload(data: bytes, size: int) -> tuple[Any, int, int]:
+    """`prepare`'s hardened decoder (pixel limit, bombs refused) for an upload: (square, width, height). Peak memory
+    is bounded by one large decode (the pixel limit x 12 bytes) plus one small one per other core; the freed
+    memory is handed back to the system after each."""
+    from artextract.config import DEFAULT_MAX_PIXELS
+    from artextract.data.decode import declared_pixels, decode_square
+
+    large = declared_pixels(data, DEFAULT_MAX_PIXELS) > LARGE_PIXELS
+    with _LARGE_DECODE if large else contextlib.nullcontext(), _DECODE_SLOTS:
+        try:
+            return decode_square(data, size, DEFAULT_MAX_PIXELS)
+        finally:
+            _trim_heap()
+
+
+def _trim_heap() -> None:
+    """glibc keeps freed blocks of a large decode in the process (1.3 GB resident after four 100-megapixel
+    uploads); malloc_trim returns them. Elsewhere nothing to do."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def _classify_upload(collection: Collection, lock: threading.Lock, data: bytes) -> dict[str, Any] | str:
     """Predictions, a heat map per task and the nearest paintings of an uploaded image, or why it cannot be used.
     Decoded from memory by `prepare`'s hardened decoder (pixel limit, bombs refused); nothing is written."""
-    from artextract.config import DEFAULT_MAX_PIXELS
-    from artextract.data.decode import SkipImage, decode_square
+    from artextract.data.decode import SkipImage
     from artextract.report.images import overlay_png
 
     predictor = collection.predictor
     try:
-        square, width, height = decode_square(data, predictor.preprocessing.cache_size, DEFAULT_MAX_PIXELS)
+        square, width, height = decode_upload(data, predictor.preprocessing.cache_size)
     except SkipImage as err:
         return f"This file cannot be used as an image: {err}."
     with lock:
@@ -182,10 +219,22 @@ def serve(run: Path, data: Path | None, host: str, port: int, max_upload_mb: int
     """Open the collection (and the label audit of its DATA, if given) and serve it until Ctrl-C."""
     import uvicorn
 
-    from artextract.core.progress import log
-
+    _require_free_port(host, port)  # before the minutes of loading, not after
     collection = Collection.open(run, data, audit)
     log.info("serve: %d paintings of %s; building the similarity index if needed", len(collection.predictions),
              collection.evaluation.root)
     collection.index  # noqa: B018 (built before the first request, not during it)
     uvicorn.run(create_app(collection, max_upload_mb), host=host, port=port, log_level="warning")
+
+
+def _require_free_port(host: str, port: int) -> None:
+    """Refuse, in one line, an address this process cannot listen on (a port in use, an address not of this
+    machine). The probe binds as uvicorn will (SO_REUSEADDR), so a port in TIME_WAIT is not refused."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as err:
+        raise ArtExtractError(f"cannot listen on {host}:{port} ({err.strerror or err}): another program may be "
+                              "using the port; pass --port with another, or stop it") from None
