@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import shutil
 from collections import namedtuple
 from pathlib import Path
@@ -342,14 +343,19 @@ def test_feature_maps_cut_short_or_deleted_under_a_reader_are_one_line(prepared_
         FeatureCache(folder, _read_layout(folder)).maps  # noqa: B018 (a worker opening its map)
 
 
+# How safetensors' Rust writer words ENOSPC: older releases, and the one installed here (0.7).
+_FULL_DISK_MESSAGES = ['Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left '
+                       'on device" })', "Error while serializing: I/O error: No space left on device (os error 28)"]
+
+
+@pytest.mark.parametrize("message", _FULL_DISK_MESSAGES)
 def test_a_disk_filling_up_while_the_model_file_is_written_is_the_same_one_line(run_cli, prepared_small, tmp_path,
-                                                                               monkeypatch):
-    """Issue 21: safetensors' writer reported ENOSPC as a SafetensorError traceback."""
+                                                                               monkeypatch, message):
+    """safetensors' writer reports ENOSPC as a SafetensorError, in words that changed between its releases."""
     from safetensors import SafetensorError
 
     def full(*args, **kwargs):
-        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
-                              'message: "No space left on device" })')
+        raise SafetensorError(message)
 
     run = RunFolder(tmp_path / "run")
     assert run_cli(*_tiny_train_args(prepared_small, run.root)).code == 0
@@ -374,3 +380,28 @@ def test_first_mistakes_with_folders_name_the_right_command(run_cli, prepared_sm
     (run / "model.safetensors").unlink()  # as a run stopped during its first epoch leaves it (last.pt saved)
     stopped = run_cli("evaluate", "--run", run)
     assert stopped.code == 2 and f"artextract train --out {run} --resume" in _error_line(stopped.stderr)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None,
+                    reason="mounts a 1 MB tmpfs (root only)")
+def test_a_model_file_written_onto_a_full_tmpfs_is_a_plain_no_space_error(tmp_path):
+    import subprocess
+
+    import torch
+
+    from artextract.config import ModelConfig
+    from artextract.engine.checkpoint import save_model_file
+    from artextract.engine.preprocessing import Preprocessing
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        with pytest.raises(OSError) as raised:
+            save_model_file(small / "model.safetensors", torch.nn.Linear(1024, 1024), {"artist": ["a", "b"]},
+                            ModelConfig(), Preprocessing(32, 32, (0.5,) * 3, (0.5,) * 3))
+        assert raised.value.errno == errno.ENOSPC and str(small / "model.safetensors") in str(raised.value)
+        assert not list(small.iterdir())  # no partial file left behind
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

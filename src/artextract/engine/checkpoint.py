@@ -125,10 +125,12 @@ def save_model_file(path: Path, model: nn.Module, classes: dict[str, list[str]],
         try:
             save_file(tensors, str(tmp), metadata=metadata)
         except SafetensorError as err:  # the Rust writer reports a full disk as text: the same OSError as elsewhere
-            code = re.search(r"code: (\d+)", str(err))
+            # "Os { code: 28, ... }" in older safetensors releases, "... (os error 28)" in newer ones
+            code = re.search(r"code: (\d+)|os error (\d+)", str(err))
             if code is None:
                 raise
-            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
+            number = int(code.group(1) or code.group(2))
+            raise OSError(number, os.strerror(number), str(path)) from None
 
 
 def read_model_metadata(path: Path) -> ModelInfo:
