@@ -31,6 +31,21 @@ def test_every_circulating_form_parses_to_the_same_rows(tmp_path, text):
     assert [(r.path, r.label) for r in rows] == [("A/a_1.jpg", 0), ("B/b_2.jpg", 1)]
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])
+def test_a_utf16_file_is_read_with_its_byte_order_mark_and_refused_without_one(tmp_path, encoding):
+    text = "A/a_1.jpg,0\r\nB/b_2.jpg,1\r\n"
+    data = text.encode(encoding)
+    if encoding != "utf-16":  # the explicit-order codecs write no mark: add it, as Windows' editors do
+        data = ("\ufeff" + text).encode(encoding)
+    path = tmp_path / "style_val.csv"
+    path.write_bytes(data)
+    rows, problems = read_split_file(path, num_classes=3)
+    assert problems == [] and [(r.path, r.label) for r in rows] == [("A/a_1.jpg", 0), ("B/b_2.jpg", 1)]
+    path.write_bytes(text.encode("utf-16-le"))  # no mark: which byte order is unknown
+    with pytest.raises(DataError, match=r"style_val.csv: looks like UTF-16 without a byte-order mark.*UTF-8"):
+        read_split_file(path, num_classes=3)
+
+
 def test_malformed_rows_are_skipped_with_file_line_and_reason(tmp_path):
     text = ("good/a.jpg,1\r\n"
             "nolabel/b.jpg,\r\n"

@@ -11,6 +11,7 @@ A UTF-8 BOM, trailing spaces and blank lines are tolerated. Rows that cannot be 
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -97,6 +98,7 @@ def _read_lines(path: Path, per_line: bool = False) -> list[str | None]:
         data = path.read_bytes()
     except OSError as err:
         raise DataError(f"cannot read {path}: {err.strerror}") from None
+    data = _utf8(data, path)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -111,6 +113,21 @@ def _read_lines(path: Path, per_line: bool = False) -> list[str | None]:
         return lines
     # splitlines() also splits on form feeds and other exotic separators; ArtGAN files use \n or \r\n.
     return list(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"))
+
+
+def _utf8(data: bytes, path: Path) -> bytes:
+    """UTF-16 with a byte-order mark (what Excel and Notepad save as "Unicode") as UTF-8; UTF-16 without one (of
+    unknown byte order) refused, rather than read as rows of NULs."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: UTF-16 text that does not decode at byte {err.start}; save it as UTF-8") \
+                from None
+    if len(data) >= 8 and max(data[0::2].count(0), data[1::2].count(0)) > len(data) // 4:  # ASCII in UTF-16
+        raise DataError(f"{path}: looks like UTF-16 without a byte-order mark (every other byte is NUL); save it "
+                        "as UTF-8")
+    return data
 
 
 def _decoded(raw: bytes) -> str | None:
