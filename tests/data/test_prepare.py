@@ -122,9 +122,16 @@ def test_shards_and_reruns_are_incremental(synth_quirky, prepared, tmp_path, run
     assert (tmp_path / "d" / "cache" / "images.u8").read_bytes() == (prepared.out / "cache" / "images.u8").read_bytes()
 
 
-def test_other_image_size_rebuilds_the_cache(synth_quirky, prepared, tmp_path):
+def test_another_cache_size_is_refused_without_force_and_rebuilds_with_it(synth_quirky, prepared, tmp_path, run_cli):
     shutil.copytree(prepared.out, tmp_path / "d")
-    result = prepare_dataset(synth_quirky / "csv", synth_quirky / "wikiart", tmp_path / "d", _config(cache_size=8))
+    before = read_layout(tmp_path / "d" / "cache")
+    refused = run_cli("prepare", "--csv-dir", synth_quirky / "csv", "--images", synth_quirky / "wikiart", "--out",
+                      tmp_path / "d", "--cache-size", "8", "--set", "prepare.workers=1")
+    assert refused.code == 2 and f"caches {before.image_size} px squares" in refused.stderr
+    assert "--force" in refused.stderr and "--cache-size 8" in refused.stderr and "--image-size" not in refused.stderr
+    assert read_layout(tmp_path / "d" / "cache") == before  # untouched: the runs trained on it still evaluate
+    result = prepare_dataset(synth_quirky / "csv", synth_quirky / "wikiart", tmp_path / "d", _config(cache_size=8),
+                             rebuild=True)
     assert result.report["cache"]["already_cached"] == 0
     assert read_layout(tmp_path / "d" / "cache").image_size == 8
 

@@ -67,7 +67,7 @@ class Preprocessing:
         if cache_size != self.cache_size:
             raise ArtExtractError(
                 f"{folder} caches {cache_size} px squares but the model was trained on {self.cache_size} px ones: "
-                f"its predictions there would not be the model's. Prepare a DATA folder with --image-size "
+                f"its predictions there would not be the model's. Prepare a DATA folder with --cache-size "
                 f"{self.cache_size}, or evaluate on the one the run was trained on")
 
     # ------------------------------------------------------------ decoding (predict's inputs)

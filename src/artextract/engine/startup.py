@@ -41,7 +41,7 @@ def warnings_for(session: Session) -> list[str]:
     found = []
     cache, size = session.preprocessing.cache_size, session.preprocessing.image_size
     if size > cache:
-        found.append(f"the {size} px model input is upsampled from a {cache} px cache: prepare with --image-size "
+        found.append(f"the {size} px model input is upsampled from a {cache} px cache: prepare with --cache-size "
                      f"{round(size * 8 / 7)} for sharp crops")
     grid = (session.features.layout.shape[1:] if session.features is not None and not session.config.model.tuned_stages
             else _grid(session))

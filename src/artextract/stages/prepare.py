@@ -28,6 +28,7 @@ from artextract.core.progress import log
 from artextract.core.safe_text import write_csv
 from artextract.data.artgan_files import read_csv_folder
 from artextract.data.cache import OK, PENDING, SKIPPED, CacheResult, build_cache
+from artextract.data.cache_files import read_layout
 from artextract.data.duplicates import find_groups, merge_duplicates
 from artextract.data.image_source import open_source
 from artextract.data.overrides import apply_overrides, describe_files, override_files, read_overrides
@@ -66,6 +67,15 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 0 <= index < count:
         raise ConfigError(f"--shard {text}: i must be between 0 and n-1")
     return index, count
+
+
+def _refuse_another_cache_size(folder: DataFolder, cache_size: int, rebuild: bool) -> None:
+    """A DATA folder's squares are what its runs were trained on: rebuilding them at another size in place would
+    leave those runs unable to be evaluated, so it takes --force (or another --out)."""
+    built = read_layout(folder.cache)
+    if built is not None and built.image_size != cache_size and not rebuild:
+        raise DataError(f"{folder.root} caches {built.image_size} px squares, and runs trained on it need them: pass "
+                        f"--force to rebuild it at --cache-size {cache_size}, or --out a new DATA folder")
 
 
 def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfig,
@@ -107,6 +117,7 @@ def prepare_dataset(csv_dir: Path, images: Path, out: Path, config: PrepareConfi
     check_fractions(result.images, config.select_fraction, config.test_fraction)
     paths = [record.path for record in result.images]
     folder = DataFolder(out)
+    _refuse_another_cache_size(folder, config.cache_size, rebuild)
     out.mkdir(parents=True, exist_ok=True)
     with FolderLock(out) as lock:  # build_cache takes it; held until DATA is whole
         cache = build_cache(source, [index.member(p) for p in paths], paths, folder.cache, config.cache_size,
