@@ -82,3 +82,17 @@ def test_compare_two_runs_that_differ_only_in_the_reader(run_cli, evaluated_run,
     assert {r["name"] for r in json.loads((tmp_path / "rel.json").read_text())["runs"]} == {evaluated_run.name, "gap"}
     assert run_cli("compare", evaluated_run).code == 2
     assert run_cli("compare", evaluated_run, tmp_path / "nothing").code == 2
+
+
+def test_copied_run_folders_are_named_apart(evaluated_run, tmp_path):
+    import shutil
+
+    from artextract.stages.compare import compare
+
+    first = shutil.copytree(evaluated_run, tmp_path / "a" / "run", ignore=shutil.ignore_patterns("similar*"))
+    second = shutil.copytree(evaluated_run, tmp_path / "b" / "run", ignore=shutil.ignore_patterns("similar*"))
+    third = shutil.copytree(evaluated_run, tmp_path / "seed1", ignore=shutil.ignore_patterns("similar*"))
+    result = compare([first, second, third / "eval"])
+    names = [run["name"] for run in result["runs"]]
+    assert names == ["a/run", "b/run", "seed1"], names  # never "eval", never two alike
+    assert {pair["a"] for pair in result["pairs"]} | {pair["b"] for pair in result["pairs"]} == set(names)

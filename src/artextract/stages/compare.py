@@ -37,6 +37,7 @@ class Evaluation:
     predictions: pd.DataFrame  # the evaluated split's rows
     classes: dict[str, list[str]]
     settings: dict[str, Any] | None = None  # the run's config.yaml without its seed, when readable
+    named_after: Path = Path()  # the folder the name is taken from (the run's, or the EVAL folder's own)
 
 
 @dataclass
@@ -66,8 +67,9 @@ def load_evaluation(path: Path) -> Evaluation:
     run = _run_of(folder)
     # resolved: a relative RUN argument must still be named after its run, not 'eval'
     own_eval = run is not None and folder.root.resolve() == run.default_eval.resolve()
-    name = run.root.resolve().name if own_eval else folder.root.resolve().name
-    return Evaluation(name, folder, _describe(run), metrics, split, classes, _settings_without_seed(run))
+    named_after = run.root.resolve() if own_eval else folder.root.resolve()
+    return Evaluation(named_after.name, folder, _describe(run), metrics, split, classes,
+                      _settings_without_seed(run), named_after)
 
 
 def _settings_without_seed(run: RunFolder | None) -> dict[str, Any] | None:
@@ -131,6 +133,9 @@ def _check_agreement(folder: EvalFolder, metrics: dict[str, Any], split: pd.Data
 
 
 def _run_of(folder: EvalFolder) -> RunFolder | None:
+    parent = RunFolder(folder.root.resolve().parent)
+    if parent.default_eval.resolve() == folder.root.resolve() and parent.config.is_file():
+        return parent  # RUN/eval belongs to RUN, also when RUN was copied (inputs.json names the original)
     if folder.inputs.is_file():
         model = Path(read_record(folder.inputs, REWRITE_HINT, keys=("model",))["model"])
         return RunFolder(model.parent)
@@ -148,13 +153,30 @@ def _describe(run: RunFolder | None) -> str:
         return f"unknown model ({run.config} is unreadable)"
 
 
+def _named_apart(models: list[Model]) -> list[Model]:
+    """Runs whose folders share a name (copies of one run in two places) are named with their parent folders as
+    well, until every row of the tables says which is which."""
+    suffixes = [model.name[len(model.first.name):] for model in models]  # " (+2 seeds)"
+    runs = [run for model in models for run in model.runs]
+    for depth in range(1, 8):
+        names = [run.name for run in runs]
+        if len(set(names)) == len(names):
+            break
+        for run, name in zip(runs, names, strict=True):
+            if names.count(name) > 1:
+                run.name = "/".join(run.named_after.parts[-depth - 1:])
+    for model, suffix in zip(models, suffixes, strict=True):
+        model.name = model.first.name + suffix
+    return models
+
+
 def compare(paths: list[Path], seed: int = 0) -> dict[str, Any]:
     """`{"runs": [...], "pairs": [...], "skipped": [...], "tests": N}`: per run and task the figures with
     intervals; per pair of models and task scored on the same images, the paired accuracy and macro-F1
     differences (over each model's seeds), Holm-corrected over the N tests of the table."""
     if len(paths) < 2:
         raise ArtExtractError("compare needs at least two evaluated runs")
-    models = [load_model(p) for p in paths]
+    models = _named_apart([load_model(p) for p in paths])
     runs = []
     for e in (run for model in models for run in model.runs):
         tasks = {}
