@@ -405,3 +405,33 @@ def test_a_model_file_written_onto_a_full_tmpfs_is_a_plain_no_space_error(tmp_pa
         assert not list(small.iterdir())  # no partial file left behind
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+@pytest.mark.parametrize("damage", ["cut short", "deleted"])
+def test_feature_maps_damaged_while_they_are_computed_stop_in_one_line_and_a_rerun_recovers(prepared_small, tmp_path,
+                                                                                            monkeypatch, damage):
+    from artextract.engine import features
+    from artextract.errors import ArtExtractError
+
+    data = Path(shutil.copytree(prepared_small, tmp_path / "data",
+                                ignore=shutil.ignore_patterns(".artextract.lock", "features")))
+    real_forward = features.forward_batches
+
+    def forward_then_damage(*args, **kwargs):
+        for number, out in enumerate(real_forward(*args, **kwargs)):
+            if number == 1:  # another program, between two batches
+                (maps,) = (data / "features").glob(f"*/{features.FEATURES_FILE}")
+                if damage == "deleted":
+                    maps.unlink()
+                else:
+                    with open(maps, "r+b") as handle:
+                        handle.truncate(maps.stat().st_size // 3)
+            yield out
+
+    monkeypatch.setattr(features, "forward_batches", forward_then_damage)
+    config = tiny_train_config(epochs=1, freeze_backbone=True, batch_size=8)
+    with pytest.raises(ArtExtractError, match=rf"was {damage} by another program .*run the command again"):
+        train(data, tmp_path / "run", config)
+    monkeypatch.setattr(features, "forward_batches", real_forward)
+    train(data, tmp_path / "run2", config)  # the rerun computes the maps again and trains
+    assert RunFolder(tmp_path / "run2").model.is_file()

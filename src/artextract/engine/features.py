@@ -224,14 +224,29 @@ def _compute(data: DataInfo, backbone: nn.Module, preprocessing: Preprocessing, 
     batch_size = backbone_batch_size(batch_size, device)
     chunks = [todo[i: i + batch_size] for i in range(0, len(todo), batch_size)]
 
+    path = folder / FEATURES_FILE
+
+    def damage() -> str:
+        """What another program did to the maps file under the map, if anything: writing past the end of a cut
+        file kills this process with SIGBUS, without a word, and rows written into a deleted one are lost."""
+        try:
+            return "cut short" if path.stat().st_size < layout.file_bytes else ""
+        except FileNotFoundError:
+            return "deleted"
+
     def save() -> None:
+        if damage():
+            return  # nothing to keep: the rows' file is gone (the next run sees that and starts it again)
         maps.flush()
-        sync_file(folder / FEATURES_FILE)  # the rows are on disk before the done record says so
+        sync_file(path)  # the rows are on disk before the done record says so
         save_array(folder / DONE_FILE, done)
 
     batches = (torch.from_numpy(np.ascontiguousarray(images[rows])) for rows in chunks)
     with saving_progress(save) as saver, Progress(len(todo), "features") as progress:
         for rows, out in zip(chunks, forward_batches(backbone, batches, preprocessing, runtime, device), strict=True):
+            if damage():  # one stat per batch
+                raise ArtExtractError(f"{path} was {damage()} by another program while its maps were computed; run "
+                                      "the command again (it computes them again)")
             maps[rows] = out.to(torch.float16).cpu().numpy()
             done[rows] = True
             progress.update(len(rows))
