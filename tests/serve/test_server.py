@@ -55,5 +55,15 @@ def test_a_port_in_use_is_refused_in_one_line_before_anything_loads(evaluated_ru
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         result = run_cli("serve", evaluated_run, "--port", taken.getsockname()[1])
-    assert result.code != 0 and "cannot listen on 127.0.0.1" in result.stderr and "--port" in result.stderr
-    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) <= 2  # the notice + the error
+    assert result.code == 2 and "cannot listen on 127.0.0.1" in result.stderr and "--port" in result.stderr
+    assert "Traceback" not in result.stderr and "serving" not in result.stderr  # never says it serves, then fails
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_unevaluated_run_is_refused_in_one_line_before_saying_it_serves(evaluated_run, run_cli, tmp_path):
+    import shutil
+
+    run = shutil.copytree(evaluated_run, tmp_path / "run", ignore=shutil.ignore_patterns("eval", "similar*"))
+    result = run_cli("serve", run, "--port", _free_port())
+    assert result.code == 2 and "has not been evaluated" in result.stderr and f"evaluate --run {run}" in result.stderr
+    assert "serving" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

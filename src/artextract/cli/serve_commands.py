@@ -37,5 +37,4 @@ def serve(
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"artextract: warning: listening on {host}: anyone who can reach this machine can browse the "
                    "collection and upload images; there is no authentication", err=True)
-    typer.echo(f"serving {run} at http://{'[' + host + ']' if ':' in host else host}:{port}/ (Ctrl-C stops)", err=True)
-    run_server(run, data, host, port, max_upload_mb, audit)
+    run_server(run, data, host, port, max_upload_mb, audit)  # says where it serves once the checks have passed

@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import os
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -224,6 +225,8 @@ def serve(run: Path, data: Path | None, host: str, port: int, max_upload_mb: int
     log.info("serve: %d paintings of %s; building the similarity index if needed", len(collection.predictions),
              collection.evaluation.root)
     collection.index  # noqa: B018 (built before the first request, not during it)
+    shown = f"[{host}]" if ":" in host else host
+    print(f"serving {run} at http://{shown}:{port}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
     uvicorn.run(create_app(collection, max_upload_mb), host=host, port=port, log_level="warning")
 
 
