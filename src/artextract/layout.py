@@ -69,12 +69,24 @@ class RunFolder:
 
     def require_model(self) -> Path:
         if not self.model.is_file():
-            raise ArtExtractError(
-                f"{self.root} is not a trained RUN folder (no {self.model.name})"
-                + (f": its training stopped before the first epoch ended; continue it with `artextract train --out "
-                   f"{self.root} --resume`" if self.last.is_file() else
-                   f": train a model first (artextract train --data DATA --out {self.root})"))
+            raise ArtExtractError(f"{self.root} is not a trained RUN folder (no {self.model.name}): {self._advice()}")
         return self.model
+
+    def _advice(self) -> str:
+        """What to do instead, by what the folder is: another stage's output is named for what it is."""
+        if self.last.is_file():
+            return (f"its training stopped before the first epoch ended; continue it with `artextract train --out "
+                    f"{self.root} --resume`")
+        if DataFolder(self.root).manifest.is_file():
+            return (f"it is a DATA folder (written by prepare); train a model on it first, `artextract train --data "
+                    f"{self.root} --out RUN`, then pass RUN")
+        evaluation = EvalFolder(self.root)
+        if evaluation.predictions.is_file() or evaluation.inputs.is_file():
+            parent = RunFolder(self.root.parent)
+            where = f"pass its RUN folder instead, {parent.root}" if parent.model.is_file() else \
+                "pass the RUN folder that was evaluated"
+            return f"it is an evaluation (written by evaluate), not a run; {where}"
+        return f"train a model first (artextract train --data DATA --out {self.root})"
 
     def data_folder(self, given: Path | None = None) -> Path:
         """`given`, else the DATA folder the run was trained on (run.json records it)."""

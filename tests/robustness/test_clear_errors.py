@@ -382,6 +382,25 @@ def test_first_mistakes_with_folders_name_the_right_command(run_cli, prepared_sm
     assert stopped.code == 2 and f"artextract train --out {run} --resume" in _error_line(stopped.stderr)
 
 
+def test_a_data_an_evaluation_or_a_synth_folder_in_the_wrong_place_is_named_for_what_it_is(
+        run_cli, prepared_small, evaluated_run, tmp_path, make_synth):
+    from PIL import Image
+
+    picture = tmp_path / "painting.png"
+    Image.new("RGB", (48, 40), (120, 60, 30)).save(picture)
+    for args in (["evaluate", "--run", prepared_small], ["predict", "--model", prepared_small, picture],
+                 ["serve", prepared_small]):
+        line = _error_line(run_cli(*args).stderr)
+        assert "is a DATA folder" in line and f"artextract train --data {prepared_small} --out RUN" in line, line
+    for args in (["evaluate", "--run", evaluated_run / "eval"], ["serve", evaluated_run / "eval"],
+                 ["predict", "--model", evaluated_run / "eval", picture]):
+        line = _error_line(run_cli(*args).stderr)
+        assert "is an evaluation" in line and f"pass its RUN folder instead, {evaluated_run}" in line, line
+    synth = make_synth(tmp_path / "synth", artists=3, per_artist=6, size=40)
+    line = _error_line(run_cli(*_tiny_train_args(synth, tmp_path / "run")).stderr)
+    assert "generated paintings" in line and f"--csv-dir {synth / 'csv'} --images {synth / 'wikiart'}" in line, line
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or shutil.which("mount") is None,
                     reason="mounts a 1 MB tmpfs (root only)")
 def test_a_model_file_written_onto_a_full_tmpfs_is_a_plain_no_space_error(tmp_path):

@@ -52,6 +52,10 @@ def load_data_folder(folder: Path) -> DataInfo:
             raise DataError(f"{folder} holds the ArtGAN CSV files, not a prepared DATA folder: prepare it first, "
                             f"`artextract prepare --csv-dir {folder} --images wikiart.zip --out DATA`, then pass "
                             "--data DATA")
+        if (Path(folder) / "synth.json").is_file():  # what `artextract synth` wrote: CSVs and images, unprepared
+            raise DataError(f"{folder} holds generated paintings (written by synth), not a prepared DATA folder: "
+                            f"prepare it first, `artextract prepare --csv-dir {Path(folder) / 'csv'} --images "
+                            f"{Path(folder) / 'wikiart'} --out DATA`, then pass --data DATA")
         raise DataError(f"{folder} has no {data.manifest.name}: run `artextract prepare ... --out {folder}` first")
     try:
         classes = data.read_classes()
