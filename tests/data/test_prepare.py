@@ -184,6 +184,7 @@ def test_cli_errors_are_one_line_with_exit_code_2(run_cli, synth_quirky, tmp_pat
         assert message in result.stderr and "Traceback" not in result.stderr
         errors = [line for line in result.stderr.splitlines() if line.startswith("artextract: error:")]
         assert len(errors) == 1 and message in errors[0], result.stderr
+        assert not (tmp_path / f"out{n}").exists()  # refused: no empty DATA folder left behind
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "thesis.tex").write_text("")
     busy = run_cli("prepare", "--csv-dir", synth_quirky / "csv", "--images", synth_quirky / "wikiart", "--out",

@@ -70,7 +70,7 @@ def prepare(
     args: ConfigArgs,
 ) -> None:
     """Build the leak-free manifest, the image cache and the report from the ArtGAN CSVs and images."""
-    from artextract.core.outdir import prepare_output_dir
+    from artextract.core.outdir import prepare_output_dir, undo_on_failure
     from artextract.data.cache_files import LAYOUT_FILE
     from artextract.data.prepare_report import summary_lines
     from artextract.layout import DataFolder
@@ -84,9 +84,13 @@ def prepare(
                   test_fraction=test_fraction, max_pixels=max_pixels, workers=workers, seed=seed)
     cfg = args.resolve(("prepare",), flags)
     shard_pair = parse_shard(shard)
-    out = prepare_output_dir(out, force=args.force, resumable_marker=f"{DataFolder(out).cache.name}/{LAYOUT_FILE}")
-    result = prepare_dataset(csv_dir, images, out, cfg.prepare, shard_pair, rebuild=args.force,
-                             overrides=overrides or ())
+    # A prepare refused before its cache started leaves nothing behind, not an empty DATA folder; a cache that
+    # started is kept (a rerun resumes it).
+    with undo_on_failure(out, keep=lambda: (DataFolder(out).cache / LAYOUT_FILE).is_file()):
+        out = prepare_output_dir(out, force=args.force,
+                                 resumable_marker=f"{DataFolder(out).cache.name}/{LAYOUT_FILE}")
+        result = prepare_dataset(csv_dir, images, out, cfg.prepare, shard_pair, rebuild=args.force,
+                                 overrides=overrides or ())
     record_config(out, cfg, "prepare")
     for line in summary_lines(result.report):
         typer.echo(line)

@@ -5,6 +5,27 @@ from __future__ import annotations
 import io
 from typing import Any
 
+FEW_MARK = "(too few flipped*)"
+
+
+def too_few_note(metrics: dict[str, Any]) -> str:
+    """One line under the table for the AUROCs marked FEW_MARK (not the warning repeated per task and mode)."""
+    from artextract.analysis.outliers import MIN_FLIPPED_TO_CONCLUDE
+
+    counts: set[int] = set()
+    for task in metrics["tasks"].values():
+        detection = task.get("noise_detection") or {}
+        for result in detection.get("modes", {}).values():
+            score = result.get("scores", {}).get(detection.get("headline"))
+            if score is not None and score["k"] < MIN_FLIPPED_TO_CONCLUDE:
+                counts.add(score["k"])
+    if not counts:
+        return ""
+    low, high = min(counts), max(counts)
+    flipped = f"{low} to {high}" if low != high else str(low)
+    return (f"* only {flipped} labels flipped in a task: too few to conclude whether the outlier score finds them; "
+            f"evaluate with a larger --inject-noise\n")
+
 
 def noise_headline(detection: dict[str, Any] | None) -> str:
     """The pre-named headline score's AUROC per noise mode with its interval, beside both baselines', and a
@@ -23,7 +44,7 @@ def noise_headline(detection: dict[str, Any] | None) -> str:
         prior, chance = scores["baseline label_prior"]["auroc"], scores["baseline random"]["auroc"]
         text = f"{mode} {main['auroc']:.2f} [{low:.2f}, {high:.2f}] (prior {prior:.2f}, random {chance:.2f})"
         if main["k"] < MIN_FLIPPED_TO_CONCLUDE:
-            text += f", only {main['k']} flipped: too few to conclude"
+            text += f" {FEW_MARK}"  # explained once, under the table (too_few_note)
         parts.append(text)
     return f"; {headline} AUROC " + ", ".join(parts) if parts else ""
 
@@ -48,7 +69,7 @@ def metrics_table(metrics: dict[str, Any]) -> str:
                       f"{cal['before']['ece']:.3f} -> {cal['after']['ece']:.3f}", outlier_text)
     console = Console(file=io.StringIO(), width=140)
     console.print(table)
-    return console.file.getvalue()
+    return console.file.getvalue() + too_few_note(metrics)
 
 
 def predictions_table(results: list[dict[str, Any]]) -> str:
