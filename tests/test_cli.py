@@ -238,3 +238,19 @@ def test_usage_errors_are_one_line_naming_the_help(run_cli):
         (line,) = result.stderr.splitlines()
         assert line.startswith("artextract: error: ") and expected in line and "--help`)" in line
     assert run_cli("--help").code == 0
+
+
+_REPORT_TORCH = ("import atexit, sys; atexit.register(lambda: print('torch ' + ('loaded' if 'torch' in sys.modules "
+                 "else 'not loaded'), file=sys.stderr)); from artextract.cli import main; main()")
+
+
+def test_train_answers_a_wrong_data_or_task_before_loading_torch(prepared_small, tmp_path, make_synth):
+    """torch and timm take seconds to load on a busy machine: a mistake in the command is answered before."""
+    synth = make_synth(tmp_path / "synth", artists=3, per_artist=4, size=40)
+    cases = [([], "--data is missing"), (["--data", prepared_small, "--tasks", "artists"], "task 'artists' is not in"),
+             (["--data", tmp_path / "nope"], "has no manifest.parquet"), (["--data", synth], "generated paintings")]
+    for args, message in cases:
+        done = subprocess.run([sys.executable, "-c", _REPORT_TORCH, "train", "--out", tmp_path / "run", *args],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+        assert "torch not loaded" in done.stderr, (args, done.stderr)

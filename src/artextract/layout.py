@@ -47,6 +47,37 @@ class DataFolder:
     def read_classes(self) -> dict[str, list[str]]:
         return read_classes(self.classes, f"rerun artextract prepare on {self.root}")
 
+    def require_tasks(self, tasks: list[str]) -> None:
+        """Refuse a task the folder's classes.json does not have (cheap, like require_prepared)."""
+        from artextract.errors import DataError
+
+        classes = self.read_classes()
+        for task in tasks:
+            if task not in classes:
+                raise DataError(f"task {task!r} is not in {self.classes} (it has {', '.join(classes)}); choose "
+                                "--tasks among those")
+
+    def require_prepared(self) -> None:
+        """Refuse a folder that `prepare` did not write, naming what it is when it is a common first mistake
+        (cheap: no torch, so that `train` answers a wrong --data at once)."""
+        from artextract.config import TASKS
+        from artextract.data.artgan_files import find_class_file
+        from artextract.errors import DataError
+
+        if self.manifest.is_file():
+            return
+        if self.root.is_dir() and any(find_class_file(self.root, task) for task in TASKS):
+            # The ArtGAN CSV folder given where the prepared DATA is expected.
+            raise DataError(f"{self.root} holds the ArtGAN CSV files, not a prepared DATA folder: prepare it first, "
+                            f"`artextract prepare --csv-dir {self.root} --images wikiart.zip --out DATA`, then pass "
+                            "--data DATA")
+        if (self.root / "synth.json").is_file():  # what `artextract synth` wrote: CSVs and images, unprepared
+            raise DataError(f"{self.root} holds generated paintings (written by synth), not a prepared DATA folder: "
+                            f"prepare it first, `artextract prepare --csv-dir {self.root / 'csv'} --images "
+                            f"{self.root / 'wikiart'} --out DATA`, then pass --data DATA")
+        raise DataError(f"{self.root} has no {self.manifest.name}: run `artextract prepare ... --out {self.root}` "
+                        "first")
+
 
 @dataclass(frozen=True)
 class RunFolder:

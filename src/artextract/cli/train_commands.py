@@ -34,14 +34,27 @@ def train(
     args: ConfigArgs,
 ) -> None:
     """Train a convolutional-recurrent classifier on a prepared DATA folder (one GPU, several, or the CPU)."""
-    from artextract.stages.train import saved_config
-    from artextract.stages.train import train as run_training
+    from artextract.errors import ArtExtractError
+    from artextract.layout import DataFolder
 
     flags = given("model", tasks=tasks, backbone=backbone, weights=weights, reader=reader)
     flags |= given("train", epochs=epochs, batch_size=batch_size, image_size=image_size, devices=devices,
                    num_nodes=num_nodes, precision=precision, compile=compile_, freeze_backbone=freeze_backbone)
-    # On --resume: the run's own config, then any file, --set and flags given now (e.g. more epochs).
-    cfg = args.resolve(("model", "train"), flags, base=saved_config(out) if resume else None)
+    base = None
+    if resume:  # the run's own config, then any file, --set and flags given now (e.g. more epochs)
+        from artextract.stages.train import saved_config
+
+        base = saved_config(out)
+    # The settings and DATA are checked before torch loads (seconds on a busy machine): a mistake answers at once.
+    cfg = args.resolve(("model", "train"), flags, base=base)
+    if data is None and not resume:
+        raise ArtExtractError("--data is missing: pass the DATA folder written by `artextract prepare` (only "
+                              "--resume takes the run's own)")
+    if data is not None:
+        DataFolder(data).require_prepared()
+        DataFolder(data).require_tasks(list(cfg.model.tasks))
+    from artextract.stages.train import train as run_training
+
     result = run_training(data, out, cfg, resume=resume, force=args.force)
     state = result.state
     if result.primary:

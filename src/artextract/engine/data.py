@@ -17,8 +17,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from artextract.config import TASKS
-from artextract.data.artgan_files import find_class_file
 from artextract.data.cache_files import IMAGES_FILE, contents_digest, images_complete, open_cache, read_layout
 from artextract.errors import DataError
 from artextract.layout import DataFolder
@@ -46,17 +44,7 @@ class DataInfo:
 def load_data_folder(folder: Path) -> DataInfo:
     """The manifest, classes and cache layout of a prepared DATA folder, checked for completeness."""
     data = DataFolder(Path(folder))
-    if not data.manifest.is_file():
-        if Path(folder).is_dir() and any(find_class_file(Path(folder), task) for task in TASKS):
-            # The ArtGAN CSV folder given where the prepared DATA is expected (a common first mistake).
-            raise DataError(f"{folder} holds the ArtGAN CSV files, not a prepared DATA folder: prepare it first, "
-                            f"`artextract prepare --csv-dir {folder} --images wikiart.zip --out DATA`, then pass "
-                            "--data DATA")
-        if (Path(folder) / "synth.json").is_file():  # what `artextract synth` wrote: CSVs and images, unprepared
-            raise DataError(f"{folder} holds generated paintings (written by synth), not a prepared DATA folder: "
-                            f"prepare it first, `artextract prepare --csv-dir {Path(folder) / 'csv'} --images "
-                            f"{Path(folder) / 'wikiart'} --out DATA`, then pass --data DATA")
-        raise DataError(f"{folder} has no {data.manifest.name}: run `artextract prepare ... --out {folder}` first")
+    data.require_prepared()
     try:
         classes = data.read_classes()
         manifest = pd.read_parquet(data.manifest)

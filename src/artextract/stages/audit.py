@@ -31,7 +31,7 @@ from artextract.core.outdir import claimed_output_dir, undo_on_failure
 from artextract.core.progress import log
 from artextract.core.safe_text import write_csv
 from artextract.data.overrides import REVIEW_COLUMNS
-from artextract.errors import ConfigError, DataError
+from artextract.errors import ConfigError
 from artextract.stages.audit_rows import TaskAudit, rank_with_copies
 
 
@@ -69,10 +69,7 @@ def audit(data: Path, out: Path, config: Config, folds: int = 5, force: bool = F
         raise ConfigError(f"--folds {folds}: the audit needs at least 2 folds (5 is the usual choice)")
     info = load_data_folder(data)
     tasks = list(config.model.tasks)
-    missing = [t for t in tasks if t not in info.classes]
-    if missing:
-        raise DataError(f"task {missing[0]!r} is not in {info.folder.classes}; choose --tasks among "
-                        f"{', '.join(info.classes)}")
+    info.folder.require_tasks(tasks)
     with undo_on_failure(Path(out), keep=lambda: (Path(out) / "folds").exists()), \
             claimed_output_dir(out, force=force, resumable_marker="folds",
                                earlier_outputs=lambda: audit_files(Path(out), tasks)) as claimed:

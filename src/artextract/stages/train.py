@@ -49,10 +49,8 @@ class TrainResult:
 
 
 def check_tasks(data: DataInfo, tasks: list[str]) -> None:
+    data.folder.require_tasks(tasks)
     for task in tasks:
-        if task not in data.classes:
-            raise DataError(f"task {task!r} is not in {data.folder.classes} (it has {', '.join(data.classes)}); "
-                            "choose --tasks among those")
         manifest = data.manifest
         usable = (manifest[f"label_{task}"] >= 0) & (manifest["status"] == "ok") & (manifest["split"] == "train")
         if not usable.any():
