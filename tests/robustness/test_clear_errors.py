@@ -132,8 +132,8 @@ def test_a_file_where_a_folder_should_be_is_named(run_cli, evaluated_run, prepar
         assert expected in line and f"({blocker} is a file, not a directory)" in line, line
 
 
-def test_a_misspelt_backbone_is_refused_before_the_data_is_read_with_close_names(run_cli, tmp_path):
-    result = run_cli("train", "--data", tmp_path / "no-data", "--out", tmp_path / "run", "--backbone", "resnet-18")
+def test_a_misspelt_backbone_is_refused_before_the_data_is_read_with_close_names(run_cli, prepared_small, tmp_path):
+    result = run_cli("train", "--data", prepared_small, "--out", tmp_path / "run", "--backbone", "resnet-18")
     line = _error_line(result.stderr)
     assert result.code == 2 and "unknown backbone 'resnet-18'" in line and "did you mean resnet18," in line, line
     assert not (tmp_path / "run").exists()
