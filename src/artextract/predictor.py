@@ -55,6 +55,13 @@ class Prediction:
                 "calibrated": self.calibrated, "predictions": self.predictions, "unknown": self.unknown}
 
 
+def synthetic_warning(model: str, images: str) -> str:
+    """What a model trained only on `artextract synth`'s stand-ins says of images from elsewhere (CLI and explorer)."""
+    return (f"{model} was trained on generated stand-in paintings (`artextract synth`), not on real ones: its "
+            f"predictions for {images} from elsewhere mean nothing. Train on WikiArt for real use (README: real "
+            "paintings)")
+
+
 def expand_inputs(arguments: Sequence[str | Path]) -> list[str]:
     """Files named directly, image files found recursively in folders, and glob matches, in order."""
     found: list[str] = []
@@ -155,9 +162,7 @@ class Predictor:
         """A model that only ever saw generated stand-ins says so when asked about anything else."""
         foreign = sum(not _generated(item) for item in items)
         if foreign:
-            log.warning("%s was trained on generated stand-in paintings (`artextract synth`), not on real ones: its "
-                        "predictions for the %d image(s) from elsewhere mean nothing. Train on WikiArt for real use "
-                        "(README: real paintings)", self.path, foreign)
+            log.warning("%s", synthetic_warning(str(self.path), f"the {foreign} image(s)"))
 
     def _iter_predict(self, items: Sequence[ImageInput], top_k: int, batch_size: int, workers: int,
                       progress: bool) -> Iterator[tuple[Prediction, np.ndarray | None]]:

@@ -72,3 +72,35 @@ def test_attention_maps_peak_on_a_known_patch_whatever_the_scan(scan):
     assert rows.min() >= 4 and rows.max() <= 11 and cols.min() >= 20 and cols.max() <= 27
     bright = preprocessing.visible(square).mean(axis=2) > 0
     assert maps[0][bright].mean() > 20 * maps[0][~bright].mean()
+
+
+def _pyramid_model(seed: int) -> ConvRecurrentClassifier:
+    from artextract.config import ModelConfig
+    from artextract.models import build_model
+
+    torch.manual_seed(seed)
+    config = ModelConfig(backbone="test_efficientnet", tasks=["style"], reader="none", representation="pyramid")
+    return build_model(config, {"style": ["a", "b", "c", "d"]}).eval()
+
+
+def test_a_pyramid_model_is_explained_by_a_spatial_class_dependent_map_that_random_weights_change():
+    """The pyramid reads only channel statistics, so a Grad-CAM at its end is a uniform wash; the gradient through
+    a stage's statistics back to its map is not. Sanity checks after Adebayo et al. (2018): the map depends on the
+    class asked about and on the trained weights (a model with other weights draws another map)."""
+    from artextract.engine.explain import explanation_method
+
+    preprocessing = Preprocessing(cache_size=72, image_size=64, mean=(0.5,) * 3, std=(0.5,) * 3)
+    rng = np.random.default_rng(0)
+    squares = rng.integers(0, 60, (3, 72, 72, 3), dtype=np.uint8)
+    squares[:, 10:30, 40:66] = rng.integers(150, 256, (3, 20, 26, 3), dtype=np.uint8)  # a textured patch
+    model = _pyramid_model(0)
+    maps = {c: grad_cam(model, torch.from_numpy(squares), "style", torch.full((3,), c), preprocessing)
+            for c in range(4)}
+    for cams in maps.values():
+        assert cams.shape == (3, 64, 64) and np.isfinite(cams).all()
+        assert (cams.reshape(3, -1).std(axis=1) > 0.05).all()  # spatial, not a wash
+    assert any(not np.allclose(maps[0], maps[c], atol=0.05) for c in range(1, 4))  # class-dependent
+    other = grad_cam(_pyramid_model(1), torch.from_numpy(squares), "style", torch.zeros(3, dtype=torch.long),
+                     preprocessing)
+    assert not np.allclose(other, maps[0], atol=0.05)  # weight-dependent
+    assert "pyramid stage" in explanation_method(model)

@@ -92,6 +92,27 @@ def test_a_new_painting_is_classified_with_heat_maps_and_neighbours(client):
     assert len(re.findall(r'href="/painting/(\d+)"', result.text)) == 8
 
 
+def test_the_upload_page_says_what_predict_says_of_the_same_image(client, collection, tmp_path, monkeypatch):
+    import html
+
+    from artextract.predictor import synthetic_warning
+    from artextract.report.terminal import unknown_phrase
+
+    (tmp_path / "mine.png").write_bytes(_png())
+    (predicted,) = collection.predictor.similar(tmp_path / "mine.png", k=8, index=collection.index)
+    page = html.unescape(client.post("/new", files={"image": ("mine.png", _png(), "image/png")}).text)
+    assert synthetic_warning("This model", "an image") in page  # the stand-in model says so, as predict does
+    if predicted["unknown"]:
+        assert unknown_phrase(predicted["unknown"]) in page
+    for neighbour in predicted["similar"]:  # every similar painting's card names its classes
+        for task, name in neighbour["labels"].items():
+            assert f"{task}: {name or 'no label'}" in page
+    # The open-set flag, forced for one task: shown in the page's words, which are the command line's.
+    monkeypatch.setitem(collection.predictor.info.unknown_below, "genre", 1.01)
+    forced = html.unescape(client.post("/new", files={"image": ("mine.png", _png(), "image/png")}).text)
+    assert "unknown genre? (under the open-set threshold)" in forced
+
+
 @pytest.mark.parametrize(("payload", "status", "message"), [
     (b"this is not an image", 422, "cannot be used as an image"),
     (b"", 400, "empty"),
@@ -280,3 +301,28 @@ def test_four_concurrent_uploads_of_a_huge_png_peak_like_one_and_give_the_memory
     assert one["peak"] > 200_000  # KB: the decode is large enough to measure
     assert four["peak"] < 1.5 * one["peak"], (one, four)  # one large decode at a time
     assert four["resident"] - four["before"] < 150_000, four  # handed back, not kept by the allocator
+
+
+def test_every_page_of_generated_stand_ins_says_so(client, collection):
+    from artextract.report.summary import GENERATED_NOTE
+
+    assert collection.data.synthetic()  # the shared run's DATA was prepared from `artextract synth`
+    for url in ("/", "/painting/0", "/confusion/artist", "/new"):
+        assert GENERATED_NOTE in client.get(url).text, url
+    report = (collection.evaluation.root / "report.html").read_text(encoding="utf-8")
+    assert GENERATED_NOTE in report and GENERATED_NOTE in (collection.evaluation.root / "report.md").read_text()
+
+
+def test_a_flipped_label_reads_as_in_the_report_and_every_number_is_named(client, collection):
+    import html
+
+    outliers = collection.outliers
+    noisy = outliers[(outliers["task"] == "artist") & outliers["injected_noise"].astype(bool)].iloc[0]
+    view = collection.task_view("artist").set_index("path")
+    row, true = int(view.loc[noisy["path"], "row"]), view.loc[noisy["path"], "true"]
+    grid = html.unescape(client.get("/", params={"task": "artist", "noise": "yes"}).text)
+    assert f"label flipped to {noisy['label_name']} (noise test)" in grid and "confidence " in grid
+    page = html.unescape(client.get(f"/painting/{row}").text)
+    # the report's label (the flipped one) and the true one, both named
+    assert f"its label was flipped on purpose from {true} to {noisy['label_name']}" in page
+    assert "similarity " in page and ">?<" not in page and "· ?" not in page  # a missing label is "no label"

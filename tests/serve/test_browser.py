@@ -13,8 +13,8 @@ pytest.importorskip("playwright.sync_api")
 pytest.importorskip("uvicorn")
 
 
-@pytest.fixture(scope="module")
-def server(evaluated_run):
+def _serving(run):
+    """A generator: yields the address of a uvicorn server of `run`'s collection, then stops it."""
     import uvicorn
 
     from artextract.serve.app import create_app
@@ -23,7 +23,7 @@ def server(evaluated_run):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = create_app(Collection.open(evaluated_run), max_upload_mb=1)
+    app = create_app(Collection.open(run), max_upload_mb=1)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -34,6 +34,31 @@ def server(evaluated_run):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(evaluated_run):
+    yield from _serving(evaluated_run)
+
+
+@pytest.fixture(scope="module")
+def pyramid_server(prepared_small, tmp_path_factory):
+    """The recipe's kind of model (frozen backbone, every stage's statistics, linear heads), trained and evaluated
+    on its own copy of the small DATA folder."""
+    import shutil
+
+    from artextract.stages.evaluate import evaluate_run
+    from artextract.stages.train import train
+
+    from conftest import tiny_train_config
+
+    root = tmp_path_factory.mktemp("pyramid")
+    data = shutil.copytree(prepared_small, root / "data", ignore=shutil.ignore_patterns("features", ".artextract.lock"))
+    config = tiny_train_config(epochs=4, freeze_backbone=True)
+    config.model.representation, config.model.reader = "pyramid", "none"
+    train(data, root / "run", config)
+    evaluate_run(root / "run", batch_size=32)
+    yield from _serving(root / "run")
 
 
 @pytest.fixture
@@ -107,3 +132,38 @@ def test_thumbnails_are_real_images(page, server):
     page.goto(f"{server}/?task=style")
     page.wait_for_function("[...document.querySelectorAll('.grid img')].slice(0, 6)"
                            ".every(i => i.complete && i.naturalWidth > 0)")
+
+
+_PIXELS = """async (src) => { const image = new Image(); image.src = src; await image.decode();
+  const canvas = document.createElement('canvas');
+  canvas.width = image.naturalWidth; canvas.height = image.naturalHeight;
+  const context = canvas.getContext('2d'); context.drawImage(image, 0, 0);
+  return Array.from(context.getImageData(0, 0, canvas.width, canvas.height).data); }"""
+
+
+def test_a_pyramid_painting_page_shows_a_spatial_class_dependent_explanation(page, pyramid_server):
+    """A uniform wash (what a Grad-CAM at the end of the statistics drew) would make every task's overlay of one
+    painting the same picture; the explanation through the stages' statistics differs by class."""
+    import numpy as np
+
+    page.goto(f"{pyramid_server}/painting/0")
+    assert "pyramid stage" in page.inner_text("#explained-by")
+    page.wait_for_function("[...document.querySelectorAll('.heat img')].every(i => i.complete && i.naturalWidth > 0)")
+    sources = page.eval_on_selector_all(".heat img", "images => images.map(i => i.src)")
+    overlays = [np.array(page.evaluate(_PIXELS, src), dtype=float) for src in sources]
+    assert len(overlays) == 3 and all(o.size == overlays[0].size for o in overlays)
+    differences = [np.abs(overlays[0] - other).mean() for other in overlays[1:]]
+    assert max(differences) > 2.0, differences  # grey levels of 255: the maps differ between the tasks' classes
+
+
+def test_the_upload_page_shows_the_stand_in_warning_the_unknown_flag_and_labelled_cards(page, server, tmp_path):
+    picture = tmp_path / "noise.png"
+    Image.effect_noise((96, 96), 80).convert("RGB").save(picture)
+    page.goto(f"{server}/new")
+    page.set_input_files("#file", str(picture))
+    page.click("button[type=submit]")
+    notes = page.inner_text("main")
+    assert "trained on generated stand-in paintings" in notes
+    cards = page.locator(".grid a.card")
+    assert cards.count() == 8 and all("artist:" in cards.nth(i).inner_text() for i in range(8))
+    assert page.locator("p.generated").count() == 1  # the collection's own banner, on this page too

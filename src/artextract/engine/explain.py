@@ -1,4 +1,5 @@
-"""Explanations: Grad-CAM on the backbone's last feature map, and the reader's attention over positions.
+"""Explanations: Grad-CAM on the backbone's last feature map (or, for the pyramid of stage statistics, on the
+stage that weighs most), and the reader's attention over positions.
 
 Both maps are returned at the size of the evaluation view (`Preprocessing.visible`): the pixels the model saw,
 so a map drawn over `visible(square)` is registered to the image it explains.
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 
 from artextract.engine.preprocessing import Preprocessing
 from artextract.models import ConvRecurrentClassifier
+from artextract.models.backbone import moments
 
 
 @contextmanager
@@ -50,6 +52,8 @@ def grad_cam(model: ConvRecurrentClassifier, squares: torch.Tensor, task: str, c
              preprocessing: Preprocessing) -> np.ndarray:
     """N x side x side maps of where the model found evidence for `classes` (one class per uint8 square)."""
     inputs = _inputs(model, squares, preprocessing)
+    if getattr(model.backbone, "level_channels", None):  # a 1 x 1 "map" of statistics: nothing spatial to weigh
+        return _pyramid_grad_cam(model, inputs, task, classes, preprocessing)
     with _evaluation_mode(model), torch.backends.cudnn.flags(enabled=False), torch.enable_grad():
         feature_map = model.backbone(inputs).detach().requires_grad_(True)
         logits = model.read_map(feature_map)["logits"][task]  # type: ignore[index]
@@ -57,6 +61,37 @@ def grad_cam(model: ConvRecurrentClassifier, squares: torch.Tensor, task: str, c
         (gradient,) = torch.autograd.grad(chosen, feature_map)
     weights = gradient.mean(dim=(2, 3), keepdim=True)
     return _to_view(F.relu((weights * feature_map).sum(dim=1, keepdim=True)), preprocessing, "bilinear")
+
+
+def _pyramid_grad_cam(model: ConvRecurrentClassifier, inputs: torch.Tensor, task: str, classes: torch.Tensor,
+                      preprocessing: Preprocessing) -> np.ndarray:
+    """Grad-CAM for a model reading the pyramid of stage statistics. The class's logit depends on each stage's map
+    only through that map's channel means and deviations; the gradient flows through them back to the map, which
+    gives each stage a Grad-CAM. Drawn per painting: the stage whose statistics contribute most to the logit
+    (gradient x statistic, summed over its channels)."""
+    with _evaluation_mode(model), torch.backends.cudnn.flags(enabled=False):
+        with torch.no_grad():
+            levels = model.backbone.level_maps(inputs)
+        with torch.enable_grad():
+            maps = [level.detach().float().requires_grad_(True) for level in levels]
+            statistics = [moments(level) for level in maps]
+            logits = model.read_map(torch.cat(statistics, dim=1)[:, :, None, None])["logits"][task]  # type: ignore[index]
+            chosen = logits.gather(1, classes.to(inputs.device).view(-1, 1)).sum()
+            gradients = torch.autograd.grad(chosen, [*maps, *statistics])
+    map_gradients, statistic_gradients = gradients[:len(maps)], gradients[len(maps):]
+    contribution = torch.stack([(g * s).sum(dim=1) for g, s in zip(statistic_gradients, statistics, strict=True)], 1)
+    views = np.stack([_to_view(F.relu((g.mean(dim=(2, 3), keepdim=True) * m).sum(dim=1, keepdim=True)), preprocessing,
+                               "bilinear") for g, m in zip(map_gradients, maps, strict=True)], axis=1)
+    strongest = contribution.argmax(dim=1).cpu().numpy()
+    return views[np.arange(len(views)), strongest]
+
+
+def explanation_method(model: ConvRecurrentClassifier) -> str:
+    """How `grad_cam` explains this model, for the page that shows its maps."""
+    if getattr(model.backbone, "level_channels", None):
+        return ("Grad-CAM of the predicted class at the pyramid stage whose statistics weigh most for it (the "
+                "gradient through that stage's channel means and deviations, back to its map)")
+    return "Grad-CAM of the predicted class on the backbone's last feature map"
 
 
 @torch.no_grad()

@@ -98,19 +98,24 @@ class Backbone(nn.Module):
 
     def _levels(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Every stage's (and the head convolution's) channel means and standard deviations."""
+        return [moments(level) for level in self.level_maps(images)]
+
+    def level_maps(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """The maps whose statistics make the pyramid: every stage's output and the head convolution's, fine to
+        coarse (what an explanation of a pyramid model looks at)."""
         assert self._plan is not None
         stem, stages, after = self._plan
-        outputs, levels = images, []
+        outputs, maps = images, []
         for module in stem:
             outputs = module(outputs)
         for stage in stages:
             outputs = stage(outputs)
-            levels.append(_moments(outputs))
+            maps.append(outputs)
         for module in after:
             outputs = module(outputs)
         if after:
-            levels.append(_moments(outputs))
-        return levels
+            maps.append(outputs)
+        return maps
 
     def frozen_part(self) -> nn.Module:
         """The module whose output a frozen backbone's cache holds: the whole backbone, or the part before the
@@ -155,7 +160,7 @@ class Backbone(nn.Module):
         return features
 
 
-def _moments(maps: torch.Tensor) -> torch.Tensor:
+def moments(maps: torch.Tensor) -> torch.Tensor:
     """N x 2C: each channel's mean and standard deviation over the positions (in float32: bf16 variances are coarse)."""
     maps = maps.float()
     mean = maps.mean(dim=(2, 3))

@@ -171,7 +171,7 @@ def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metr
     from jinja2 import Environment, PackageLoader
 
     from artextract.report import plots
-    from artextract.report.summary import best_epoch, header_rows, split_caveat
+    from artextract.report.summary import best_epoch, generated_note, header_rows, split_caveat
 
     curves = None
     if run is not None and run.metrics.is_file():
@@ -190,9 +190,10 @@ def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metr
         data_counts=data_counts, data_notes=data_notes,
         metric_rows=_metric_rows(metrics), noise_rows=_noise_rows(metrics), curves=curves,
         tasks=_task_sections(out, metrics, outliers), skipped=metrics.get("inputs", {}).get("skipped_by_prepare", 0),
-        audit=audit)
+        audit=audit, stand_ins=generated_note(data))
     write_text(out.report_html, html)
-    write_text(out.report_md, render_markdown(metrics, outliers) + "\n".join(audit_markdown(audit)))
+    write_text(out.report_md, render_markdown(metrics, outliers, generated_note(data))
+               + "\n".join(audit_markdown(audit)))
     return out.report_html
 
 
@@ -217,13 +218,13 @@ def _open_set_lines(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame) -> str:
+def render_markdown(metrics: dict[str, Any], outliers: pd.DataFrame, generated: str | None = None) -> str:
     from artextract.report.summary import seen_phrase, split_caveat
 
     caveat = split_caveat(metrics["split"])
     left_out = (metrics.get("inputs") or {}).get("left_out_seen_by_run")
     lines = [f"# Evaluation on the {metrics['split']} split ({metrics['images']} images)", "",
-             *([f"> **{caveat}**", ""] if caveat else []),
+             *([f"> **{generated}**", ""] if generated else []), *([f"> **{caveat}**", ""] if caveat else []),
              *([f"> Images the run saw: {seen_phrase(left_out)}.", ""] if left_out and any(left_out.values()) else []),
              "| task | images | accuracy [95 % CI] | top-5 | balanced acc. | macro F1 [95 % CI] | weighted F1 | ECE | "
              "ECE after T |", "|---|---|---|---|---|---|---|---|---|"]

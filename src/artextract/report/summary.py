@@ -30,6 +30,15 @@ SPLIT_CAVEATS = {
 }
 
 
+GENERATED_NOTE = ("These paintings are generated stand-ins (artextract synth), named after real painters but not "
+                  "their works: the figures show how the pipeline behaves, not how well paintings are classified.")
+
+
+def generated_note(data: Path | None) -> str | None:
+    """GENERATED_NOTE when `data` holds the generated stand-ins of `artextract synth`, else None."""
+    return GENERATED_NOTE if data is not None and DataFolder(Path(data)).synthetic() else None
+
+
 def split_caveat(split: str) -> str | None:
     """The warning a report of `split` opens with; None for the held-out eval split."""
     return SPLIT_CAVEATS.get(split)

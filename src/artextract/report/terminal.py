@@ -72,6 +72,11 @@ def metrics_table(metrics: dict[str, Any]) -> str:
     return console.file.getvalue() + too_few_note(metrics)
 
 
+def unknown_phrase(tasks: list[str]) -> str:
+    """How a prediction under the model's open-set thresholds is shown, in the terminal and the explorer alike."""
+    return f"unknown {', '.join(tasks)}? (under the open-set threshold)"
+
+
 def predictions_table(results: list[dict[str, Any]]) -> str:
     """`predict`'s table: one row per image, the top classes with probabilities per task (or why it failed)."""
     from rich.console import Console
@@ -91,9 +96,8 @@ def predictions_table(results: list[dict[str, Any]]) -> str:
     for r in results:
         cells = ["\n".join(f"{e['class']} {e['probability']:.2f}" for e in r["predictions"].get(task, []))
                  for task in tasks]
-        notes = ([r["warning"]] if r.get("warning") else []) + (
-            [f"unknown {', '.join(r['unknown'])}? (under the open-set threshold)"]
-            if r.get("unknown") else [])
+        notes = ([r["warning"]] if r.get("warning") else []) + ([unknown_phrase(r["unknown"])] if r.get("unknown")
+                                                                 else [])
         status = f"ok, but {'; '.join(notes)}" if r["status"] == "ok" and notes else r["status"]
         table.add_row(r["source"], *cells, *([status] if noted else []))
     console = Console(file=io.StringIO(), width=160)
@@ -116,7 +120,8 @@ def similar_table(results: list[dict[str, Any]]) -> str:
         if r["status"] != "ok":
             table.add_row(r["source"], "", r["status"], "", "")
         for rank, n in enumerate(r["similar"], start=1):
-            labels = "; ".join(f"{task} {n['labels'][task] or '?'} / {n['predicted'][task]}" for task in n["labels"])
+            labels = "; ".join(f"{task} {n['labels'][task] or 'no label'} / {n['predicted'][task]}"
+                               for task in n["labels"])
             table.add_row(r["source"] if rank == 1 else "", str(rank), n["path"], f"{n['similarity']:.3f}", labels)
     console = Console(file=io.StringIO(), width=160)
     console.print(table)

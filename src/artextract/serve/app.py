@@ -36,12 +36,16 @@ def create_app(collection: Collection, max_upload_mb: int = MAX_UPLOAD_MB) -> An
     from starlette.responses import HTMLResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
+    from artextract.report.summary import generated_note
+
     templates = Environment(loader=PackageLoader("artextract.serve", "templates"), autoescape=True)
     model_lock = threading.Lock()  # one forward pass at a time: the model is not shared across threads safely
+    generated = generated_note(collection.data.root)  # on every page of a collection of synth's stand-ins
 
     def page(name: str, status: int = 200, **context: Any) -> HTMLResponse:
         html = templates.get_template(name).render(tasks=collection.tasks, run=collection.run.root.name,
-                                                   audited=collection.issues is not None, **context)
+                                                   audited=collection.issues is not None, generated=generated,
+                                                   **context)
         return HTMLResponse(html, status_code=status)
 
     def painting_row(request: Request) -> int:
@@ -57,6 +61,8 @@ def create_app(collection: Collection, max_upload_mb: int = MAX_UPLOAD_MB) -> An
                     classes=collection.classes[query.task], params=dict(request.query_params))
 
     async def painting(request: Request) -> Response:
+        from artextract.engine.explain import explanation_method
+
         row = painting_row(request)
         record = collection.row(row)
         tasks = []
@@ -70,7 +76,7 @@ def create_app(collection: Collection, max_upload_mb: int = MAX_UPLOAD_MB) -> An
                           "outlier": scores.iloc[0].to_dict() if len(scores) else None})
         nearest = await asyncio.to_thread(collection.nearest, row, 8)
         return page("painting.html.j2", row=row, path=record["path"], split=record["split"], info=tasks,
-                    nearest=nearest)
+                    nearest=nearest, explained_by=explanation_method(collection.predictor.model))
 
     async def image(request: Request) -> Response:
         row = painting_row(request)
@@ -209,8 +215,15 @@ def _classify_upload(collection: Collection, lock: threading.Lock, data: bytes) 
         tops, seen = predictor.top_classes(square[None]), predictor.preprocessing.visible(square)
         heat = {task: overlay_png(seen, predictor.heatmaps(square[None], task, tops[task])[1][0])
                 for task in collection.tasks}
-    return {"width": width, "height": height, "warning": predictor.preprocessing.doubts(width, height),
-            "predictions": result["predictions"],
+    from artextract.predictor import synthetic_warning
+    from artextract.report.terminal import unknown_phrase
+
+    # What `predict` says of the same image: its doubts, the open-set flag and the stand-in model's warning.
+    notes = [note for note in (predictor.preprocessing.doubts(width, height),
+                               unknown_phrase(result["unknown"]) if result.get("unknown") else None,
+                               synthetic_warning("This model", "an image") if predictor.info.synthetic else None)
+             if note]
+    return {"width": width, "height": height, "notes": notes, "predictions": result["predictions"],
             "heatmaps": {task: "data:image/png;base64," + base64.b64encode(png).decode() for task, png in heat.items()},
             "similar": result["similar"]}
 

@@ -212,6 +212,8 @@ class Collection:
         view["flagged"] = view["path"].map(by_path["flagged"]).fillna(False).astype(bool) if len(by_path) else False
         noisy = "injected_noise" in by_path.columns
         view["noise"] = view["path"].map(by_path["injected_noise"]).fillna(False).astype(bool) if noisy else False
+        # The label the noise test gave it (the report's "label"), beside the true one the card shows.
+        view["noise_label"] = view["path"].map(by_path["label_name"]) if noisy and "label_name" in by_path else ""
         return view
 
     def select(self, query: Query) -> tuple[pd.DataFrame, int]:
