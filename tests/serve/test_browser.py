@@ -13,8 +13,9 @@ pytest.importorskip("playwright.sync_api")
 pytest.importorskip("uvicorn")
 
 
-def _serving(run):
-    """A generator: yields the address of a uvicorn server of `run`'s collection, then stops it."""
+def _serving(run, unknown_below: float | None = None):
+    """A generator: yields the address of a uvicorn server of `run`'s collection, then stops it. `unknown_below`:
+    the model's open-set threshold for every task, replaced (1.01 flags every upload as unknown)."""
     import uvicorn
 
     from artextract.serve.app import create_app
@@ -23,7 +24,10 @@ def _serving(run):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app = create_app(Collection.open(run), max_upload_mb=1)
+    collection = Collection.open(run)
+    if unknown_below is not None:
+        collection.predictor.info.unknown_below.update(dict.fromkeys(collection.tasks, unknown_below))
+    app = create_app(collection, max_upload_mb=1)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -156,14 +160,22 @@ def test_a_pyramid_painting_page_shows_a_spatial_class_dependent_explanation(pag
     assert max(differences) > 2.0, differences  # grey levels of 255: the maps differ between the tasks' classes
 
 
-def test_the_upload_page_shows_the_stand_in_warning_the_unknown_flag_and_labelled_cards(page, server, tmp_path):
+@pytest.fixture(scope="module")
+def flagging_server(evaluated_run):
+    """The shared run, its open-set thresholds raised so that every upload is flagged as unknown."""
+    yield from _serving(evaluated_run, unknown_below=1.01)
+
+
+def test_the_upload_page_shows_the_stand_in_warning_the_unknown_flag_and_labelled_cards(page, flagging_server,
+                                                                                        tmp_path):
     picture = tmp_path / "noise.png"
     Image.effect_noise((96, 96), 80).convert("RGB").save(picture)
-    page.goto(f"{server}/new")
+    page.goto(f"{flagging_server}/new")
     page.set_input_files("#file", str(picture))
     page.click("button[type=submit]")
     notes = page.inner_text("main")
     assert "trained on generated stand-in paintings" in notes
+    assert "unknown artist, style, genre? (under the open-set threshold)" in notes  # predict's words
     cards = page.locator(".grid a.card")
     assert cards.count() == 8 and all("artist:" in cards.nth(i).inner_text() for i in range(8))
     assert page.locator("p.generated").count() == 1  # the collection's own banner, on this page too
