@@ -59,6 +59,9 @@ def scored_data(folder: EvalFolder, given: Path | None = None) -> Any:
     recorded = Path(str(inputs["data"])) if inputs.get("data") else None
     expected = inputs.get("data_key")
     candidate = given if given is not None else recorded
+    if given is not None and not given.is_dir():
+        raise ArtExtractError(f"--data {given} is not a folder: pass the DATA folder {folder.root} scored"
+                              + (f" ({recorded})" if recorded else ""))
     if candidate is None or not candidate.is_dir():
         where = f"{recorded}, which is no longer there" if recorded else "a folder it does not name"
         raise ArtExtractError(f"{folder.root} scored the paintings of {where}: pass --data with that DATA folder "
