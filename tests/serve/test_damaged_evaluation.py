@@ -84,3 +84,15 @@ def test_a_row_number_of_thousands_of_digits_is_not_found(evaluated_run):
     for url in (f"/painting/{huge}", f"/thumb/{huge}.jpg", f"/image/{huge}.jpg", f"/heatmap/{huge}/artist.png",
                 f"/audited/{huge}.jpg"):
         assert client.get(url).status_code == 404, url[:40]
+
+
+def test_a_task_without_scored_paintings_is_not_mistaken_for_damage(evaluated_run, tmp_path):
+    from starlette.testclient import TestClient
+
+    from artextract.serve.app import create_app
+    from artextract.serve.collection import Collection
+
+    run = Path(shutil.copytree(evaluated_run, tmp_path / "run", ignore=shutil.ignore_patterns("similar*")))
+    _edit_metrics(run, lambda task: (task.clear(), task.update(images=0)))  # what evaluate writes for such a task
+    client = TestClient(create_app(Collection.open(run)))
+    assert client.get("/confusion/genre").status_code == 404 and client.get("/confusion/artist").status_code == 200

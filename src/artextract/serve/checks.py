@@ -46,6 +46,8 @@ def read_metrics(path: Path, classes: dict[str, list[str]], run: Path) -> dict[s
     metrics = read_record(path, _recompute(run))
     for task, names in classes.items():
         record = (metrics.get("tasks") or {}).get(task) if isinstance(metrics.get("tasks"), dict) else None
+        if isinstance(record, dict) and record.get("images") == 0:
+            continue  # no labelled painting of the task in the scored split: no matrix to show (its page is 404)
         matrix = record.get("confusion") if isinstance(record, dict) else None
         try:
             counts = np.asarray(matrix, dtype=np.int64)
