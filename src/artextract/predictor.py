@@ -29,7 +29,7 @@ from artextract.core.progress import Progress, log
 from artextract.core.safe_text import slug
 from artextract.data.decode import SkipImage
 from artextract.data.synth.generate import SYNTH_RECORD
-from artextract.engine.checkpoint import load_model_file
+from artextract.engine.checkpoint import load_model_file, synthetic_warning
 from artextract.engine.inference import forward_batches
 from artextract.engine.preprocessing import ImageInput, Preprocessing
 from artextract.engine.runtime import Runtime
@@ -53,13 +53,6 @@ class Prediction:
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "status": self.status, "warning": self.warning,
                 "calibrated": self.calibrated, "predictions": self.predictions, "unknown": self.unknown}
-
-
-def synthetic_warning(model: str, images: str) -> str:
-    """What a model trained only on `artextract synth`'s stand-ins says of images from elsewhere (CLI and explorer)."""
-    return (f"{model} was trained on generated stand-in paintings (`artextract synth`), not on real ones: its "
-            f"predictions for {images} from elsewhere mean nothing. Train on WikiArt for real use (README: real "
-            "paintings)")
 
 
 def expand_inputs(arguments: Sequence[str | Path]) -> list[str]:

@@ -95,7 +95,7 @@ def test_a_new_painting_is_classified_with_heat_maps_and_neighbours(client):
 def test_the_upload_page_says_what_predict_says_of_the_same_image(client, collection, tmp_path, monkeypatch):
     import html
 
-    from artextract.predictor import synthetic_warning
+    from artextract.engine.checkpoint import synthetic_warning
     from artextract.report.terminal import unknown_phrase
 
     (tmp_path / "mine.png").write_bytes(_png())

@@ -109,6 +109,13 @@ class ModelInfo:
     unknown_below: dict[str, float] = field(default_factory=dict)  # per task: open-set threshold (selection.py)
 
 
+def synthetic_warning(model: str, images: str) -> str:
+    """What a model trained only on `artextract synth`'s stand-ins says of images from elsewhere (CLI and explorer)."""
+    return (f"{model} was trained on generated stand-in paintings (`artextract synth`), not on real ones: its "
+            f"predictions for {images} from elsewhere mean nothing. Train on WikiArt for real use (README: real "
+            "paintings)")
+
+
 def save_model_file(path: Path, model: nn.Module, classes: dict[str, list[str]], model_config: ModelConfig,
                     preprocessing: Preprocessing, temperature: dict[str, float] | None = None,
                     synthetic: bool = False, unknown_below: dict[str, float] | None = None) -> None:

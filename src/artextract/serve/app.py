@@ -215,7 +215,7 @@ def _classify_upload(collection: Collection, lock: threading.Lock, data: bytes) 
         tops, seen = predictor.top_classes(square[None]), predictor.preprocessing.visible(square)
         heat = {task: overlay_png(seen, predictor.heatmaps(square[None], task, tops[task])[1][0])
                 for task in collection.tasks}
-    from artextract.predictor import synthetic_warning
+    from artextract.engine.checkpoint import synthetic_warning
     from artextract.report.terminal import unknown_phrase
 
     # What `predict` says of the same image: its doubts, the open-set flag and the stand-in model's warning.
