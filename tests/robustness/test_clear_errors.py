@@ -208,11 +208,19 @@ def test_damaged_or_edited_predictions_are_named_in_one_line(run_cli, evaluated_
         assert f"row {row} (" in line
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.mark.parametrize(("damaged", "content", "command", "expected"), [
     ("run.json", "{", "evaluate", "run.json is damaged"),
     ("run.json", '{"tasks": []}', "resume", "run.json is damaged (no 'data')"),
     ("eval/metrics.json", "{", "compare", "metrics.json is damaged"),
-    ("eval/inputs.json", "[]", "compare", "inputs.json is damaged (a JSON list, not an object)"),
+    ("eval/inputs.json", "[]", "serve", "inputs.json is damaged (a JSON list, not an object)"),
     ("eval/classes.json", '{"artist": 5}', "from-predictions", "classes.json is damaged"),
 ])
 def test_damaged_records_of_a_run_are_named_in_one_line(run_cli, evaluated_run, prepared_small, tmp_path, damaged,
@@ -223,6 +231,7 @@ def test_damaged_records_of_a_run_are_named_in_one_line(run_cli, evaluated_run, 
     args = {"evaluate": ["evaluate", "--run", run, "--force"],
             "resume": ["train", "--data", prepared_small, "--out", run, "--resume", "--epochs", "11"],
             "compare": ["compare", run, evaluated_run],
+            "serve": ["serve", run, "--port", _free_port()],
             "from-predictions": ["evaluate", "--run", run, "--from-predictions"]}[command]
     result = run_cli(*args)
     assert result.code == 2

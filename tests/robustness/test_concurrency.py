@@ -20,6 +20,7 @@ from artextract.core.lock import FolderBusy, FolderLock, folder_lock
 from artextract.core.outdir import claimed_output_dir
 from artextract.data import cache as cache_module
 from artextract.data.cache_files import open_cache
+from artextract.errors import DataError
 from artextract.layout import DataFolder, RunFolder
 from artextract.stages.prepare import prepare_dataset
 from artextract.stages.train import train
@@ -32,8 +33,10 @@ def quick_wait(monkeypatch):
     monkeypatch.setattr(lock_module, "SHARED_WAIT_S", 0.3)
 
 
-def _prepare(synth: Path, out: Path, size: int = 24, **config: object):
-    return prepare_dataset(synth / "csv", synth / "wikiart", out, PrepareConfig(cache_size=size, workers=1, **config))
+def _prepare(synth: Path, out: Path, size: int = 24, rebuild: bool = False, **config: object):
+    """prepare_dataset as the command runs it; `rebuild`: --force (another cache size needs it)."""
+    return prepare_dataset(synth / "csv", synth / "wikiart", out, PrepareConfig(cache_size=size, workers=1, **config),
+                           rebuild=rebuild)
 
 
 def _rows_all_decoded(data: Path) -> bool:
@@ -137,11 +140,13 @@ def test_prepare_refuses_another_image_size_while_a_run_reads_data(make_synth, t
     data = tmp_path / "data"
     _prepare(synth, data, size=24)
     with folder_lock(data, exclusive=False):  # what train and evaluate hold
-        with pytest.raises(FolderBusy, match=r"built for \d+ images at 24 px, not \d+ images at 32 px"):
-            _prepare(synth, data, size=32)
+        with pytest.raises(DataError, match=r"caches 24 px squares.*--force"):
+            _prepare(synth, data, size=32)  # another size needs --force, whoever reads DATA
+        with pytest.raises(FolderBusy, match="its cache cannot be rebuilt now"):
+            _prepare(synth, data, size=32, rebuild=True)
         _prepare(synth, data, size=24)  # the same inputs may still be completed or re-reported
     assert _rows_all_decoded(data)
-    _prepare(synth, data, size=32)  # once free, the other size rebuilds the cache
+    _prepare(synth, data, size=32, rebuild=True)  # once free, --force rebuilds the cache at the other size
     assert open_cache(DataFolder(data).cache).shape[1] == 32 and _rows_all_decoded(data)
 
 
@@ -165,8 +170,10 @@ def test_concurrent_prepares_the_same_shard_twice_or_another_size_are_refused(ma
         assert started.wait(30)  # the first prepare is decoding, DATA shared and its shard held
         with pytest.raises(FolderBusy, match="building shard 0/1 of the same cache"):
             _prepare(synth, data, size=24)  # the same shard again
-        with pytest.raises(FolderBusy, match=r"not \d+ images at 32 px"):
+        with pytest.raises(DataError, match=r"caches 24 px squares.*--force"):
             _prepare(synth, data, size=32)
+        with pytest.raises(FolderBusy, match="its cache cannot be rebuilt now"):
+            _prepare(synth, data, size=32, rebuild=True)
     finally:
         release.set()
         thread.join(60)
@@ -191,7 +198,7 @@ def test_a_rerun_never_trusts_status_written_under_another_layout(make_synth, tm
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(cache_module, "_build_shard", killed)
         with pytest.raises(KeyboardInterrupt):
-            _prepare(synth, data, size=24)
+            _prepare(synth, data, size=24, rebuild=True)
     shutil.copy(kept, a_status if status_name == "own name" else cache_dir / "status-0of1.npy")
 
     result = _prepare(synth, data, size=24)
