@@ -216,3 +216,17 @@ def test_another_data_folders_training_images_are_not_taken_for_the_runs(run_cli
     result = run_cli("evaluate", "--run", evaluated.parent, "--data", data, "--out", tmp_path / "e")
     assert result.code == 0, result.stderr
     assert json.loads((tmp_path / "e" / "inputs.json").read_text())["training_images_per_class"] is None
+
+
+@pytest.mark.parametrize(("representation", "reader", "says"), [
+    ("map", "gru", "; 1x1 reduction to 128 channels"),
+    ("pyramid", "gru", "; each stage's statistics projected to 128 channels"),
+    ("pyramid", "none", ""),
+    ("map", "none", ""),
+])
+def test_the_reader_row_names_a_channel_reduction_only_where_the_reader_makes_one(representation, reader, says):
+    from artextract.config import ModelConfig
+    from artextract.report.summary import reduction_phrase
+
+    model = ModelConfig(representation=representation, reader=reader, reduce_channels=128)
+    assert reduction_phrase(model) == says

@@ -34,6 +34,17 @@ GENERATED_NOTE = ("These paintings are generated stand-ins (artextract synth), n
                   "their works: the figures show how the pipeline behaves, not how well paintings are classified.")
 
 
+def reduction_phrase(model: Any) -> str:
+    """What `reduce_channels` does for this reader: only a recurrent reader uses it (models/readers.py)."""
+    from artextract.models.readers import reader_kind
+
+    if not model.reduce_channels or not reader_kind(model.reader).sequential:
+        return ""
+    if model.representation == "pyramid":
+        return f"; each stage's statistics projected to {model.reduce_channels} channels"
+    return f"; 1x1 reduction to {model.reduce_channels} channels"
+
+
 def generated_note(data: Path | None) -> str | None:
     """GENERATED_NOTE when `data` holds the generated stand-ins of `artextract synth`, else None."""
     return GENERATED_NOTE if data is not None and DataFolder(Path(data)).synthetic() else None
@@ -99,8 +110,7 @@ def _model_rows(run: RunFolder) -> list[tuple[str, str]]:
     plan = ("backbone frozen" if t.freeze_backbone else
             f"{t.frozen_epochs} epochs frozen, then fine-tuned" if t.frozen_epochs else "whole network trained")
     rows = [("backbone", f"{m.backbone}, {weights_phrase(m.weights)}; {plan}"),
-            ("reader", describe_reader(m) + (f"; 1x1 reduction to {m.reduce_channels} channels"
-                                                 if m.reduce_channels else "")),
+            ("reader", describe_reader(m) + reduction_phrase(m)),
             ("tasks", ", ".join(m.tasks))]
     counts = parameter_count(run.model)
     if counts is not None:
