@@ -91,3 +91,19 @@ def test_a_scored_data_folder_that_has_gone_is_named_with_what_to_pass(run_evalu
         assert Collection.open(run_evaluated_elsewhere, data=moved).data.root == moved
     finally:
         shutil.move(moved, other_data)
+
+
+def test_recomputing_an_evaluation_reads_the_data_folder_it_scored(run_evaluated_elsewhere, other_data, monkeypatch):
+    from artextract.report import html
+    from artextract.stages.evaluate import evaluate_run
+
+    seen = {}
+    write_report = html.write_report
+
+    def recording(out, run, data, *args, **kwargs):
+        seen["data"] = data
+        return write_report(out, run, data, *args, **kwargs)
+
+    monkeypatch.setattr(html, "write_report", recording)
+    evaluate_run(run_evaluated_elsewhere, from_predictions=True)
+    assert Path(seen["data"]).resolve() == other_data.resolve()  # not run.json's DATA, which it did not score

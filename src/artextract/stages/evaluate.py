@@ -267,10 +267,12 @@ def evaluate_run(run: Path, *, data: Path | None = None, split: str = "eval", ou
     predicted = None
     with ExitStack() as held:  # the EVAL folder is locked while it is written, DATA shared while it is read
         if from_predictions:
-            if data is None and run_folder.run_info.is_file():
-                data = run_folder.data_folder()
-            if split == "eval" and folder.inputs.is_file():  # predictions made for the fallback (see choose_split)
-                split = read_record(folder.inputs, REWRITE_HINT).get("split", split)
+            recorded = read_record(folder.inputs, REWRITE_HINT) if folder.inputs.is_file() else {}
+            if data is None:  # the DATA folder the predictions were made on, else the one the run trained on
+                data = Path(recorded["data"]) if recorded.get("data") else \
+                    run_folder.data_folder() if run_folder.run_info.is_file() else None
+            if split == "eval":  # predictions made for the fallback (see choose_split)
+                split = recorded.get("split", split)
             if folder.root.is_dir():  # (if not, reading the predictions says what is missing)
                 held.enter_context(folder_lock(folder.root))
         else:
