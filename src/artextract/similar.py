@@ -103,7 +103,9 @@ def open_index(collection: Path, model_file: Path) -> SimilarityIndex:
     stored = _stored_index(target)
     if isinstance(stored, SimilarityIndex):
         return stored
-    if target.exists():  # derived data: damaged or edited, it is rebuilt from the predictions, never searched
+    # Derived data: damaged or edited, it is rebuilt from the predictions, never searched. (Without index.json it
+    # is one being written, or one a kill interrupted: rebuilt, or waited for, without a warning.)
+    if (target / INDEX_FILE).exists():
         log.warning("similar: the index in %s is damaged (%s); building it again", target, stored)
     rows, vectors = _index_rows(folder)
     try:
