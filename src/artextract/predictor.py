@@ -29,7 +29,7 @@ from artextract.core.progress import Progress, log
 from artextract.core.safe_text import slug
 from artextract.data.decode import SkipImage
 from artextract.data.synth.generate import SYNTH_RECORD
-from artextract.engine.checkpoint import load_model_file, synthetic_warning
+from artextract.engine.checkpoint import load_model_file, refuse_pickled, synthetic_warning
 from artextract.engine.inference import forward_batches
 from artextract.engine.preprocessing import ImageInput, Preprocessing
 from artextract.engine.runtime import Runtime
@@ -119,7 +119,7 @@ class Predictor:
         file); False gives the plain softmax of the logits."""
         self.path = Path(path)
         if self.path.suffix.lower() in {".pt", ".pth", ".ckpt", ".pkl"}:
-            _refuse_pickle(self.path)
+            refuse_pickled(self.path)
         self.runtime = Runtime.resolve(device)
         self.model, self.info = load_model_file(self.path, self.runtime)
         self.preprocessing = self.info.preprocessing
@@ -229,19 +229,27 @@ class Predictor:
         """Each task's top-1 class index for each decoded square (one forward pass for all tasks)."""
         return {task: logits.argmax(axis=1) for task, logits in self.logits(squares).items()}
 
+    def overlays(self, square: np.ndarray, classes: dict[str, int] | None = None) -> dict[str, bytes]:
+        """PNG overlays of one decoded square's heat map per task (over the view the model saw), for `classes`
+        (task -> class index; by default the top-1 of every task): what the explorer and `--cam` show."""
+        from artextract.report.images import overlay_png
+
+        if classes is None:
+            classes = {task: int(top[0]) for task, top in self.top_classes(square[None]).items()}
+        seen = self.preprocessing.visible(square)
+        return {task: overlay_png(seen, self.heatmaps(square[None], task, np.array([chosen]))[1][0])
+                for task, chosen in classes.items()}
+
     def write_heatmaps(self, square: np.ndarray, source: str, index: int, folder: Path) -> None:
         """Grad-CAM overlays of the top-1 class of each task: FOLDER/<index>-<name>-<task>-<class index>-<class>.png,
         every part but the indices a slug (a class or file name never picks the path)."""
         from artextract.core.atomic import write_bytes
-        from artextract.report.images import overlay_png
 
         stem = slug(Path(source).stem or "image")
-        tops = self.top_classes(square[None])
-        for task in self.tasks:
-            classes, heat = self.heatmaps(square[None], task, tops[task])
-            top = int(classes[0])
-            write_bytes(folder / f"{index:05d}-{stem}-{slug(task)}-{top:03d}-{slug(self.classes[task][top])}.png",
-                        overlay_png(self.preprocessing.visible(square), heat[0]))
+        tops = {task: int(top[0]) for task, top in self.top_classes(square[None]).items()}
+        for task, png in self.overlays(square, tops).items():
+            top = tops[task]
+            write_bytes(folder / f"{index:05d}-{stem}-{slug(task)}-{top:03d}-{slug(self.classes[task][top])}.png", png)
 
 
 def _items(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
@@ -255,19 +263,6 @@ def _describe(item: ImageInput) -> str:
     if isinstance(item, str | Path):
         return str(item)
     return f"<{type(item).__name__}>"
-
-
-def _refuse_pickle(path: Path) -> None:
-    """A .pt/.pth model file is opened only as plain tensors; anything that would need unpickling is refused."""
-    if not path.is_file():
-        raise ArtExtractError(f"model file {path} does not exist")
-    try:
-        torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # the unpickler raises many types; each means "not plain tensors"
-        raise ArtExtractError(f"refused to load {path}: it holds pickled objects, which could run code "
-                              f"({str(err).splitlines()[0][:120]}). Use the run's model.safetensors") from None
-    raise ArtExtractError(f"{path} is a bare checkpoint without class names or preprocessing; use the run's "
-                          "model.safetensors")
 
 
 def to_frame(results: Iterable[dict[str, Any]]) -> pd.DataFrame:

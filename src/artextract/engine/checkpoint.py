@@ -116,6 +116,19 @@ def synthetic_warning(model: str, images: str) -> str:
             "paintings)")
 
 
+def refuse_pickled(path: Path) -> None:
+    """A .pt/.pth model file is opened only as plain tensors; anything that would need unpickling is refused."""
+    if not path.is_file():
+        raise ArtExtractError(f"model file {path} does not exist")
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # the unpickler raises many types; each means "not plain tensors"
+        raise ArtExtractError(f"refused to load {path}: it holds pickled objects, which could run code "
+                              f"({str(err).splitlines()[0][:120]}). Use the run's model.safetensors") from None
+    raise ArtExtractError(f"{path} is a bare checkpoint without class names or preprocessing; use the run's "
+                          "model.safetensors")
+
+
 def save_model_file(path: Path, model: nn.Module, classes: dict[str, list[str]], model_config: ModelConfig,
                     preprocessing: Preprocessing, temperature: dict[str, float] | None = None,
                     synthetic: bool = False, unknown_below: dict[str, float] | None = None) -> None:

@@ -203,7 +203,6 @@ def _classify_upload(collection: Collection, lock: threading.Lock, data: bytes) 
     """Predictions, a heat map per task and the nearest paintings of an uploaded image, or why it cannot be used.
     Decoded from memory by `prepare`'s hardened decoder (pixel limit, bombs refused); nothing is written."""
     from artextract.data.decode import SkipImage
-    from artextract.report.images import overlay_png
 
     predictor = collection.predictor
     try:
@@ -212,9 +211,7 @@ def _classify_upload(collection: Collection, lock: threading.Lock, data: bytes) 
         return f"This file cannot be used as an image: {err}."
     with lock:
         (result,) = predictor.similar(square, k=8, index=collection.index)
-        tops, seen = predictor.top_classes(square[None]), predictor.preprocessing.visible(square)
-        heat = {task: overlay_png(seen, predictor.heatmaps(square[None], task, tops[task])[1][0])
-                for task in collection.tasks}
+        heat = predictor.overlays(square)
     from artextract.engine.checkpoint import synthetic_warning
     from artextract.report.terminal import unknown_phrase
 

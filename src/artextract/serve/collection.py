@@ -176,17 +176,14 @@ class Collection:
     def heatmap_png(self, row: int, task: str, lock: Any) -> bytes:
         """Grad-CAM of the predicted class (the one the page shows, from predictions.parquet: no forward pass to
         find it again) over the painting, computed on first request (under `lock`: one pass at a time) and kept."""
-        from artextract.report.images import overlay_png
-
         key = (row, task)
         if key not in self._heatmaps:
             square = self.square(row)
             with lock:
-                predicted = np.array([self.row(row)[f"pred_{task}"]], dtype=np.int64)
-                heat = self.predictor.heatmaps(square[None], task, predicted)[1][0]
+                png = self.predictor.overlays(square, {task: int(self.row(row)[f"pred_{task}"])})[task]
             if len(self._heatmaps) > 2_000:  # bounded memory
                 self._heatmaps.clear()
-            self._heatmaps[key] = overlay_png(self.predictor.preprocessing.visible(square), heat)
+            self._heatmaps[key] = png
         return self._heatmaps[key]
 
     def task_view(self, task: str) -> pd.DataFrame:
