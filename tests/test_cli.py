@@ -254,3 +254,11 @@ def test_train_answers_a_wrong_data_or_task_before_loading_torch(prepared_small,
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert "torch not loaded" in done.stderr, (args, done.stderr)
+
+
+def test_ablates_help_lists_every_variant_from_its_registry(run_cli):
+    from artextract.stages.ablate_variants import VARIANTS
+
+    text = " ".join(run_cli("ablate", "--help").stdout.split())  # rich wraps the help: words, not lines
+    listed = text.split("Comma-separated variants to compare:")[1].split("or any registered reader")[0]
+    assert [name.strip().replace(" ", "") for name in listed.split(",") if name.strip()] == list(VARIANTS)

@@ -9,6 +9,7 @@ import typer
 
 from artextract.cli.app import ConfigArgs, app, print_next, with_config
 from artextract.cli.flags import config_flag, given
+from artextract.stages.ablate_variants import variants_help
 
 
 @app.command()
@@ -74,10 +75,7 @@ def ablate(
     data: Annotated[Path, typer.Option("--data", help="DATA folder written by `artextract prepare`.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the runs and the table (rerunning reuses "
                                                     "finished runs).")],
-    variants: Annotated[str, typer.Option(help="Comma-separated variants to compare: readers of the last map (gap, "
-                                               "gru-rows, ..., or any reader's name), and tune1, tune2, flip, "
-                                               "tune1-flip, pyramid-gap, pyramid-gru, pyramid-mlp, "
-                                               "pyramid-weighted, lite1, lite2.")]
+    variants: Annotated[str, typer.Option(help=variants_help())]
     = "gap,gru-rows,gru-cols,gru-snake,gru-2d,lstm-rows,gru-rows-attention",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; each variant trains once per seed.")] = "0,1,2",
     folds: Annotated[int, typer.Option(min=0, max=100, help="K >= 2: score by K-fold cross-validation over the "

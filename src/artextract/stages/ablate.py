@@ -34,36 +34,8 @@ from artextract.core.progress import log
 from artextract.errors import ArtExtractError, ConfigError
 from artextract.stages.ablate_runs import features_and_model, last_epoch_predictions, train_or_reuse
 from artextract.stages.ablate_table import default_pairs, render_markdown, verdicts
+from artextract.stages.ablate_variants import LAST_MAP, VARIANTS
 
-# name -> settings over the configured ones (model settings, or "train.KEY" for a training setting). The readers
-# of the last map name their representation, so that a recipe configured with the pyramid still compares them.
-_MAP = {"representation": "map"}
-VARIANTS: dict[str, dict[str, Any]] = {
-    "gap": {**_MAP, "reader": "none"},
-    "gru-rows": {**_MAP, "reader": "gru", "scan": "rows", "pooling": "mean"},
-    "gru-cols": {**_MAP, "reader": "gru", "scan": "cols", "pooling": "mean"},
-    "gru-snake": {**_MAP, "reader": "gru", "scan": "snake", "pooling": "mean"},
-    "gru-2d": {**_MAP, "reader": "gru", "scan": "2d", "pooling": "mean"},
-    "lstm-rows": {**_MAP, "reader": "lstm", "scan": "rows", "pooling": "mean"},
-    "gru-rows-attention": {**_MAP, "reader": "gru", "scan": "rows", "pooling": "attention"},
-    "gru-rows-last": {**_MAP, "reader": "gru", "scan": "rows", "pooling": "last"},
-    # the configured reader of the last map with more of the network or more data: partial fine-tuning of the
-    # last one or two backbone stages from the maps entering them, mirrored cached maps
-    "tune1": {**_MAP, "tuned_stages": 1, "train.backbone_lr_scale": 0.1},
-    "tune2": {**_MAP, "tuned_stages": 2, "train.backbone_lr_scale": 0.1},
-    "flip": {**_MAP, "train.feature_hflip": True},
-    "tune1-flip": {**_MAP, "tuned_stages": 1, "train.backbone_lr_scale": 0.1, "train.feature_hflip": True},
-    # every stage's channel statistics, concatenated or read as a sequence of stages by a GRU
-    "pyramid-gap": {"representation": "pyramid", "reader": "none"},
-    "pyramid-gru": {"representation": "pyramid", "reader": "gru"},
-    "pyramid-mlp": {"representation": "pyramid", "reader": "mlp"},
-    # the recipe with each task's loss weighted by inverse class frequency: a remedy for the long tail of classes
-    # that macro-F1 weighs as much as the large ones
-    "pyramid-weighted": {"representation": "pyramid", "reader": "none", "train.class_weights": True},
-    # the configured model on the larger Lite backbones
-    "lite1": {"backbone": "tf_efficientnet_lite1"},
-    "lite2": {"backbone": "tf_efficientnet_lite2"},
-}
 LINEAR_PROBE = "linear-probe"
 PROBE_C_GRID = (0.01, 0.1, 1.0)  # inverse regularisation strengths tried by 3-fold cross-validation on train
 
@@ -83,7 +55,7 @@ def variant_settings(name: str) -> dict[str, Any] | None:
 
     if name in VARIANTS:
         return VARIANTS[name]
-    return {**_MAP, "reader": name} if name in READERS else None
+    return {**LAST_MAP, "reader": name} if name in READERS else None
 
 
 def parse_variants(text: str) -> list[str]:
