@@ -52,8 +52,9 @@ def train(
         raise ArtExtractError("--data is missing: pass the DATA folder written by `artextract prepare` (only "
                               "--resume takes the run's own)")
     if data is not None:
-        DataFolder(data).require_prepared()
-        DataFolder(data).require_tasks(list(cfg.model.tasks))
+        prepared = DataFolder(data)
+        prepared.require_prepared()
+        prepared.require_tasks(list(cfg.model.tasks))
     from artextract.stages.train import train as run_training
 
     result = run_training(data, out, cfg, resume=resume, force=args.force)

@@ -52,7 +52,7 @@ def grad_cam(model: ConvRecurrentClassifier, squares: torch.Tensor, task: str, c
              preprocessing: Preprocessing) -> np.ndarray:
     """N x side x side maps of where the model found evidence for `classes` (one class per uint8 square)."""
     inputs = _inputs(model, squares, preprocessing)
-    if getattr(model.backbone, "level_channels", None):  # a 1 x 1 "map" of statistics: nothing spatial to weigh
+    if _reads_pyramid(model):  # a 1 x 1 "map" of statistics: nothing spatial to weigh
         return _pyramid_grad_cam(model, inputs, task, classes, preprocessing)
     with _evaluation_mode(model), torch.backends.cudnn.flags(enabled=False), torch.enable_grad():
         feature_map = model.backbone(inputs).detach().requires_grad_(True)
@@ -61,6 +61,11 @@ def grad_cam(model: ConvRecurrentClassifier, squares: torch.Tensor, task: str, c
         (gradient,) = torch.autograd.grad(chosen, feature_map)
     weights = gradient.mean(dim=(2, 3), keepdim=True)
     return _to_view(F.relu((weights * feature_map).sum(dim=1, keepdim=True)), preprocessing, "bilinear")
+
+
+def _reads_pyramid(model: ConvRecurrentClassifier) -> bool:
+    """Whether the model reads the pyramid of stage statistics (stand-in backbones in tests have no levels)."""
+    return bool(getattr(model.backbone, "level_channels", None))
 
 
 def _pyramid_grad_cam(model: ConvRecurrentClassifier, inputs: torch.Tensor, task: str, classes: torch.Tensor,
@@ -88,7 +93,7 @@ def _pyramid_grad_cam(model: ConvRecurrentClassifier, inputs: torch.Tensor, task
 
 def explanation_method(model: ConvRecurrentClassifier) -> str:
     """How `grad_cam` explains this model, for the page that shows its maps."""
-    if getattr(model.backbone, "level_channels", None):
+    if _reads_pyramid(model):
         return ("Grad-CAM of the predicted class at the pyramid stage whose statistics weigh most for it (the "
                 "gradient through that stage's channel means and deviations, back to its map)")
     return "Grad-CAM of the predicted class on the backbone's last feature map"

@@ -244,8 +244,8 @@ def _compute(data: DataInfo, backbone: nn.Module, preprocessing: Preprocessing, 
     batches = (torch.from_numpy(np.ascontiguousarray(images[rows])) for rows in chunks)
     with saving_progress(save) as saver, Progress(len(todo), "features") as progress:
         for rows, out in zip(chunks, forward_batches(backbone, batches, preprocessing, runtime, device), strict=True):
-            if damage():  # one stat per batch
-                raise ArtExtractError(f"{path} was {damage()} by another program while its maps were computed; run "
+            if what := damage():  # one stat per batch
+                raise ArtExtractError(f"{path} was {what} by another program while its maps were computed; run "
                                       "the command again (it computes them again)")
             maps[rows] = out.to(torch.float16).cpu().numpy()
             done[rows] = True

@@ -180,6 +180,7 @@ def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metr
             png = plots.training_curves_png(history, best_epoch(history))
             curves = "data:image/png;base64," + base64.b64encode(png).decode()
     data_counts, data_notes = _data_summary(data)
+    stand_ins = generated_note(data)  # synth's generated paintings: said at the top of both reports
     # Escape everything: class names and paths come from CSVs and archives (a template named *.j2 is not
     # escaped by select_autoescape).
     env = Environment(loader=PackageLoader("artextract.report", "templates"), autoescape=True)
@@ -190,10 +191,9 @@ def write_report(out: EvalFolder, run: RunFolder | None, data: Path | None, metr
         data_counts=data_counts, data_notes=data_notes,
         metric_rows=_metric_rows(metrics), noise_rows=_noise_rows(metrics), curves=curves,
         tasks=_task_sections(out, metrics, outliers), skipped=metrics.get("inputs", {}).get("skipped_by_prepare", 0),
-        audit=audit, stand_ins=generated_note(data))
+        audit=audit, stand_ins=stand_ins)
     write_text(out.report_html, html)
-    write_text(out.report_md, render_markdown(metrics, outliers, generated_note(data))
-               + "\n".join(audit_markdown(audit)))
+    write_text(out.report_md, render_markdown(metrics, outliers, stand_ins) + "\n".join(audit_markdown(audit)))
     return out.report_html
 
 
